@@ -1,0 +1,16 @@
+"""minicnn: a convolutional network written by hand.
+
+Every layer's forward and backward pass is plain array code in one short
+file; the same layers run on NumPy, Numba-compiled kernels or CuPy (GPU),
+switched with :func:`set_backend`.
+"""
+from minicnn.backend import BackendUnavailableError, available_backends, get_backend, set_backend
+from minicnn.gradcheck import GradcheckError, gradcheck
+from minicnn import models, nn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError", "GradcheckError", "available_backends", "get_backend", "gradcheck",
+    "models", "nn", "set_backend", "__version__",
+]

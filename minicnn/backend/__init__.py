@@ -1,0 +1,199 @@
+"""The array-backend switch that sits below every layer.
+
+A *backend* is three things: an array module ``xp`` (NumPy or CuPy), a device
+(host memory or a GPU) and a set of hot kernels (im2col, col2im, max-pooling).
+Layers never import NumPy-or-CuPy themselves and never branch on the backend:
+they ask ``get_array_module(x)`` for the array module of the data they hold and
+``kernels_for(x)`` for the kernels that fit it.
+
+Backends
+--------
+``"numpy"``  plain NumPy; the kernels are the readable reference
+             (:mod:`minicnn.backend.numpy_kernels`).
+``"numba"``  NumPy arrays with Numba-compiled kernels (fast CPU).
+``"cupy"``   CuPy arrays and CUDA kernels (NVIDIA GPU).
+
+The active backend is chosen, in order, by :func:`set_backend`, by the
+environment variable ``MINICNN_BACKEND``, or else the first CPU backend of
+``_DEFAULT_ORDER`` that loads (a one-line warning names any that did not).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "available_backends",
+    "get_array_module",
+    "get_backend",
+    "kernels_for",
+    "set_backend",
+    "to_numpy",
+]
+
+#: Known backends and the module that builds each one (``make_backend()``).
+_REGISTRY: dict[str, str] = {
+    "numpy": "minicnn.backend.numpy_backend",
+    "numba": "minicnn.backend.numba_backend",
+    "cupy": "minicnn.backend.cupy_backend",
+}
+#: The CPU backend tried first when nothing is asked for.
+_DEFAULT_ORDER = ("numpy",)
+
+
+class BackendUnavailableError(RuntimeError):
+    """A known backend cannot be used here (its library or device is missing)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array backend: its array module, its device and its kernels.
+
+    Kernels (all take and return arrays of ``xp``; see
+    :mod:`minicnn.backend.numpy_kernels` for their exact contracts):
+
+    ``im2col(x, kernel_size, stride, padding, pad_value=0)``
+    ``col2im(col, x_shape, kernel_size, stride, padding)``
+    ``maxpool2d_forward(x, kernel_size, stride, padding)``
+    ``maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)``
+    """
+
+    name: str
+    xp: Any
+    device: str  # "cpu" or "cuda"
+    im2col: Callable
+    col2im: Callable
+    maxpool2d_forward: Callable
+    maxpool2d_backward: Callable
+    extras: dict = field(default_factory=dict)
+
+    def asarray(self, a, dtype=None):
+        """``a`` as an array of this backend's device (no copy when already there)."""
+        if self.device == "cpu":
+            return np.asarray(to_numpy(a), dtype=dtype)
+        return self.xp.asarray(to_numpy(a) if not _is_cupy(a) else a, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, device={self.device!r})"
+
+
+_loaded: dict[str, Backend] = {}
+_failures: dict[str, str] = {}
+_current: Backend | None = None
+
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that load on this machine."""
+    names = []
+    for name in _REGISTRY:
+        try:
+            _load(name)
+        except BackendUnavailableError:
+            continue
+        names.append(name)
+    return names
+
+
+def _load(name: str) -> Backend:
+    if name in _loaded:
+        return _loaded[name]
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown backend {name!r}; the known backends are "
+            f"{', '.join(repr(n) for n in _REGISTRY)}"
+        )
+    if name in _failures:
+        raise BackendUnavailableError(_failures[name])
+    try:
+        module = importlib.import_module(_REGISTRY[name])
+        backend = module.make_backend()
+    except BackendUnavailableError as exc:
+        _failures[name] = str(exc)
+        raise
+    except ImportError as exc:
+        _failures[name] = f"backend {name!r} cannot be loaded: {exc}"
+        raise BackendUnavailableError(_failures[name]) from exc
+    _loaded[name] = backend
+    return backend
+
+
+def set_backend(name: str) -> Backend:
+    """Make ``name`` the active backend and return it.
+
+    Raises ``ValueError`` for an unknown name and
+    :class:`BackendUnavailableError` when the backend cannot load here; both
+    messages list the backends that do.
+    """
+    global _current
+    if not isinstance(name, str):
+        raise TypeError(f"set_backend expects a backend name (str), got {type(name).__name__}")
+    key = name.strip().lower()
+    try:
+        backend = _load(key)
+    except (ValueError, BackendUnavailableError) as exc:
+        usable = [n for n in available_backends()]
+        raise type(exc)(f"{exc}. Available here: {', '.join(usable) or 'none'}") from None
+    _current = backend
+    return backend
+
+
+def get_backend() -> Backend:
+    """The active backend (chosen on first use; see the module docstring)."""
+    global _current
+    if _current is None:
+        requested = os.environ.get("MINICNN_BACKEND", "").strip()
+        if requested:
+            return set_backend(requested)
+        for name in _DEFAULT_ORDER:
+            try:
+                _current = _load(name)
+            except BackendUnavailableError as exc:
+                if name != _DEFAULT_ORDER[-1]:
+                    warnings.warn(f"{exc}; using the NumPy backend instead", RuntimeWarning, stacklevel=2)
+                    continue
+                raise
+            break
+    return _current
+
+
+def get_array_module(x):
+    """``cupy`` for CuPy arrays, ``numpy`` for everything else."""
+    if _is_cupy(x):
+        import cupy
+
+        return cupy
+    return np
+
+
+def kernels_for(x) -> Backend:
+    """The backend whose kernels fit the array ``x``.
+
+    CuPy arrays get the CuPy kernels; host arrays get the active backend's
+    kernels when it is a CPU backend (``numpy`` or ``numba``), else NumPy's.
+    """
+    if _is_cupy(x):
+        return _load("cupy")
+    current = get_backend()
+    return current if current.device == "cpu" else _load("numpy")
+
+
+def to_numpy(a) -> np.ndarray:
+    """``a`` as a NumPy array on the host (CuPy arrays and tensors are copied down)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if _is_cupy(a):
+        return a.get()
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a PyTorch tensor, duck-typed
+        return a.detach().cpu().numpy()
+    return np.asarray(a)

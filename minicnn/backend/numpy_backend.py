@@ -1,0 +1,17 @@
+"""The NumPy backend: host arrays and the readable reference kernels."""
+import numpy as np
+
+from minicnn.backend import Backend
+from minicnn.backend import numpy_kernels as k
+
+
+def make_backend() -> Backend:
+    return Backend(
+        name="numpy",
+        xp=np,
+        device="cpu",
+        im2col=k.im2col,
+        col2im=k.col2im,
+        maxpool2d_forward=k.maxpool2d_forward,
+        maxpool2d_backward=k.maxpool2d_backward,
+    )

@@ -1,0 +1,112 @@
+"""Reference kernels in plain NumPy: the math of convolution and pooling.
+
+Every other backend's kernels are tested against these. They favour clarity;
+each loops only over the kernel window (KH * KW iterations) and lets NumPy do
+the rest with strided slices.
+
+Notation
+--------
+N   batch size                   C   input channels
+H   input height                 W   input width
+KH  kernel height                KW  kernel width
+SH  stride along H               SW  stride along W
+PH  zero padding along H         PW  zero padding along W
+OH  output height = (H + 2*PH - KH) // SH + 1
+OW  output width  = (W + 2*PW - KW) // SW + 1
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Length of a convolution output along one axis: ``(size + 2p - k) // s + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(x, kernel_size, stride, padding, pad_value=0.0):
+    """Unfold every KH x KW window of ``x`` into a column.
+
+    x    : (N, C, H, W)
+    out  : (N, C*KH*KW, OH*OW); row ``(c, i, j)`` holds input channel ``c`` at
+           window offset ``(i, j)``, column ``(oh, ow)`` is the window whose
+           top-left corner sits at ``(oh*SH - PH, ow*SW - PW)``.
+
+    With this layout a convolution is one matrix product per image,
+    ``y[n] = W.reshape(OC, C*KH*KW) @ col[n]``.  ``pad_value`` is what the
+    border holds: 0 for convolution, -inf for max-pooling.
+    """
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    N, C, H, W = x.shape
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    img = np.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)), constant_values=pad_value)
+    col = np.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    for i in range(KH):
+        i_end = i + SH * OH
+        for j in range(KW):
+            j_end = j + SW * OW
+            # Window offset (i, j) of every output position at once.
+            col[:, :, i, j] = img[:, :, i:i_end:SH, j:j_end:SW]
+    return col.reshape(N, C * KH * KW, OH * OW)
+
+
+def col2im(col, x_shape, kernel_size, stride, padding):
+    """The adjoint of :func:`im2col`: add every column back onto its window.
+
+    col     : (N, C*KH*KW, OH*OW), as :func:`im2col` lays it out
+    x_shape : (N, C, H, W)
+    out     : (N, C, H, W) where overlapping windows have been *summed*; the
+              padded border is cut away.
+
+    ``<im2col(x), col> == <x, col2im(col)>`` for all x and col, which is why
+    the backward pass of a convolution w.r.t. its input is col2im of
+    ``W^T @ dY``.
+    """
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    N, C, H, W = x_shape
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    col = col.reshape(N, C, KH, KW, OH, OW)
+    img = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=col.dtype)
+    for i in range(KH):
+        i_end = i + SH * OH
+        for j in range(KW):
+            j_end = j + SW * OW
+            img[:, :, i:i_end:SH, j:j_end:SW] += col[:, :, i, j]
+    return img[:, :, PH:PH + H, PW:PW + W]
+
+
+def maxpool2d_forward(x, kernel_size, stride, padding):
+    """Max over every KH x KW window; the border is padded with -inf.
+
+    x      : (N, C, H, W)
+    out    : (N, C, OH, OW)
+    argmax : (N*C, OH*OW) int, the flat window offset ``i*KW + j`` of the
+             maximum (the first one on ties, as in PyTorch) - all the
+             backward pass needs.
+    """
+    N, C, H, W = x.shape
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    # Pool each channel independently: treat the N*C planes as a batch of
+    # one-channel images, so each column of im2col is one window.
+    col = im2col(x.reshape(N * C, 1, H, W), kernel_size, stride, padding, pad_value=-np.inf)
+    argmax = col.argmax(axis=1)  # (N*C, OH*OW)
+    out = np.take_along_axis(col, argmax[:, None, :], axis=1)
+    return out.reshape(N, C, OH, OW), argmax
+
+
+def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):
+    """Route each output gradient to the input element that won its window.
+
+    grad_output : (N, C, OH, OW)
+    argmax      : (N*C, OH*OW) from :func:`maxpool2d_forward`
+    out         : (N, C, H, W); an input that wins several overlapping windows
+                  receives the sum of their gradients.
+    """
+    N, C, H, W = x_shape
+    (KH, KW) = kernel_size
+    P = argmax.shape[1]
+    dcol = np.zeros((N * C, KH * KW, P), dtype=grad_output.dtype)
+    np.put_along_axis(dcol, argmax[:, None, :], grad_output.reshape(N * C, 1, P), axis=1)
+    dx = col2im(dcol, (N * C, 1, H, W), kernel_size, stride, padding)
+    return dx.reshape(N, C, H, W)

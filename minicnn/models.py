@@ -1,0 +1,87 @@
+"""The documented MNIST networks.
+
+MnistCNN (421,642 parameters), for a (N, 1, 28, 28) batch:
+
+    conv1  Conv2d(1, 32, 3, padding=1)   -> (N, 32, 28, 28)     320 params
+    relu1, pool1 MaxPool2d(2)           -> (N, 32, 14, 14)
+    conv2  Conv2d(32, 64, 3, padding=1)  -> (N, 64, 14, 14)  18,496 params
+    relu2, pool2 MaxPool2d(2)           -> (N, 64, 7, 7)
+    flatten                             -> (N, 3136)
+    fc1    Linear(3136, 128), relu3     -> (N, 128)         401,536 params
+    fc2    Linear(128, 10)              -> (N, 10)            1,290 params
+    log_softmax LogSoftmax(dim=1)       -> log-probabilities, for NLLLoss
+
+MnistBNCNN adds BatchNorm2d (bn1, bn2) between each convolution and its ReLU,
+Dropout(0.25) after the first pooled block and Dropout(0.5) after the second.
+
+State-dict keys and shapes equal those of the same network written with
+``torch.nn`` attribute names ``conv1, conv2, fc1, fc2`` (and ``bn1, bn2``).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from minicnn import nn
+
+
+def _rng(generator, seed):
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator or seed, not both")
+    return generator if generator is not None else np.random.default_rng(seed)
+
+
+class MnistCNN(nn.Sequential):
+    """Two conv blocks and two fully connected layers ending in LogSoftmax (see the module docstring)."""
+
+    def __init__(self, num_classes=10, dtype=None, generator=None, seed=None):
+        rng = _rng(generator, seed)
+        super().__init__(OrderedDict([
+            ("conv1", nn.Conv2d(1, 32, 3, padding=1, dtype=dtype, generator=rng)),
+            ("relu1", nn.ReLU()),
+            ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(32, 64, 3, padding=1, dtype=dtype, generator=rng)),
+            ("relu2", nn.ReLU()),
+            ("pool2", nn.MaxPool2d(2)),
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(64 * 7 * 7, 128, dtype=dtype, generator=rng)),
+            ("relu3", nn.ReLU()),
+            ("fc2", nn.Linear(128, num_classes, dtype=dtype, generator=rng)),
+            ("log_softmax", nn.LogSoftmax(dim=1)),
+        ]))
+
+
+class MnistBNCNN(nn.Sequential):
+    """MnistCNN with BatchNorm2d after each convolution and Dropout after each pooled block."""
+
+    def __init__(self, num_classes=10, dtype=None, generator=None, seed=None):
+        rng = _rng(generator, seed)
+        super().__init__(OrderedDict([
+            ("conv1", nn.Conv2d(1, 32, 3, padding=1, dtype=dtype, generator=rng)),
+            ("bn1", nn.BatchNorm2d(32, dtype=dtype)),
+            ("relu1", nn.ReLU()),
+            ("pool1", nn.MaxPool2d(2)),
+            ("drop1", nn.Dropout(0.25, generator=rng)),
+            ("conv2", nn.Conv2d(32, 64, 3, padding=1, dtype=dtype, generator=rng)),
+            ("bn2", nn.BatchNorm2d(64, dtype=dtype)),
+            ("relu2", nn.ReLU()),
+            ("pool2", nn.MaxPool2d(2)),
+            ("drop2", nn.Dropout(0.5, generator=rng)),
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(64 * 7 * 7, 128, dtype=dtype, generator=rng)),
+            ("relu3", nn.ReLU()),
+            ("fc2", nn.Linear(128, num_classes, dtype=dtype, generator=rng)),
+            ("log_softmax", nn.LogSoftmax(dim=1)),
+        ]))
+
+
+MODELS = {"MnistCNN": MnistCNN, "MnistBNCNN": MnistBNCNN}
+
+
+def get_model(name: str, **kwargs) -> nn.Module:
+    """Build a model by name (case-insensitive): ``"MnistCNN"`` or ``"MnistBNCNN"``."""
+    for key, cls in MODELS.items():
+        if key.lower() == str(name).lower():
+            return cls(**kwargs)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")

@@ -1,0 +1,14 @@
+"""Layers, containers and losses, each with its forward and backward pass side by side."""
+from minicnn.nn.activation import LogSoftmax, ReLU, Softmax
+from minicnn.nn.batchnorm import BatchNorm2d
+from minicnn.nn.conv import Conv2d
+from minicnn.nn.dropout import Dropout
+from minicnn.nn.linear import Flatten, Linear
+from minicnn.nn.loss import CrossEntropyLoss, NLLLoss
+from minicnn.nn.module import Module, Parameter, Sequential, StateDictError
+from minicnn.nn.pooling import MaxPool2d
+
+__all__ = [
+    "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "LogSoftmax",
+    "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "Sequential", "Softmax", "StateDictError",
+]

@@ -1,0 +1,104 @@
+"""Element-wise and normalising activations: ReLU, LogSoftmax, Softmax.
+
+ReLU
+    y = max(x, 0)                  dx = dy * [x > 0]
+    (the subgradient at exactly 0 is taken to be 0, as in PyTorch)
+
+LogSoftmax along ``dim``
+    y_i = x_i - log sum_j exp(x_j)        computed as x_i - m - log sum_j exp(x_j - m),
+                                          m = max_j x_j, so exp never overflows
+    dx_i = dy_i - softmax(x)_i * sum_j dy_j
+
+Softmax along ``dim``
+    s_i = exp(x_i - m) / sum_j exp(x_j - m)
+    dx_i = s_i * (dy_i - sum_j dy_j s_j)
+
+Docs: docs/layers.md#relu, docs/losses.md#logsoftmax
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.backend import get_array_module
+from minicnn.nn.module import Module
+
+
+def _need_cache(layer):
+    if layer._cache is None:
+        raise RuntimeError(f"{type(layer).__name__}: backward called before forward")
+    return layer._cache
+
+
+class ReLU(Module):
+    """``max(x, 0)``, element-wise."""
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x):
+        if not hasattr(x, "dtype"):
+            raise ValueError(f"ReLU: expected an array, got {type(x).__name__}")
+        mask = x > 0
+        self._cache = mask
+        return x * mask  # keeps x's dtype; never writes into x
+
+    def backward(self, grad_output):
+        return grad_output * _need_cache(self)
+
+
+def _check_dim(layer, x, dim):
+    if not hasattr(x, "ndim") or x.ndim < 1 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{layer}: expected a floating-point array with at least one dimension, "
+                         f"got {getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', None)}")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"{layer}: dim={dim} is out of range for an input of shape {tuple(x.shape)}")
+
+
+class LogSoftmax(Module):
+    """``log(softmax(x))`` along ``dim``, by the log-sum-exp trick."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.dim = dim
+        self._cache = None
+
+    def forward(self, x):
+        _check_dim(f"LogSoftmax(dim={self.dim})", x, self.dim)
+        xp = get_array_module(x)
+        shifted = x - x.max(axis=self.dim, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
+        self._cache = y
+        return y
+
+    def backward(self, grad_output):
+        y = _need_cache(self)
+        xp = get_array_module(y)
+        return grad_output - xp.exp(y) * grad_output.sum(axis=self.dim, keepdims=True)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmax(Module):
+    """``exp(x) / sum(exp(x))`` along ``dim``."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.dim = dim
+        self._cache = None
+
+    def forward(self, x):
+        _check_dim(f"Softmax(dim={self.dim})", x, self.dim)
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        s = e / e.sum(axis=self.dim, keepdims=True)
+        self._cache = s
+        return s
+
+    def backward(self, grad_output):
+        s = _need_cache(self)
+        return s * (grad_output - (grad_output * s).sum(axis=self.dim, keepdims=True))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -1,0 +1,97 @@
+"""2-D convolution by im2col: a convolution is a matrix product over unfolded windows.
+
+Notation (see :mod:`minicnn.backend.numpy_kernels`): N, C, H, W, OC (output
+channels), KH, KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``.
+
+Forward
+    col  = im2col(x)                      (N, K, P)
+    y[n] = W_mat @ col[n] + b             W_mat = W.reshape(OC, K)  ->  (N, OC, P)
+
+Backward, with dY reshaped to (N, OC, P)
+    dW   = sum_n dY[n] @ col[n]^T         (OC, K) -> (OC, C, KH, KW)
+    db   = sum over n and p of dY
+    dX   = col2im(W_mat^T @ dY[n])        the adjoint of im2col scatters each
+                                          column's gradient back onto its window
+
+Docs: docs/convolution.md
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.backend import kernels_for
+from minicnn.backend.numpy_kernels import output_size
+from minicnn.nn import init
+from minicnn.nn._validate import check_array, check_dtype, pair
+from minicnn.nn.module import Module, default_float, new_parameter
+
+
+class Conv2d(Module):
+    """``y = W * x + b`` over (N, C, H, W) inputs; weight (OC, C, KH, KW), bias (OC,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=None, generator=None):
+        super().__init__()
+        name = f"Conv2d({in_channels}, {out_channels})"
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", name, 1)
+        self.stride = pair(stride, "stride", name, 1)
+        self.padding = pair(padding, "padding", name, 0)
+        dtype = dtype or default_float()
+        KH, KW = self.kernel_size
+        fan_in = self.in_channels * KH * KW
+        self.weight = new_parameter(
+            init.uniform_fan_in((self.out_channels, self.in_channels, KH, KW), fan_in, generator), dtype)
+        self.bias = new_parameter(init.uniform_fan_in((self.out_channels,), fan_in, generator), dtype) if bias else None
+        self._cache = None
+
+    def _check(self, x):
+        check_array(x, repr(self), 4, "(N, C, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected {self.in_channels} input channels, got {x.shape[1]} "
+                             f"(input shape {tuple(x.shape)})")
+        (KH, KW), (PH, PW) = self.kernel_size, self.padding
+        H, W = x.shape[2:]
+        if H + 2 * PH < KH or W + 2 * PW < KW:
+            raise ValueError(f"{self!r}: input of spatial size {H}x{W} (padded {H + 2 * PH}x{W + 2 * PW}) "
+                             f"is smaller than the kernel {KH}x{KW}")
+        check_dtype(x, self.weight.dtype, repr(self))
+
+    def forward(self, x):
+        self._check(x)
+        N, _, H, W = x.shape
+        OH = output_size(H, self.kernel_size[0], self.stride[0], self.padding[0])
+        OW = output_size(W, self.kernel_size[1], self.stride[1], self.padding[1])
+        col = kernels_for(x).im2col(x, self.kernel_size, self.stride, self.padding)  # (N, K, P)
+        w_mat = self.weight.data.reshape(self.out_channels, -1)                     # (OC, K)
+        y = w_mat @ col                                                              # (N, OC, P)
+        if self.bias is not None:
+            y += self.bias.data[:, None]
+        self._cache = (col, x.shape)
+        return y.reshape(N, self.out_channels, OH, OW)
+
+    def backward(self, grad_output):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        col, x_shape = self._cache
+        N = x_shape[0]
+        dy = grad_output.reshape(N, self.out_channels, -1)                           # (N, OC, P)
+        w_mat = self.weight.data.reshape(self.out_channels, -1)
+        xp = kernels_for(dy).xp
+        # dW = sum_n dY[n] @ col[n]^T, contracted over the batch and positions at once.
+        self.weight.accumulate_grad(xp.tensordot(dy, col, axes=([0, 2], [0, 2])).reshape(self.weight.shape))
+        if self.bias is not None:
+            self.bias.accumulate_grad(dy.sum(axis=(0, 2)))
+        dcol = w_mat.T @ dy                                                          # (N, K, P)
+        return kernels_for(dcol).col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

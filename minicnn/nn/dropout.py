@@ -1,0 +1,53 @@
+"""Inverted dropout.
+
+Training, with keep probability q = 1 - p and mask m_i ~ Bernoulli(q)
+    y  = x * m / q          (scaled now, so evaluation needs no rescaling)
+    dx = dy * m / q
+Evaluation
+    y = x,  dx = dy
+
+Docs: docs/regularisation.md#dropout
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.backend import get_array_module
+from minicnn.nn.module import Module
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` during training; identity in eval mode.
+
+    The mask is drawn from ``generator`` (a ``numpy.random.Generator``; a
+    fresh unseeded one when omitted) so that runs can be reproduced.
+    """
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.generator = generator if generator is not None else np.random.default_rng()
+        self._cache = None
+
+    def forward(self, x):
+        if not hasattr(x, "dtype") or not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"Dropout: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")
+        if not self.training or self.p == 0.0:
+            self._cache = None
+            return x
+        xp = get_array_module(x)
+        keep = 1.0 - self.p
+        # Drawn on the host from the seeded generator, then moved to x's device.
+        mask = xp.asarray(self.generator.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
+        self._cache = mask
+        return x * mask
+
+    def backward(self, grad_output):
+        if self._cache is None:  # eval mode (or p == 0): identity
+            return grad_output
+        return grad_output * self._cache
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

@@ -1,0 +1,38 @@
+"""Shared test configuration: hypothesis profiles, and skips that say why."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# JIT compilation (Numba, CuPy) breaks per-example deadlines, so none is set.
+settings.register_profile("default", deadline=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, the optional test-only reference; the test skips (saying why) when it is absent."""
+    module = _torch()
+    if module is None:
+        pytest.skip("PyTorch is not installed (pip install -e '.[reference]' to compare against it)")
+    module.set_default_dtype(module.float64)
+    return module
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
