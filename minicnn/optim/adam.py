@@ -1,0 +1,64 @@
+"""Adam: steps scaled by running estimates of the gradient's first two moments.
+
+For a parameter p with gradient g at step t = 1, 2, ... (the update rule of
+torch.optim.Adam, with m_0 = v_0 = 0):
+
+    g     <- g + weight_decay * p                  (L2 penalty added to the gradient,
+                                                     as PyTorch's Adam; AdamW decays p instead)
+    m_t    = beta1 * m_{t-1} + (1 - beta1) * g      (mean of g)
+    v_t    = beta2 * v_{t-1} + (1 - beta2) * g^2    (mean of g^2, elementwise)
+    m_hat  = m_t / (1 - beta1^t)                    (bias correction: m and v start at 0,
+    v_hat  = v_t / (1 - beta2^t)                     so early averages are too small)
+    p     <- p - lr * m_hat / (sqrt(v_hat) + eps)
+
+eps is added to the square root, so it bounds the step where v_hat is ~0.
+State per parameter: ``step`` (t), ``exp_avg`` (m), ``exp_avg_sq`` (v).
+"""
+from __future__ import annotations
+
+from minicnn.backend import get_array_module
+from minicnn.optim.optimizer import Optimizer, cast_to, check_argument
+
+
+class Adam(Optimizer):
+    """``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)``, as PyTorch's."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group):
+        check_argument(self, "lr", group["lr"], ">= 0")
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        check_argument(self, "betas[0]", betas[0], "in [0, 1)")
+        check_argument(self, "betas[1]", betas[1], "in [0, 1)")
+        check_argument(self, "eps", group["eps"], ">= 0")
+        check_argument(self, "weight_decay", group["weight_decay"], ">= 0")
+
+    def _update(self, p, group, state):
+        xp = get_array_module(p.data)
+        beta1, beta2 = group["betas"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        # Scalars are worked out in Python floats, then cast to p's dtype.
+        lr, eps, weight_decay = cast_to(p.data, group["lr"], group["eps"], group["weight_decay"])
+        b1, one_minus_b1, b2, one_minus_b2 = cast_to(p.data, beta1, 1 - beta1, beta2, 1 - beta2)
+        correction1, correction2 = cast_to(p.data, 1 - beta1 ** t, 1 - beta2 ** t)
+
+        g = p.grad
+        if weight_decay != 0:
+            g = g + weight_decay * p.data  # a new array: p.grad itself is not changed
+        m *= b1
+        m += one_minus_b1 * g
+        v *= b2
+        v += one_minus_b2 * g * g
+        m_hat = m / correction1
+        v_hat = v / correction2
+        p.data -= lr * m_hat / (xp.sqrt(v_hat) + eps)
