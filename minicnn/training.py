@@ -165,6 +165,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
 
     for epoch in range(start_epoch + 1, epochs + 1):
         model.train()
+        lr_at_start = _current_lr(optimizer)
         t0 = time.perf_counter()
         seen, correct, loss_sum = 0, 0, 0.0
         bar = None
@@ -202,7 +203,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
         if seen == 0:
             raise ValueError("fit: the training loader yielded no samples")
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                  "lr": _current_lr(optimizer)}
+                  "lr": lr_at_start}
         if val_loader is not None:
             val = evaluate(model, val_loader, loss_fn)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])

@@ -90,12 +90,16 @@ class Module:
         if name in self._buffers and not isinstance(value, (Parameter, Module)):
             self._buffers[name] = value
             return
-        for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
+        own = None  # the table that will hold ``value``
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            own = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
+            own = self._modules
+        for table in (self._parameters, self._buffers, self._modules):
+            if table is not own:
+                table.pop(name, None)
+        if own is not None:
+            own[name] = value  # a replaced entry keeps its place (a Sequential keeps its order)
         object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
@@ -132,6 +136,9 @@ class Module:
     def modules(self) -> Iterator["Module"]:
         for _, m in self.named_modules():
             yield m
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        yield from self._modules.items()
 
     def children(self) -> Iterator["Module"]:
         yield from self._modules.values()
@@ -189,7 +196,7 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True) -> "Module":
         """Copy arrays from ``state_dict`` into this module.
 
-        Each array is cast to the dtype and device of the entry it replaces.
+        Each array is copied, cast to the dtype and device of the entry it replaces.
         Raises :class:`StateDictError` naming every missing or unexpected key
         (when ``strict``) and every shape mismatch; nothing is changed then.
         """
@@ -213,7 +220,8 @@ class Module:
                 )
                 continue
             xp = get_array_module(current)
-            staged.append((m, attr, is_param, xp.asarray(incoming, dtype=current.dtype)))
+            # A copy: the module must not share memory with the caller's arrays (or tensors).
+            staged.append((m, attr, is_param, xp.array(incoming, dtype=current.dtype)))
         if problems:
             raise StateDictError(
                 f"state dict does not fit {type(self).__name__}: " + "; ".join(problems)

@@ -1,0 +1,304 @@
+"""Benchmarks of the backends side by side: training and inference throughput, per-layer times.
+
+    python benchmarks/bench_backends.py                      # every backend that loads, + PyTorch if installed
+    python benchmarks/bench_backends.py --backends numpy numba --json out.json --plot out.png
+
+What is measured, for MnistCNN on real MNIST images:
+
+* the first training step on a fresh model (for Numba and CuPy this includes
+  compiling the kernels, or loading them from the on-disk cache), reported
+  separately from the steady state;
+* training throughput at batch 64 with Adam (images/second: forward, NLL
+  loss, backward, optimizer step);
+* inference throughput at batch 1000 in eval mode (images/second);
+* the forward and backward time of every layer at batch 64.
+
+Each figure is the median of ``--repeats`` rounds; the rounds visit the
+backends in turn (round-robin), so a machine that slows down or speeds up
+during the run affects every backend alike.  GPU work is synchronised before
+every clock reading.  PyTorch, when installed, runs the same network as a
+reference only: minicnn never imports it outside this module and the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import minicnn
+from minicnn import models, nn, optim
+from minicnn.backend import _REGISTRY, BackendUnavailableError, _load
+
+TRAIN_BATCH, INFER_BATCH = 64, 1000
+
+
+def _mnist_batch(n):
+    from minicnn.data import load_mnist, normalize
+
+    images, labels = load_mnist("test")
+    return normalize(images[:n]), labels[:n].astype(np.int64)
+
+
+class _Minicnn:
+    """One minicnn backend under test."""
+
+    def __init__(self, name, x, y):
+        self.name = name
+        self.backend = minicnn.set_backend(name)
+        self.x64, self.y64 = self.backend.asarray(x[:TRAIN_BATCH]), self.backend.asarray(y[:TRAIN_BATCH])
+        self.x_inf = self.backend.asarray(x[:INFER_BATCH])
+        t0 = time.perf_counter()
+        self.model = models.MnistCNN(seed=0)
+        self.opt = optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = nn.NLLLoss()
+        self.train_step()
+        self.sync()
+        self.first_step_s = time.perf_counter() - t0
+
+    def sync(self):
+        if self.backend.device == "cuda":
+            self.backend.xp.cuda.get_current_stream().synchronize()
+
+    def activate(self):
+        minicnn.set_backend(self.name)
+
+    def train_step(self):
+        self.model.train()
+        self.loss(self.model(self.x64), self.y64)
+        self.model.backward(self.loss.backward())
+        self.opt.step()
+        self.opt.zero_grad()
+
+    def infer(self):
+        self.model.eval()
+        return self.model(self.x_inf)
+
+    def layer_times(self, reps):
+        """Median forward and backward seconds of each layer at batch 64."""
+        self.model.train()
+        rows = []
+        h = self.x64
+        for name, layer in self.model.named_children():
+            fwd, bwd = [], []
+            for _ in range(reps):
+                self.sync()
+                t0 = time.perf_counter()
+                out = layer(h)
+                self.sync()
+                t1 = time.perf_counter()
+                layer.backward(out)  # any gradient of the right shape times the same
+                self.sync()
+                fwd.append(t1 - t0)
+                bwd.append(time.perf_counter() - t1)
+            rows.append((name, type(layer).__name__, statistics.median(fwd), statistics.median(bwd)))
+            h = out
+        return rows
+
+
+class _Torch:
+    """The same network in PyTorch, as a reference."""
+
+    def __init__(self, x, y, device="cpu"):
+        import torch
+
+        self.torch, self.device = torch, device
+        self.name = f"pytorch-{device}"
+        tnn = torch.nn
+        self.model = tnn.Sequential(
+            tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+            tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+            tnn.Flatten(), tnn.Linear(3136, 128), tnn.ReLU(), tnn.Linear(128, 10), tnn.LogSoftmax(dim=1),
+        ).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.x64 = torch.from_numpy(x[:TRAIN_BATCH]).to(device)
+        self.y64 = torch.from_numpy(y[:TRAIN_BATCH]).to(device)
+        self.x_inf = torch.from_numpy(x[:INFER_BATCH]).to(device)
+        t0 = time.perf_counter()
+        self.train_step()
+        self.sync()
+        self.first_step_s = time.perf_counter() - t0
+
+    def activate(self):
+        pass
+
+    def sync(self):
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
+
+    def train_step(self):
+        self.model.train()
+        loss = self.torch.nn.functional.nll_loss(self.model(self.x64), self.y64)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad()
+
+    def infer(self):
+        self.model.eval()
+        with self.torch.no_grad():
+            return self.model(self.x_inf)
+
+    def layer_times(self, reps):
+        return []
+
+
+def _throughput(runner, fn, images_per_call, calls):
+    runner.sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    runner.sync()
+    return images_per_call * calls / (time.perf_counter() - t0)
+
+
+def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_calls=2, layer_reps=5,
+        log=print) -> dict:
+    """Measure every requested backend (default: all that load) and return a JSON-able report."""
+    x, y = _mnist_batch(INFER_BATCH)
+    names = list(backends) if backends else [n for n in _REGISTRY if _available(n)]
+    previous = minicnn.get_backend().name
+    runners = []
+    for name in names:
+        runners.append(_Minicnn(name, x, y))
+        log(f"{name}: first training step {runners[-1].first_step_s:.2f}s")
+    if torch_reference:
+        try:
+            runners.append(_Torch(x, y, "cpu"))
+            import torch
+
+            if any(r.name == "cupy" for r in runners) and torch.cuda.is_available():
+                runners.append(_Torch(x, y, "cuda"))
+        except ImportError:
+            log("PyTorch is not installed: no reference figures")
+    train = {r.name: [] for r in runners}
+    infer = {r.name: [] for r in runners}
+    for r in runners:  # warm-up round, not counted
+        r.activate()
+        r.train_step()
+        r.infer()
+    for _ in range(repeats):
+        for r in runners:
+            r.activate()
+            train[r.name].append(_throughput(r, r.train_step, TRAIN_BATCH, train_steps))
+            infer[r.name].append(_throughput(r, r.infer, INFER_BATCH, infer_calls))
+    layers = {}
+    for r in runners:
+        r.activate()
+        layers[r.name] = [dict(layer=n, type=t, forward_ms=f * 1e3, backward_ms=b * 1e3)
+                          for n, t, f, b in r.layer_times(layer_reps)]
+    minicnn.set_backend(previous)
+    results = {
+        r.name: {
+            "first_step_s": r.first_step_s,
+            "train_images_per_s": statistics.median(train[r.name]),
+            "infer_images_per_s": statistics.median(infer[r.name]),
+            "train_runs": train[r.name],
+            "infer_runs": infer[r.name],
+            "layers": layers[r.name],
+        } for r in runners
+    }
+    return {"machine": machine_description(), "repeats": repeats, "train_batch": TRAIN_BATCH,
+            "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results}
+
+
+def _available(name):
+    try:
+        _load(name)
+        return True
+    except BackendUnavailableError:
+        return False
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def format_table(report: dict) -> str:
+    """The summary as a Markdown table, with ratios against PyTorch CPU where measured."""
+    results = report["results"]
+    ref = results.get("pytorch-cpu")
+    lines = ["| backend | first step (s) | training img/s (batch 64) | inference img/s (batch 1000) |"
+             + (" training vs PyTorch | inference vs PyTorch |" if ref else ""),
+             "|---|---|---|---|" + ("---|---|" if ref else "")]
+    for name, r in results.items():
+        row = (f"| {name} | {r['first_step_s']:.2f} | {r['train_images_per_s']:,.0f} | "
+               f"{r['infer_images_per_s']:,.0f} |")
+        if ref:
+            row += (f" {r['train_images_per_s'] / ref['train_images_per_s']:.2f}x |"
+                    f" {r['infer_images_per_s'] / ref['infer_images_per_s']:.2f}x |")
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def format_layers(report: dict) -> str:
+    out = []
+    for name, r in report["results"].items():
+        if not r["layers"]:
+            continue
+        out.append(f"\n{name}: per-layer time at batch 64 (ms, median)")
+        out.append(f"  {'layer':<12} {'type':<11} {'forward':>8} {'backward':>9}")
+        for row in r["layers"]:
+            out.append(f"  {row['layer']:<12} {row['type']:<11} {row['forward_ms']:8.2f} {row['backward_ms']:9.2f}")
+    return "\n".join(out)
+
+
+def plot(report: dict, path) -> None:
+    """Bar charts of training and inference throughput."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(report["results"])
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, key, title in zip(fig.subplots(1, 2), ("train_images_per_s", "infer_images_per_s"),
+                              (f"training, batch {TRAIN_BATCH}", f"inference, batch {INFER_BATCH}")):
+        values = [report["results"][n][key] for n in names]
+        bars = ax.bar(names, values, color="tab:blue")
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
+        ax.set_title(title)
+        ax.set_ylabel("images / second")
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(report["machine"], fontsize=8)
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Benchmark minicnn's backends (and PyTorch as a reference).")
+    p.add_argument("--backends", nargs="+", choices=list(_REGISTRY), help="default: every backend that loads")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is their median (default 5)")
+    p.add_argument("--train-steps", type=int, default=20, help="training steps per round (default 20)")
+    p.add_argument("--json", help="write the full report as JSON here")
+    p.add_argument("--plot", help="write a bar chart (PNG) here")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.repeats < 1 or args.train_steps < 1:
+        build_parser().error("--repeats and --train-steps must be at least 1")
+    report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
+                 train_steps=args.train_steps)
+    print(f"\nMachine: {report['machine']}; date {report['date']}; medians of {report['repeats']} rounds\n")
+    print(format_table(report))
+    print(format_layers(report))
+    if args.json:
+        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, args.json)
+    if args.plot:
+        plot(report, args.plot)
+    return report

@@ -1,0 +1,115 @@
+"""Mini-batches: shuffle, slice, move to the device, transform.
+
+One pass over a :class:`DataLoader` is one epoch::
+
+    order = generator.permutation(N)          (or 0, 1, ..., N-1 without shuffle)
+    for each run of batch_size indices idx in order:
+        x = images[idx]  (uint8, host)   ->  copied to the device once, as uint8
+        x = transform(x, generator)       ->  float (B, 1, 28, 28) on the device
+        y = labels[idx]                   ->  int64 (B,) on the device
+
+Copying uint8 and converting on the device moves a quarter of the bytes of
+float32. All randomness (the order, and the augmentation inside
+``transform``) comes from the one seeded ``generator``, so a seed fixes a
+whole training run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from minicnn.backend import Backend, get_backend
+from minicnn.data.transforms import to_float
+
+__all__ = ["DataLoader", "train_val_split"]
+
+
+class DataLoader:
+    """Iterate over ``(x, y)`` mini-batches of a labelled image set.
+
+    ``images``: (N, H, W) or (N, C, H, W), usually uint8; ``labels``: (N,).
+    ``shuffle``: a new random order each epoch, drawn from ``generator`` (a
+    ``numpy.random.Generator``, required then); ``transform(x, generator)``
+    maps a uint8 batch on the device to the float network input (default:
+    :func:`~minicnn.data.transforms.to_float`, pixels scaled to [0, 1]);
+    ``drop_last`` skips a final batch smaller than ``batch_size``;
+    ``device``: the :class:`~minicnn.backend.Backend` whose device receives
+    the batches, by default the one active when iteration starts.
+    """
+
+    def __init__(self, images, labels, batch_size: int = 64, shuffle: bool = False,
+                 generator: np.random.Generator | None = None,
+                 transform: Callable | None = None, drop_last: bool = False,
+                 device: Backend | None = None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(f"generator must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                            f"got {type(generator).__name__}")
+        if shuffle and generator is None:
+            raise ValueError("shuffle=True needs a generator, e.g. generator=np.random.default_rng(0), "
+                             "so that the order is reproducible")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable as transform(x, generator), got {transform!r}")
+        if device is not None and not isinstance(device, Backend):
+            raise TypeError(f"device must be a minicnn Backend (from set_backend/get_backend) or None, "
+                            f"got {device!r}")
+        _check_pair(images, labels)
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.generator, self.transform, self.device = generator, transform, device
+
+    @property
+    def num_samples(self) -> int:
+        """Images in the dataset (all of them, including any dropped last batch)."""
+        return len(self.images)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def __iter__(self):
+        backend = self.device or get_backend()
+        n = self.num_samples
+        order = self.generator.permutation(n) if self.shuffle else np.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            x = backend.asarray(self.images[idx])
+            y = backend.asarray(self.labels[idx], dtype=np.int64)
+            x = to_float(x) if self.transform is None else self.transform(x, self.generator)
+            yield x, y
+
+    def __repr__(self) -> str:
+        return (f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, transform={self.transform!r})")
+
+
+def train_val_split(images, labels, val_fraction: float, seed):
+    """Split a labelled set at random into a training and a validation part.
+
+    ``round(val_fraction * N)`` samples, chosen by ``seed`` (an int or a
+    ``numpy.random.Generator``), go to validation; the rest to training.
+    Each part keeps the original order. Returns
+    ``(train_images, train_labels), (val_images, val_labels)``.
+    """
+    _check_pair(images, labels)
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = len(images)
+    n_val = round(val_fraction * n)
+    order = np.random.default_rng(seed).permutation(n)
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+def _check_pair(images, labels) -> None:
+    if np.ndim(images) not in (3, 4):
+        raise ValueError(f"expected images of shape (N, H, W) or (N, C, H, W), found {np.shape(images)}")
+    if np.ndim(labels) != 1:
+        raise ValueError(f"expected labels of shape (N,), found {np.shape(labels)}")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels; expected one label per image")
