@@ -116,35 +116,34 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_elements=4096, di
 
 
 def _check_tensor(name, array, analytic, evaluate, eps, atol, rtol, max_elements, directions, rng, xp):
-    flat = array.reshape(-1)  # a view: writing it perturbs the tensor the module reads
-    if flat.size <= max_elements:
-        numeric = np.empty(flat.size)
-        for i in range(flat.size):
-            orig = flat[i].item()
-            flat[i] = orig + eps
+    # ``array`` is perturbed in place (by index, so any memory layout works): the module reads it.
+    if array.size <= max_elements:
+        labels = [tuple(int(i) for i in np.unravel_index(k, array.shape)) for k in range(array.size)]
+        numeric = np.empty(array.size)
+        for k, index in enumerate(labels):
+            orig = array[index].item()
+            array[index] = orig + eps
             plus, _ = evaluate()
-            flat[i] = orig - eps
+            array[index] = orig - eps
             minus, _ = evaluate()
-            flat[i] = orig
-            numeric[i] = (plus - minus) / (2 * eps)
+            array[index] = orig
+            numeric[k] = (plus - minus) / (2 * eps)
         analytic = analytic.reshape(-1)
-        labels = [np.unravel_index(i, array.shape) for i in range(flat.size)]
     else:
-        orig = flat.copy()
+        orig = array.copy()
         numeric = np.empty(directions)
         analytic_dir = np.empty(directions)
-        a_flat = analytic.reshape(-1)
         for k in range(directions):
-            d = rng.standard_normal(flat.size)
+            d = rng.standard_normal(array.shape)
             d /= np.linalg.norm(d)
             d_dev = xp.asarray(d)
-            flat[...] = orig + eps * d_dev
+            array[...] = orig + eps * d_dev
             plus, _ = evaluate()
-            flat[...] = orig - eps * d_dev
+            array[...] = orig - eps * d_dev
             minus, _ = evaluate()
-            flat[...] = orig
+            array[...] = orig
             numeric[k] = (plus - minus) / (2 * eps)
-            analytic_dir[k] = float(a_flat @ d)
+            analytic_dir[k] = float((analytic * d).sum())
         analytic = analytic_dir
         labels = [f"random direction {k}" for k in range(directions)]
     excess = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))

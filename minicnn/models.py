@@ -16,6 +16,8 @@ Dropout(0.25) after the first pooled block and Dropout(0.5) after the second.
 
 State-dict keys and shapes equal those of the same network written with
 ``torch.nn`` attribute names ``conv1, conv2, fc1, fc2`` (and ``bn1, bn2``).
+
+Docs: docs/overview.md
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ One training step is the whole story of the package in four lines::
 :class:`History`, steps a learning-rate scheduler, shows a progress bar,
 writes a checkpoint after each epoch when asked, and stops on a non-finite
 loss with the weights of the last good epoch put back.
+
+Docs: docs/data.md#the-training-loop
 """
 from __future__ import annotations
 

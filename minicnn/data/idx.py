@@ -26,6 +26,8 @@ means it is not what its header says.
 The files are usually gzip-compressed (``.gz``). :func:`read_idx` does not
 trust the file name: it looks at the first two bytes, ``1f 8b`` being the
 gzip magic, and decompresses only then.
+
+Docs: docs/data.md#idx-files
 """
 from __future__ import annotations
 

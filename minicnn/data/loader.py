@@ -12,6 +12,8 @@ Copying uint8 and converting on the device moves a quarter of the bytes of
 float32. All randomness (the order, and the augmentation inside
 ``transform``) comes from the one seeded ``generator``, so a seed fixes a
 whole training run.
+
+Docs: docs/data.md#dataloader
 """
 from __future__ import annotations
 

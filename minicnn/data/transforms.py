@@ -52,6 +52,8 @@ output equals the input bit for bit.
 ``fill`` is the value the background has *in the array being warped*: 0 for
 [0, 1] images (the pipeline below augments before it normalises), or
 ``(0 - MNIST_MEAN) / MNIST_STD`` if you warp normalised images.
+
+Docs: docs/data.md#augmentation-a-random-affine-warp
 """
 from __future__ import annotations
 

@@ -47,6 +47,12 @@ class ReLU(Module):
         return grad_output * _need_cache(self)
 
 
+def _dim_arg(layer, dim) -> int:
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise ValueError(f"{layer}: dim must be an int, got {dim!r}")
+    return int(dim)
+
+
 def _check_dim(layer, x, dim):
     if not hasattr(x, "ndim") or x.ndim < 1 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{layer}: expected a floating-point array with at least one dimension, "
@@ -60,7 +66,7 @@ class LogSoftmax(Module):
 
     def __init__(self, dim=1):
         super().__init__()
-        self.dim = dim
+        self.dim = _dim_arg("LogSoftmax", dim)
         self._cache = None
 
     def forward(self, x):
@@ -85,7 +91,7 @@ class Softmax(Module):
 
     def __init__(self, dim=1):
         super().__init__()
-        self.dim = dim
+        self.dim = _dim_arg("Softmax", dim)
         self._cache = None
 
     def forward(self, x):

@@ -69,7 +69,7 @@ class BatchNorm2d(Module):
             m = x.dtype.type(self.momentum)
             self.running_mean = (1 - m) * self.running_mean + m * mu
             self.running_var = (1 - m) * self.running_var + m * var * x.dtype.type(M / (M - 1))
-            self.num_batches_tracked = self.num_batches_tracked + 1
+            self.num_batches_tracked = xp.asarray(self.num_batches_tracked + 1)  # stays a 0-d array
         else:
             mu, var = self.running_mean, self.running_var
         inv_std = (1.0 / xp.sqrt(var + x.dtype.type(self.eps))).astype(x.dtype)

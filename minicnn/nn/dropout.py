@@ -10,6 +10,8 @@ Docs: docs/regularisation.md#dropout
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from minicnn.backend import get_array_module
@@ -25,7 +27,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, generator=None):
         super().__init__()
-        if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        if not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         self.p = float(p)
         self.generator = generator if generator is not None else np.random.default_rng()

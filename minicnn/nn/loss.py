@@ -34,12 +34,12 @@ def _check_scores(name, x):
 def _check_class_indices(name, x, target):
     if not hasattr(target, "ndim"):
         raise ValueError(f"{name}: target must be an array, got {type(target).__name__}")
-    if not np.issubdtype(target.dtype, np.integer):
-        raise ValueError(f"{name}: class-index targets must have an integer dtype, got {target.dtype}")
     N, C = x.shape
     if target.shape != (N,):
         raise ValueError(f"{name}: expected target of shape ({N},) for input of shape {tuple(x.shape)}, "
                          f"got {tuple(target.shape)}")
+    if not np.issubdtype(target.dtype, np.integer):
+        raise ValueError(f"{name}: class-index targets must have an integer dtype, got {target.dtype}")
     if N and (int(target.min()) < 0 or int(target.max()) >= C):
         bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
         raise ValueError(f"{name}: target value {bad} is out of range; expected class indices in [0, {C - 1}]")

@@ -13,6 +13,8 @@ torch.optim.Adam, with m_0 = v_0 = 0):
 
 eps is added to the square root, so it bounds the step where v_hat is ~0.
 State per parameter: ``step`` (t), ``exp_avg`` (m), ``exp_avg_sq`` (v).
+
+Docs: docs/optimizers.md#adam
 """
 from __future__ import annotations
 

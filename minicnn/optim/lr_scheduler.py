@@ -45,6 +45,8 @@ The values are PyTorch's.  PyTorch computes StepLR, ExponentialLR and
 CosineAnnealingLR recursively from the current lr, so that several schedulers
 can be chained; while one scheduler alone sets the lr, that recursion gives
 the closed forms above (to rounding), which is what is computed here.
+
+Docs: docs/optimizers.md#schedulers
 """
 from __future__ import annotations
 

@@ -30,6 +30,8 @@ Parameters are numbered 0, 1, 2, ... through the groups in order, so the
 state dict of one optimizer loads into a new one built over the same
 parameters.  Arrays are copies: saving and training on leaves the saved state
 as it was.
+
+Docs: docs/optimizers.md#optimizer
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ centered=False, starting from v_0 = 0 and b_0 = 0):
 Unlike Adam there is no bias correction: v starts at 0, so the first steps
 are larger than later ones.  State per parameter: ``square_avg`` (v) and,
 with momentum, ``momentum_buffer`` (b).
+
+Docs: docs/optimizers.md#rmsprop
 """
 from __future__ import annotations
 

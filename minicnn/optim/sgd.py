@@ -12,6 +12,8 @@ For a parameter p with gradient g at step t (the update rule of torch.optim.SGD)
 With momentum = 0 the buffer disappears and the step is plain ``p <- p - lr * g``.
 The buffer starts as the first gradient itself, not as zero (so step 1 is a
 full gradient step, with no ``(1 - dampening)`` factor).
+
+Docs: docs/optimizers.md#sgd
 """
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""Hypothesis strategies shared by the engine's tests.
+
+Shapes are drawn small (the gradient checks evaluate a layer twice per input
+element), and always valid: a convolution or pooling window fits its padded
+input, so every output has at least one row and column.  Array contents come
+from a drawn seed and a ``numpy.random.Generator``, with the two conditions a
+trustworthy gradient check needs built in:
+
+* ReLU inputs kept away from 0 (``|x| >= 1e-2``), where ReLU has a kink;
+* max-pool inputs without ties: a random permutation of values spaced 0.01
+  apart, far above the finite-difference step (1e-6), so no perturbation
+  changes which element wins a window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+batch_sizes = st.integers(min_value=1, max_value=3)
+channels = st.integers(min_value=1, max_value=3)
+
+
+@dataclass(frozen=True)
+class WindowCase:
+    """One valid (input shape, window) combination for Conv2d or MaxPool2d."""
+
+    x_shape: tuple
+    kernel_size: tuple
+    stride: tuple
+    padding: tuple
+    out_channels: int = 1
+    bias: bool = True
+
+    @property
+    def out_hw(self):
+        (H, W), (KH, KW), (SH, SW), (PH, PW) = self.x_shape[2:], self.kernel_size, self.stride, self.padding
+        return (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+
+
+@st.composite
+def _side(draw, kernel_max, pool):
+    """(kernel, stride, padding, input size) along one axis, output size >= 1."""
+    k = draw(st.integers(1, kernel_max))
+    s = draw(st.integers(1, 3))
+    p = draw(st.integers(0, k // 2 if pool else 2))
+    smallest = max(1, k - 2 * p)        # the padded input must hold one window
+    size = smallest + draw(st.integers(0, 4))  # odd and even sizes both occur
+    return k, s, p, size
+
+
+@st.composite
+def conv_cases(draw, kernel_max=5):
+    """A Conv2d configuration: batch 1-3, channels 1-3, kernel 1-5, stride 1-3, padding 0-2."""
+    kh, sh, ph, h = draw(_side(kernel_max, pool=False))
+    kw, sw, pw, w = draw(_side(kernel_max, pool=False))
+    return WindowCase(x_shape=(draw(batch_sizes), draw(channels), h, w), kernel_size=(kh, kw),
+                      stride=(sh, sw), padding=(ph, pw), out_channels=draw(channels), bias=draw(st.booleans()))
+
+
+@st.composite
+def pool_cases(draw, kernel_max=4):
+    """A MaxPool2d configuration: padding at most half the kernel, as PyTorch requires."""
+    kh, sh, ph, h = draw(_side(kernel_max, pool=True))
+    kw, sw, pw, w = draw(_side(kernel_max, pool=True))
+    return WindowCase(x_shape=(draw(batch_sizes), draw(channels), h, w), kernel_size=(kh, kw),
+                      stride=(sh, sw), padding=(ph, pw))
+
+
+def normal(seed, shape, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def away_from_zero(seed, shape, dtype=np.float64, gap=1e-2):
+    """Values with ``gap <= |x| <= 2``, either sign: no ReLU kink within reach of a finite difference."""
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(gap, 2.0, shape) * rng.choice([-1.0, 1.0], shape)).astype(dtype)
+
+
+def distinct(seed, shape, dtype=np.float64, spacing=1e-2):
+    """A random permutation of evenly spaced values, centred on 0: no two elements tie."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - (n - 1) / 2) * spacing).reshape(shape).astype(dtype)
