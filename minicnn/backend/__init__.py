@@ -44,8 +44,8 @@ _REGISTRY: dict[str, str] = {
     "numba": "minicnn.backend.numba_backend",
     "cupy": "minicnn.backend.cupy_backend",
 }
-#: The CPU backend tried first when nothing is asked for.
-_DEFAULT_ORDER = ("numpy",)
+#: The CPU backends tried, in order, when nothing is asked for.
+_DEFAULT_ORDER = ("numba", "numpy")
 
 
 class BackendUnavailableError(RuntimeError):

@@ -35,19 +35,23 @@ def im2col(x, kernel_size, stride, padding, pad_value=0.0):
     With this layout a convolution is one matrix product per image,
     ``y[n] = W.reshape(OC, C*KH*KW) @ col[n]``.  ``pad_value`` is what the
     border holds: 0 for convolution, -inf for max-pooling.
+
+    The array is stored K-major (a (K, N, P) array seen through a transposed
+    view), so ``col.transpose(1, 0, 2).reshape(K, N*P)``, the whole batch as
+    one matrix, costs no copy.
     """
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
     N, C, H, W = x.shape
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
     img = np.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)), constant_values=pad_value)
-    col = np.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    col = np.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
     for i in range(KH):
         i_end = i + SH * OH
         for j in range(KW):
             j_end = j + SW * OW
             # Window offset (i, j) of every output position at once.
-            col[:, :, i, j] = img[:, :, i:i_end:SH, j:j_end:SW]
-    return col.reshape(N, C * KH * KW, OH * OW)
+            col[:, i, j] = img[:, :, i:i_end:SH, j:j_end:SW].transpose(1, 0, 2, 3)
+    return col.reshape(C * KH * KW, N, OH * OW).transpose(1, 0, 2)
 
 
 def col2im(col, x_shape, kernel_size, stride, padding):

@@ -7,11 +7,12 @@ Forward
     col  = im2col(x)                      (N, K, P)
     y[n] = W_mat @ col[n] + b             W_mat = W.reshape(OC, K)  ->  (N, OC, P)
 
-Backward, with dY reshaped to (N, OC, P)
-    dW   = sum_n dY[n] @ col[n]^T         (OC, K) -> (OC, C, KH, KW)
-    db   = sum over n and p of dY
-    dX   = col2im(W_mat^T @ dY[n])        the adjoint of im2col scatters each
-                                          column's gradient back onto its window
+Backward, with the batch side by side: cols = col as (K, N*P), dY as (OC, N*P)
+    dW    = dY @ cols^T                   (OC, K) -> (OC, C, KH, KW); one product sums over n and p
+    db    = sum over n and p of dY
+    dcols = W_mat^T @ dY                  (K, N*P), i.e. (N, K, P)
+    dX    = col2im(dcols)                 the adjoint of im2col adds each column's
+                                          gradient back onto its window
 
 Docs: docs/convolution.md
 """
@@ -77,15 +78,16 @@ class Conv2d(Module):
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
         col, x_shape = self._cache
-        N = x_shape[0]
-        dy = grad_output.reshape(N, self.out_channels, -1)                           # (N, OC, P)
-        w_mat = self.weight.data.reshape(self.out_channels, -1)
-        xp = kernels_for(dy).xp
-        # dW = sum_n dY[n] @ col[n]^T, contracted over the batch and positions at once.
-        self.weight.accumulate_grad(xp.tensordot(dy, col, axes=([0, 2], [0, 2])).reshape(self.weight.shape))
+        (N, K, _), OC = col.shape, self.out_channels
+        # The batch side by side, so that dW and dcols are one matrix product each.
+        # (No copy for cols: im2col stores col K-major, see numpy_kernels.im2col.)
+        cols = col.transpose(1, 0, 2).reshape(K, -1)                                 # (K, N*P)
+        dy = grad_output.reshape(N, OC, -1).transpose(1, 0, 2).reshape(OC, -1)      # (OC, N*P)
+        w_mat = self.weight.data.reshape(OC, K)
+        self.weight.accumulate_grad((dy @ cols.T).reshape(self.weight.shape))
         if self.bias is not None:
-            self.bias.accumulate_grad(dy.sum(axis=(0, 2)))
-        dcol = w_mat.T @ dy                                                          # (N, K, P)
+            self.bias.accumulate_grad(dy.sum(axis=1))
+        dcol = (w_mat.T @ dy).reshape(K, N, -1).transpose(1, 0, 2)                  # (N, K, P)
         return kernels_for(dcol).col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:

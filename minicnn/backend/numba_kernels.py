@@ -1,0 +1,321 @@
+"""The convolution and pooling kernels compiled by Numba: fast CPU loops.
+
+Each public function has the signature, the output values and the dtype of
+its readable NumPy reference in :mod:`minicnn.backend.numpy_kernels` (the
+tests check every one against it).  Where the reference moves whole strided
+slices of a padded copy, these kernels walk the same indices without making
+the padded copy.
+
+Notation
+--------
+N, C, H, W      input batch, channels, height, width
+KH, KW          window size          SH, SW   stride         PH, PW   padding
+OH, OW          output height and width; P = OH*OW; K = C*KH*KW
+plane           the (H, W) image x[n, c] of one sample n and channel c
+
+How each kernel maps onto the reference
+---------------------------------------
+``im2col``
+    Reference: for each window offset (i, j), copy the strided slice
+    ``img[:, :, i::SH, j::SW]`` of the padded image into ``col``.
+    Here: for each plane, offset (i, j) and output row ``oh``, copy input row
+    ``ih = oh*SH - PH + i`` into positions ``oh*OW .. oh*OW + OW`` of row
+    ``(c, i, j)``; positions whose ``ih`` or ``iw = ow*SW - PW + j`` fall in
+    the border get ``pad_value``.  The result is stored K-major, as a
+    (K, N, P) array seen through a transposed (N, K, P) view, so that
+    Conv2d's ``col.transpose(1, 0, 2).reshape(K, N*P)`` costs no copy.
+
+``col2im``
+    Reference: ``img[:, :, i::SH, j::SW] += col[:, :, i, j]`` into a zero
+    padded image, then cut the border off.
+    Here: the same sums in the same (i, j) order, skipping the terms whose
+    destination lies in the border.  Each parallel iteration owns one plane,
+    so no two threads ever add into the same element and results are
+    deterministic.
+
+``maxpool2d_forward``
+    Reference: im2col with ``pad_value=-inf``, then ``argmax`` over each
+    column and ``take_along_axis``.
+    Here: one pass over each window in the order ``k = i*KW + j``, keeping the
+    first maximum (a later value must be strictly larger; a NaN wins and then
+    stays, as with ``np.argmax``); border positions count as -inf.  Windows of
+    2x2 with stride 2 and no padding (the usual case) take a loop with no
+    border tests.
+
+``maxpool2d_backward``
+    Reference: ``put_along_axis`` of the gradient into a zero column array at
+    ``argmax``, then col2im.
+    Here: per plane, add each output gradient straight onto the input element
+    its argmax names (skipped when that element is border padding, which the
+    reference cuts away).  Non-overlapping 2x2 windows write each input once.
+
+Each kernel is a loop over one plane (``_*_plane``) and a ``prange`` loop
+over the N*C planes that runs it; the planes' outputs are disjoint, so the
+parallel iterations never write to the same element.  The plane loops index
+the whole arrays (``x[n, c, h, w]``) and are inlined into the parallel loop,
+which lets LLVM optimise them as one function.  Every constant stored into an
+array (padding value, -inf, zero) is first cast to the array's dtype, so
+float32 stays float32.
+"""
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+from numba import prange
+
+from minicnn.backend.numpy_kernels import output_size
+
+# Numba's OpenMP threads spin-wait after every parallel loop, competing for
+# the cores with BLAS's threads in the matrix product that follows (training
+# steps took about twice as long on two cores).  The workqueue layer's threads sleep.
+# A layer chosen by the user (NUMBA_THREADING_LAYER) is left alone.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
+
+_inline = numba.njit(cache=True, inline="always")
+
+
+@_inline
+def _inside(offset, stride, size, out_len):
+    """The range [lo, hi) of o in [0, out_len) with 0 <= o*stride + offset < size."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    last = size - 1 - offset  # o*stride <= last
+    hi = last // stride + 1 if last >= 0 else 0
+    hi = min(hi, out_len)
+    lo = min(lo, hi)
+    return lo, hi
+
+
+# The three row loops below index with unsigned integers: Numba then emits no
+# negative-index wrap-around test, and LLVM turns each loop into vector code.
+
+@_inline
+def _fill(dst, start, count, value):
+    """dst[start : start + count] = value"""
+    start = np.uint64(start)
+    for k in range(np.uint64(count)):
+        dst[start + k] = value
+
+
+@_inline
+def _gather(dst, start, src, src_start, src_step, count):
+    """dst[start + k] = src[src_start + k*src_step] for k < count"""
+    start, src_start, src_step = np.uint64(start), np.uint64(src_start), np.uint64(src_step)
+    if src_step == 1:  # the usual stride 1: a contiguous copy
+        for k in range(np.uint64(count)):
+            dst[start + k] = src[src_start + k]
+    else:
+        for k in range(np.uint64(count)):
+            dst[start + k] = src[src_start + k * src_step]
+
+
+@_inline
+def _scatter_add(dst, start, step, src, src_start, count):
+    """dst[start + k*step] += src[src_start + k] for k < count"""
+    start, step, src_start = np.uint64(start), np.uint64(step), np.uint64(src_start)
+    if step == 1:
+        for k in range(np.uint64(count)):
+            dst[start + k] += src[src_start + k]
+    else:
+        for k in range(np.uint64(count)):
+            dst[start + k * step] += src[src_start + k]
+
+
+# --- im2col and col2im ------------------------------------------------------------------------
+
+@_inline
+def _im2col_plane(x, n, c, KH, KW, SH, SW, PH, PW, OH, OW, pad, col_t):
+    """col_t[(c, i, j), n, (oh, ow)] = x_padded[n, c, oh*SH + i, ow*SW + j]"""
+    H, W = x.shape[2], x.shape[3]
+    for i in range(KH):
+        oh_lo, oh_hi = _inside(i - PH, SH, H, OH)
+        for j in range(KW):
+            ow_lo, ow_hi = _inside(j - PW, SW, W, OW)
+            dst = col_t[(c * KH + i) * KW + j, n]
+            _fill(dst, 0, oh_lo * OW, pad)  # windows above the image
+            for oh in range(oh_lo, oh_hi):
+                src = x[n, c, oh * SH - PH + i]
+                _fill(dst, oh * OW, ow_lo, pad)
+                _gather(dst, oh * OW + ow_lo, src, ow_lo * SW - PW + j, SW, ow_hi - ow_lo)
+                _fill(dst, oh * OW + ow_hi, OW - ow_hi, pad)
+            _fill(dst, oh_hi * OW, (OH - oh_hi) * OW, pad)  # windows below it
+
+
+@numba.njit(parallel=True, cache=True)
+def _im2col(x, KH, KW, SH, SW, PH, PW, OH, OW, pad, col_t):
+    N, C = x.shape[0], x.shape[1]
+    for nc in prange(N * C):
+        _im2col_plane(x, nc // C, nc % C, KH, KW, SH, SW, PH, PW, OH, OW, pad, col_t)
+
+
+@_inline
+def _col2im_plane(col_t, n, c, KH, KW, SH, SW, PH, PW, OH, OW, zero, img):
+    """img[n, c] = the columns col_t[(c, i, j), n] added back onto their windows, in (i, j) order."""
+    H, W = img.shape[2], img.shape[3]
+    for h in range(H):
+        _fill(img[n, c, h], 0, W, zero)
+    for i in range(KH):
+        oh_lo, oh_hi = _inside(i - PH, SH, H, OH)
+        for j in range(KW):
+            ow_lo, ow_hi = _inside(j - PW, SW, W, OW)
+            src = col_t[(c * KH + i) * KW + j, n]
+            for oh in range(oh_lo, oh_hi):
+                _scatter_add(img[n, c, oh * SH - PH + i], ow_lo * SW - PW + j, SW, src, oh * OW + ow_lo, ow_hi - ow_lo)
+
+
+@numba.njit(parallel=True, cache=True)
+def _col2im(col_t, KH, KW, SH, SW, PH, PW, OH, OW, zero, img):
+    N, C = img.shape[0], img.shape[1]
+    for nc in prange(N * C):
+        _col2im_plane(col_t, nc // C, nc % C, KH, KW, SH, SW, PH, PW, OH, OW, zero, img)
+
+
+# --- max-pooling ------------------------------------------------------------------------------
+
+@_inline
+def _maxpool_plane(x, n, c, KH, KW, SH, SW, PH, PW, neg_inf, out, argmax):
+    """out[n, c, oh, ow] = the first maximum of its window; argmax[n*C + c, oh*OW + ow] = its offset i*KW + j."""
+    H, W = x.shape[2], x.shape[3]
+    C, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for oh in range(OH):
+        for ow in range(OW):
+            best, best_k = neg_inf, 0
+            for i in range(KH):
+                ih = oh * SH - PH + i
+                for j in range(KW):
+                    iw = ow * SW - PW + j
+                    v = x[n, c, ih, iw] if 0 <= ih < H and 0 <= iw < W else neg_inf
+                    # A later value wins only if strictly larger; a NaN wins once and then stays.
+                    if not v <= best and best == best:
+                        best, best_k = v, i * KW + j
+            out[n, c, oh, ow] = best
+            argmax[n * C + c, oh * OW + ow] = best_k
+
+
+@_inline
+def _maxpool2x2_plane(x, n, c, out, argmax):
+    """KH = KW = SH = SW = 2, no padding: the window of (oh, ow) is x[n, c, 2oh:2oh+2, 2ow:2ow+2]."""
+    C, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for oh in range(OH):
+        for ow in range(OW):
+            h, w = 2 * oh, 2 * ow
+            best, best_k = x[n, c, h, w], 0
+            v = x[n, c, h, w + 1]
+            if not v <= best and best == best:
+                best, best_k = v, 1
+            v = x[n, c, h + 1, w]
+            if not v <= best and best == best:
+                best, best_k = v, 2
+            v = x[n, c, h + 1, w + 1]
+            if not v <= best and best == best:
+                best, best_k = v, 3
+            out[n, c, oh, ow] = best
+            argmax[n * C + c, oh * OW + ow] = best_k
+
+
+@numba.njit(parallel=True, cache=True)
+def _maxpool_forward(x, KH, KW, SH, SW, PH, PW, neg_inf, out, argmax):
+    N, C = x.shape[0], x.shape[1]
+    two_by_two = KH == KW == SH == SW == 2 and PH == PW == 0
+    for nc in prange(N * C):
+        if two_by_two:
+            _maxpool2x2_plane(x, nc // C, nc % C, out, argmax)
+        else:
+            _maxpool_plane(x, nc // C, nc % C, KH, KW, SH, SW, PH, PW, neg_inf, out, argmax)
+
+
+@_inline
+def _maxpool_backward_plane(grad, argmax, n, c, KW, SH, SW, PH, PW, zero, dx):
+    """dx[n, c] = 0, then each grad[n, c, oh, ow] added onto the input its argmax names (unless border)."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH, OW = grad.shape[2], grad.shape[3]
+    for h in range(H):
+        _fill(dx[n, c, h], 0, W, zero)
+    for oh in range(OH):
+        for ow in range(OW):
+            k = argmax[n * C + c, oh * OW + ow]
+            ih, iw = oh * SH - PH + k // KW, ow * SW - PW + k % KW
+            if 0 <= ih < H and 0 <= iw < W:
+                dx[n, c, ih, iw] += grad[n, c, oh, ow]
+
+
+@_inline
+def _maxpool2x2_backward_plane(grad, argmax, n, c, zero, dx):
+    """KH = KW = SH = SW = 2, no padding: windows do not overlap, so each input element
+    is written once (its window's gradient, or zero) and nothing is added."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH, OW = grad.shape[2], grad.shape[3]
+    for oh in range(OH):
+        for ow in range(OW):
+            k, g = argmax[n * C + c, oh * OW + ow], grad[n, c, oh, ow]
+            h, w = 2 * oh, 2 * ow
+            dx[n, c, h, w] = g if k == 0 else zero
+            dx[n, c, h, w + 1] = g if k == 1 else zero
+            dx[n, c, h + 1, w] = g if k == 2 else zero
+            dx[n, c, h + 1, w + 1] = g if k == 3 else zero
+    # An odd height or width leaves a last row or column that no window covers.
+    for h in range(2 * OH, H):
+        _fill(dx[n, c, h], 0, W, zero)
+    for h in range(2 * OH):
+        _fill(dx[n, c, h], 2 * OW, W - 2 * OW, zero)
+
+
+@numba.njit(parallel=True, cache=True)
+def _maxpool_backward(grad, argmax, KH, KW, SH, SW, PH, PW, zero, dx):
+    N, C = dx.shape[0], dx.shape[1]
+    two_by_two = KH == KW == SH == SW == 2 and PH == PW == 0
+    for nc in prange(N * C):
+        if two_by_two:
+            _maxpool2x2_backward_plane(grad, argmax, nc // C, nc % C, zero, dx)
+        else:
+            _maxpool_backward_plane(grad, argmax, nc // C, nc % C, KW, SH, SW, PH, PW, zero, dx)
+
+
+# --- the kernels, with the reference's signatures ---------------------------------------------
+
+def im2col(x, kernel_size, stride, padding, pad_value=0.0):
+    """(N, C, H, W) -> (N, C*KH*KW, OH*OW), stored K-major; see :func:`numpy_kernels.im2col`."""
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    N, C, H, W = x.shape
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    col_t = np.empty((C * KH * KW, N, OH * OW), dtype=x.dtype)
+    _im2col(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, OH, OW, x.dtype.type(pad_value), col_t)
+    return col_t.transpose(1, 0, 2)
+
+
+def col2im(col, x_shape, kernel_size, stride, padding):
+    """(N, C*KH*KW, OH*OW) -> (N, C, H, W), overlaps summed; see :func:`numpy_kernels.col2im`.
+
+    Fastest when ``col`` is a K-major view, as im2col and Conv2d's backward pass make it.
+    """
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    N, C, H, W = x_shape
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    col_t = np.ascontiguousarray(col.reshape(N, C * KH * KW, OH * OW).transpose(1, 0, 2))
+    img = np.empty((N, C, H, W), dtype=col.dtype)
+    _col2im(col_t, KH, KW, SH, SW, PH, PW, OH, OW, col.dtype.type(0), img)
+    return img
+
+
+def maxpool2d_forward(x, kernel_size, stride, padding):
+    """(N, C, H, W) -> out (N, C, OH, OW), argmax (N*C, OH*OW); see :func:`numpy_kernels.maxpool2d_forward`."""
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    N, C, H, W = x.shape
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    argmax = np.empty((N * C, OH * OW), dtype=np.intp)
+    _maxpool_forward(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, x.dtype.type(-np.inf), out, argmax)
+    return out, argmax
+
+
+def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):
+    """Each gradient routed to its window's argmax, overlaps summed; see :func:`numpy_kernels.maxpool2d_backward`."""
+    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    dx = np.empty(tuple(x_shape), dtype=grad_output.dtype)
+    _maxpool_backward(np.ascontiguousarray(grad_output), np.ascontiguousarray(argmax, dtype=np.intp),
+                      KH, KW, SH, SW, PH, PW, grad_output.dtype.type(0), dx)
+    return dx

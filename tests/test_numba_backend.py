@@ -1,0 +1,229 @@
+"""The Numba backend: each kernel against the NumPy reference, the layers with it active.
+
+im2col and max-pooling forward must agree exactly (values, argmax, dtype);
+col2im and max-pooling backward add overlapping windows, possibly in another
+order, so they agree to rounding.  The fallback to NumPy when Numba cannot be
+imported is simulated by hiding the ``numba`` module.
+"""
+import os
+import sys
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minicnn
+from minicnn import backend as backend_module
+from minicnn import nn
+from minicnn.backend import numpy_kernels as ref
+from strategies import conv_cases, distinct, normal, pool_cases, seeds
+
+numba = pytest.importorskip("numba", reason="Numba is not installed (pip install numba): the numba backend cannot load here")
+from minicnn.backend import numba_kernels as nk  # noqa: E402  (needs numba)
+
+DTYPES = [np.float32, np.float64]
+dtypes = st.sampled_from(DTYPES)
+ROUNDING = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def window(case):
+    return case.kernel_size, case.stride, case.padding
+
+
+def tied(seed, shape, dtype):
+    """Small integers, so most windows hold ties (first maximum must win), with a few -inf
+    (an all -inf window next to the border must name the border, as the reference does)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    x[rng.random(shape) < 0.1] = -np.inf
+    return x
+
+
+# --- kernel parity ----------------------------------------------------------------------------
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, pad_value=st.sampled_from([0.0, -np.inf, 1.5]))
+def test_im2col_equals_reference(case, seed, dtype, pad_value):
+    x = normal(seed, case.x_shape, dtype)
+    got = nk.im2col(x, *window(case), pad_value=pad_value)
+    want = ref.im2col(x, *window(case), pad_value=pad_value)
+    assert got.dtype == want.dtype == dtype
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes)
+def test_col2im_equals_reference(case, seed, dtype):
+    col_shape = ref.im2col(np.zeros(case.x_shape, dtype), *window(case)).shape
+    col = normal(seed, col_shape, dtype)
+    got = nk.col2im(col, case.x_shape, *window(case))
+    want = ref.col2im(col, case.x_shape, *window(case))
+    assert got.dtype == dtype and got.shape == case.x_shape
+    np.testing.assert_allclose(got, want, **ROUNDING[dtype])
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes)
+def test_col2im_of_a_strided_view(case, seed, dtype):
+    """Conv2d passes col2im a (N, K, P) view of a (K, N*P) product; any memory layout must work."""
+    N, K, P = ref.im2col(np.zeros(case.x_shape, dtype), *window(case)).shape
+    dcols = normal(seed, (K, N * P), dtype)
+    view = dcols.reshape(K, N, P).transpose(1, 0, 2)
+    np.testing.assert_allclose(nk.col2im(view, case.x_shape, *window(case)),
+                               ref.col2im(np.ascontiguousarray(view), case.x_shape, *window(case)),
+                               **ROUNDING[dtype])
+
+
+@given(case=pool_cases(kernel_max=5), seed=seeds, dtype=dtypes, ties=st.booleans())
+def test_maxpool_forward_equals_reference(case, seed, dtype, ties):
+    x = tied(seed, case.x_shape, dtype) if ties else normal(seed, case.x_shape, dtype)
+    out, argmax = nk.maxpool2d_forward(x, *window(case))
+    want_out, want_argmax = ref.maxpool2d_forward(x, *window(case))
+    assert out.dtype == dtype and argmax.dtype == want_argmax.dtype
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(argmax, want_argmax)
+
+
+@given(case=pool_cases(kernel_max=5), seed=seeds, dtype=dtypes, ties=st.booleans())
+def test_maxpool_backward_equals_reference(case, seed, dtype, ties):
+    x = tied(seed, case.x_shape, dtype) if ties else normal(seed, case.x_shape, dtype)
+    out, argmax = ref.maxpool2d_forward(x, *window(case))
+    g = normal(seed + 1, out.shape, dtype)
+    got = nk.maxpool2d_backward(g, argmax, x.shape, *window(case))
+    want = ref.maxpool2d_backward(g, argmax, x.shape, *window(case))
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_allclose(got, want, **ROUNDING[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 2, 7, 9), (1, 1, 2, 3), (3, 1, 5, 2)])
+def test_maxpool_2x2_fast_path_equals_reference(shape, dtype):
+    """The specialised 2x2 / stride-2 / unpadded loops, with ties and odd sizes (uncovered last row and column)."""
+    x = tied(7, shape, dtype)
+    w = ((2, 2), (2, 2), (0, 0))
+    out, argmax = nk.maxpool2d_forward(x, *w)
+    want_out, want_argmax = ref.maxpool2d_forward(x, *w)
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(argmax, want_argmax)
+    g = normal(8, out.shape, dtype)
+    np.testing.assert_array_equal(nk.maxpool2d_backward(g, argmax, shape, *w),
+                                  ref.maxpool2d_backward(g, argmax, shape, *w))
+
+
+@pytest.mark.parametrize("window_", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1))])
+def test_maxpool_nan_wins_like_argmax(window_):
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 1, 6, 6)
+    x[0, 0, 1, 1] = x[1, 0, 4, 3] = np.nan
+    out, argmax = nk.maxpool2d_forward(x, *window_)
+    want_out, want_argmax = ref.maxpool2d_forward(x, *window_)
+    np.testing.assert_array_equal(out, want_out)  # NaNs compare equal here
+    np.testing.assert_array_equal(argmax, want_argmax)
+
+
+@pytest.mark.parametrize("kernels", [ref, nk], ids=["numpy", "numba"])
+def test_im2col_is_stored_k_major(kernels):
+    """Conv2d views col as one (K, N*P) matrix; that view must not need a copy."""
+    col = kernels.im2col(normal(0, (3, 2, 6, 5), np.float32), (3, 2), (1, 2), (1, 0))
+    assert col.transpose(1, 0, 2).flags.c_contiguous
+
+
+def test_workqueue_threading_layer_unless_the_user_chose_one():
+    """OpenMP's spinning threads would compete with BLAS's threads between kernels."""
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        assert numba.config.THREADING_LAYER == os.environ["NUMBA_THREADING_LAYER"]
+    else:
+        assert numba.config.THREADING_LAYER == "workqueue"
+
+
+# --- layers with the backend active -----------------------------------------------------------
+
+@contextmanager
+def using(name):
+    """``name`` as the active backend inside the block; the previous one restored after."""
+    previous = minicnn.get_backend()
+    try:
+        yield minicnn.set_backend(name)
+    finally:
+        minicnn.set_backend(previous.name)
+
+
+@pytest.fixture
+def numba_active():
+    with using("numba") as active:
+        yield active
+
+
+def test_layers_use_the_numba_kernels(numba_active):
+    assert backend_module.kernels_for(np.zeros(1)) is numba_active
+    assert numba_active.im2col is nk.im2col and numba_active.maxpool2d_forward is nk.maxpool2d_forward
+
+
+@given(case=conv_cases(kernel_max=3), seed=seeds)
+def test_conv2d_gradcheck(case, seed):
+    C = case.x_shape[1]
+    layer = nn.Conv2d(C, case.out_channels, case.kernel_size, case.stride, case.padding, bias=case.bias,
+                      dtype=np.float64, generator=np.random.default_rng(seed))
+    with using("numba"):
+        assert minicnn.gradcheck(layer, normal(seed, case.x_shape))
+
+
+@given(case=pool_cases(), seed=seeds)
+def test_maxpool2d_gradcheck(case, seed):
+    layer = nn.MaxPool2d(case.kernel_size, case.stride, case.padding)
+    with using("numba"):
+        assert minicnn.gradcheck(layer, distinct(seed, case.x_shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layers_keep_the_dtype(numba_active, dtype):
+    x = normal(0, (2, 3, 9, 9), dtype)
+    for layer in (nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype=dtype), nn.MaxPool2d(2), nn.MaxPool2d(3, 1, 1)):
+        y = layer(x)
+        assert y.dtype == dtype
+        assert layer.backward(np.ones_like(y)).dtype == dtype
+
+
+def _mnist_step(backend_name, x, target):
+    model = minicnn.models.MnistCNN(seed=3)
+    loss_fn = nn.NLLLoss()
+    with using(backend_name):
+        out = model(x)
+        loss = loss_fn(out, target)
+        dx = model.backward(loss_fn.backward())
+    return out, loss, dx, {name: p.grad for name, p in model.named_parameters()}
+
+
+def test_mnist_cnn_matches_numpy_backend():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    target = rng.integers(0, 10, 8)
+    out, loss, dx, grads = _mnist_step("numba", x, target)
+    out0, loss0, dx0, grads0 = _mnist_step("numpy", x, target)
+    assert out.dtype == dx.dtype == np.float32
+    np.testing.assert_allclose(out, out0, rtol=1e-4, atol=1e-5)
+    assert loss == pytest.approx(loss0, rel=1e-5)
+    np.testing.assert_allclose(dx, dx0, rtol=1e-4, atol=1e-6)
+    for name, g in grads.items():
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, grads0[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+# --- falling back to NumPy --------------------------------------------------------------------
+
+def test_falls_back_to_numpy_with_one_warning_when_numba_is_missing(monkeypatch):
+    assert backend_module._DEFAULT_ORDER == ("numba", "numpy")
+    monkeypatch.setitem(sys.modules, "numba", None)  # ``import numba`` now raises ImportError
+    monkeypatch.delenv("MINICNN_BACKEND", raising=False)
+    monkeypatch.setattr(backend_module, "_loaded", {})
+    monkeypatch.setattr(backend_module, "_failures", {})
+    monkeypatch.setattr(backend_module, "_current", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = minicnn.get_backend()
+    assert chosen.name == "numpy"
+    assert len(caught) == 1 and issubclass(caught[0].category, RuntimeWarning)
+    message = str(caught[0].message)
+    assert "numba" in message and "NumPy" in message and "\n" not in message
+    with pytest.raises(minicnn.BackendUnavailableError, match="numba"):
+        minicnn.set_backend("numba")
