@@ -196,6 +196,19 @@ def test_gpu_kernels_equal_reference(g, with_ties):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_gpu_transpose01_equals_reference(with_bias, dtype):
+    cupy = _cupy_or_skip()
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((3, 4, 5)).astype(dtype)
+    bias = rng.standard_normal(3).astype(dtype) if with_bias else None
+    got = ck.transpose01(cupy.asarray(a), None if bias is None else cupy.asarray(bias))
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got.get(), ref.transpose01(a, bias))
+
+
+@pytest.mark.gpu
 def test_gpu_gradchecks(on_gpu):
     cupy = on_gpu
     rng = np.random.default_rng(4)

@@ -150,6 +150,22 @@ def test_kernels_keep_dtype_and_leave_inputs_alone(dtype):
     np.testing.assert_array_equal(dy, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_transpose01_matches_naive_loop(with_bias, dtype):
+    a = normal(1, (3, 4, 5), dtype)
+    a_before = a.copy()
+    bias = normal(2, (3,), dtype) if with_bias else None
+    out = k.transpose01(a, bias)
+    want = np.empty((4, 3, 5), dtype)
+    for i in range(3):
+        for b in range(4):
+            want[b, i] = a[i, b] + (bias[i] if with_bias else 0)
+    assert out.dtype == dtype and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(a, a_before)
+
+
 @given(case=pool_cases(), seed=seeds)
 def test_maxpool_forward_matches_naive_loop(case, seed):
     x = distinct(seed, case.x_shape)

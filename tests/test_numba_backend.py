@@ -121,6 +121,25 @@ def test_maxpool_nan_wins_like_argmax(window_):
     np.testing.assert_array_equal(argmax, want_argmax)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("shape", [(3, 4, 5), (1, 2, 1), (4, 1, 7), (2, 3, 0)])
+def test_transpose01_equals_reference(shape, with_bias, dtype):
+    a = normal(9, shape, dtype)
+    bias = normal(10, shape[:1], dtype) if with_bias else None
+    got, want = nk.transpose01(a, bias), ref.transpose01(a, bias)
+    assert got.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)  # one addition per element, as in the reference
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose01_of_a_strided_view(dtype):
+    """Conv2d passes views (a reshaped product, a reshaped gradient); a transposed one must work too."""
+    a = normal(11, (5, 3, 4), dtype).transpose(1, 0, 2)
+    bias = normal(12, (3,), dtype)
+    np.testing.assert_array_equal(nk.transpose01(a, bias), ref.transpose01(a, bias))
+
+
 @pytest.mark.parametrize("kernels", [ref, nk], ids=["numpy", "numba"])
 def test_im2col_is_stored_k_major(kernels):
     """Conv2d views col as one (K, N*P) matrix; that view must not need a copy."""

@@ -1,7 +1,8 @@
 """The array-backend switch that sits below every layer.
 
 A *backend* is three things: an array module ``xp`` (NumPy or CuPy), a device
-(host memory or a GPU) and a set of hot kernels (im2col, col2im, max-pooling).
+(host memory or a GPU) and a set of hot kernels (im2col, col2im, max-pooling,
+and the axis swap around Conv2d's matrix products).
 Layers never import NumPy-or-CuPy themselves and never branch on the backend:
 they ask ``get_array_module(x)`` for the array module of the data they hold and
 ``kernels_for(x)`` for the kernels that fit it.
@@ -63,6 +64,7 @@ class Backend:
     ``col2im(col, x_shape, kernel_size, stride, padding)``
     ``maxpool2d_forward(x, kernel_size, stride, padding)``
     ``maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)``
+    ``transpose01(a, bias=None)``  (A, B, P) -> (B, A, P), plus ``bias`` over A
     """
 
     name: str
@@ -72,6 +74,7 @@ class Backend:
     col2im: Callable
     maxpool2d_forward: Callable
     maxpool2d_backward: Callable
+    transpose01: Callable
     extras: dict = field(default_factory=dict)
 
     def asarray(self, a, dtype=None):

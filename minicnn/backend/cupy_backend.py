@@ -28,4 +28,5 @@ def make_backend() -> Backend:
         col2im=k.col2im,
         maxpool2d_forward=k.maxpool2d_forward,
         maxpool2d_backward=k.maxpool2d_backward,
+        transpose01=k.transpose01,
     )

@@ -231,3 +231,13 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
     _kernel(_MAXPOOL_BWD)(cupy.ascontiguousarray(grad_output), argmax, H, W, KH, KW, SH, SW, PH, PW,
                           OH, OW, dx)
     return dx
+
+
+def transpose01(a, bias=None):
+    """As :func:`minicnn.backend.numpy_kernels.transpose01`, with CuPy's array operations."""
+    import cupy
+
+    out = cupy.ascontiguousarray(a.transpose(1, 0, 2))
+    if bias is not None:
+        out += bias[:, None]
+    return out

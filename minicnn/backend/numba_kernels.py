@@ -49,8 +49,13 @@ How each kernel maps onto the reference
     its argmax names (skipped when that element is border padding, which the
     reference cuts away).  Non-overlapping 2x2 windows write each input once.
 
-Each kernel is a loop over one plane (``_*_plane``) and a ``prange`` loop
-over the N*C planes that runs it; the planes' outputs are disjoint, so the
+``transpose01``
+    Reference: ``ascontiguousarray(a.transpose(1, 0, 2))``, then ``+= bias``.
+    Here: one pass; each parallel iteration copies one row ``a[i, b, :]`` to
+    ``out[b, i, :]``, adding ``bias[i]`` when there is a bias.
+
+The first four kernels are each a loop over one plane (``_*_plane``) and a
+``prange`` loop over the N*C planes that runs it; the planes' outputs are disjoint, so the
 parallel iterations never write to the same element.  The plane loops index
 the whole arrays (``x[n, c, h, w]``) and are inlined into the parallel loop,
 which lets LLVM optimise them as one function.  Every constant stored into an
@@ -74,7 +79,7 @@ from minicnn.backend.numpy_kernels import output_size
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01"]
 
 _inline = numba.njit(cache=True, inline="always")
 
@@ -275,6 +280,24 @@ def _maxpool_backward(grad, argmax, KH, KW, SH, SW, PH, PW, zero, dx):
             _maxpool_backward_plane(grad, argmax, nc // C, nc % C, KW, SH, SW, PH, PW, zero, dx)
 
 
+# --- transposing the first two axes ---------------------------------------------------------
+
+@numba.njit(parallel=True, cache=True)
+def _transpose01(a, bias, out):
+    """out[b, i, :] = a[i, b, :] + bias[i]; an empty ``bias`` means no bias."""
+    A, B = a.shape[0], a.shape[1]
+    for row in prange(A * B):
+        i, b = row // B, row % B
+        src, dst = a[i, b], out[b, i]
+        if bias.shape[0] == 0:
+            for p in range(np.uint64(src.shape[0])):
+                dst[p] = src[p]
+        else:
+            add = bias[i]
+            for p in range(np.uint64(src.shape[0])):
+                dst[p] = src[p] + add
+
+
 # --- the kernels, with the reference's signatures ---------------------------------------------
 
 def im2col(x, kernel_size, stride, padding, pad_value=0.0):
@@ -319,3 +342,13 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
     _maxpool_backward(np.ascontiguousarray(grad_output), np.ascontiguousarray(argmax, dtype=np.intp),
                       KH, KW, SH, SW, PH, PW, grad_output.dtype.type(0), dx)
     return dx
+
+
+def transpose01(a, bias=None):
+    """(A, B, P) -> (B, A, P), C-contiguous, plus ``bias[i]`` on ``a[i]``; see :func:`numpy_kernels.transpose01`."""
+    A, B, P = a.shape
+    if bias is None:
+        bias = np.empty(0, dtype=a.dtype)
+    out = np.empty((B, A, P), dtype=a.dtype)
+    _transpose01(np.ascontiguousarray(a), np.ascontiguousarray(bias, dtype=a.dtype), out)
+    return out

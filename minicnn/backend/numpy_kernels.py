@@ -114,3 +114,21 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
     np.put_along_axis(dcol, argmax[:, None, :], grad_output.reshape(N * C, 1, P), axis=1)
     dx = col2im(dcol, (N * C, 1, H, W), kernel_size, stride, padding)
     return dx.reshape(N, C, H, W)
+
+
+def transpose01(a, bias=None):
+    """Swap the first two axes into a new C-contiguous array, adding ``bias`` on the way.
+
+    a    : (A, B, P)
+    bias : (A,) or None
+    out  : (B, A, P) with ``out[b, i, p] = a[i, b, p] + bias[i]`` (no bias: just
+           the transpose).
+
+    Conv2d uses it in both directions: its forward pass turns the product
+    ``W_mat @ cols`` of shape (OC, N, P) into the output (N, OC, P) and adds the
+    bias; its backward pass turns ``dY`` of shape (N, OC, P) into (OC, N, P).
+    """
+    out = np.ascontiguousarray(a.transpose(1, 0, 2))
+    if bias is not None:
+        out += bias[:, None]
+    return out

@@ -39,12 +39,12 @@ class ReLU(Module):
     def forward(self, x):
         if not hasattr(x, "dtype"):
             raise ValueError(f"ReLU: expected an array, got {type(x).__name__}")
-        mask = x > 0
-        self._cache = mask
-        return x * mask  # keeps x's dtype; never writes into x
+        y = get_array_module(x).maximum(x, x.dtype.type(0))  # a zero of x's dtype keeps float32 float32
+        self._cache = y  # y > 0 exactly where x > 0, so backward needs only y
+        return y
 
     def backward(self, grad_output):
-        return grad_output * _need_cache(self)
+        return grad_output * (_need_cache(self) > 0)
 
 
 def _dim_arg(layer, dim) -> int:

@@ -3,11 +3,13 @@
 Notation (see :mod:`minicnn.backend.numpy_kernels`): N, C, H, W, OC (output
 channels), KH, KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``.
 
-Forward
+Forward, with the batch side by side: cols = col as (K, N*P)
     col  = im2col(x)                      (N, K, P)
     y[n] = W_mat @ col[n] + b             W_mat = W.reshape(OC, K)  ->  (N, OC, P)
+         computed as one product W_mat @ cols (OC, N*P), then transpose01 swaps
+         it to (N, OC, P) and adds b on the way
 
-Backward, with the batch side by side: cols = col as (K, N*P), dY as (OC, N*P)
+Backward, with the batch side by side: cols as above, dY as (OC, N*P) by transpose01
     dW    = dY @ cols^T                   (OC, K) -> (OC, C, KH, KW); one product sums over n and p
     db    = sum over n and p of dY
     dcols = W_mat^T @ dY                  (K, N*P), i.e. (N, K, P)
@@ -66,11 +68,15 @@ class Conv2d(Module):
         N, _, H, W = x.shape
         OH = output_size(H, self.kernel_size[0], self.stride[0], self.padding[0])
         OW = output_size(W, self.kernel_size[1], self.stride[1], self.padding[1])
-        col = kernels_for(x).im2col(x, self.kernel_size, self.stride, self.padding)  # (N, K, P)
-        w_mat = self.weight.data.reshape(self.out_channels, -1)                     # (OC, K)
-        y = w_mat @ col                                                              # (N, OC, P)
-        if self.bias is not None:
-            y += self.bias.data[:, None]
+        kernels = kernels_for(x)
+        col = kernels.im2col(x, self.kernel_size, self.stride, self.padding)         # (N, K, P)
+        K = col.shape[1]
+        w_mat = self.weight.data.reshape(self.out_channels, K)                       # (OC, K)
+        # One matrix product for the whole batch (no copy for cols, see backward),
+        # then (OC, N, P) -> (N, OC, P) with the bias added in the same pass.
+        y = w_mat @ col.transpose(1, 0, 2).reshape(K, -1)                            # (OC, N*P)
+        bias = None if self.bias is None else self.bias.data
+        y = kernels.transpose01(y.reshape(self.out_channels, N, -1), bias)           # (N, OC, P)
         self._cache = (col, x.shape)
         return y.reshape(N, self.out_channels, OH, OW)
 
@@ -82,7 +88,8 @@ class Conv2d(Module):
         # The batch side by side, so that dW and dcols are one matrix product each.
         # (No copy for cols: im2col stores col K-major, see numpy_kernels.im2col.)
         cols = col.transpose(1, 0, 2).reshape(K, -1)                                 # (K, N*P)
-        dy = grad_output.reshape(N, OC, -1).transpose(1, 0, 2).reshape(OC, -1)      # (OC, N*P)
+        dy = kernels_for(grad_output).transpose01(grad_output.reshape(N, OC, -1))    # (OC, N, P)
+        dy = dy.reshape(OC, -1)                                                      # (OC, N*P)
         w_mat = self.weight.data.reshape(OC, K)
         self.weight.accumulate_grad((dy @ cols.T).reshape(self.weight.shape))
         if self.bias is not None:
