@@ -1,0 +1,347 @@
+"""From a photo of a handwritten digit to a prediction.
+
+A network trained on MNIST has only ever seen digits prepared one way, so a
+photo or scan must be prepared the same way before the network can read it.
+MNIST's recipe (LeCun et al.): white ink on black, the digit scaled so that
+its longer side is 20 pixels, then placed on a 28 x 28 canvas so that its
+centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
+
+1. **Grayscale.** RGB becomes luminance ``0.299 R + 0.587 G + 0.114 B``.
+   A transparent background is composited onto white (dark ink) or black
+   (light ink), whichever the ink stands out from.
+2. **Polarity.** MNIST's ink is bright on a dark background. The background
+   is the median of the border pixels; when it lies on the light side of the
+   image's range (above the midpoint of min and max), the image is inverted,
+   ``x -> 255 - x``. After this, ink is bright wherever it came from.
+3. **Background and threshold.** A photo lit from one side has paper
+   brighter on one side than the other: a plane ``a + b*row + c*col`` is
+   fitted to the border pixels (least squares) and subtracted. Paper texture
+   and JPEG noise are then faint but not zero. Pixels at or below a
+   threshold ``t`` become 0, and the rest are stretched, ``(x - t) / (hi - t)``,
+   so that the stroke reaches full brightness (``hi`` is the 90th percentile
+   of the ink). ``t`` is Otsu's threshold by default: the level that splits
+   the histogram into two classes (background, ink) with the largest
+   between-class variance ``w0 w1 (mu0 - mu1)^2``. Marks that barely rise
+   above the paper's noise mean there is no digit: a ValueError.
+4. **Crop** to the bounding box of the remaining ink.
+5. **Scale** the longer side to 20 pixels, keeping the aspect ratio
+   (Lanczos resampling, which smooths the edges as MNIST's anti-aliasing did).
+6. **Centre.** Paste onto a black 28 x 28 canvas so that the centre of mass
+   ``(sum_i x_i r_i / sum_i x_i, sum_i x_i c_i / sum_i x_i)`` lands on pixel
+   (14, 14), MNIST's average.
+
+:func:`preprocess_digit` then normalises the result exactly as the training
+images were, ``(x / 255 - MNIST_MEAN) / MNIST_STD``, into a (1, 28, 28)
+float32 network input; :func:`predict` runs a model over such inputs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from minicnn.backend import get_backend, to_numpy
+from minicnn.data.transforms import normalize
+
+__all__ = ["as_network_input", "digit_to_mnist", "otsu_threshold", "predict", "preprocess_digit"]
+
+CANVAS = 28        # MNIST image side
+BOX = 20           # the digit's longer side inside it
+CENTRE = 14.0      # where MNIST's centre of mass lies (row and column)
+MIN_CONTRAST = 16  # gray levels ink must rise above the paper
+
+
+# --- reading ----------------------------------------------------------------
+
+def _describe(image) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return f"image file {str(image)!r}"
+    if isinstance(image, Image.Image):
+        return f"PIL image ({image.mode}, {image.width}x{image.height})"
+    return f"array of shape {np.shape(image)}"
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _composite(gray: np.ndarray, alpha: np.ndarray, name: str) -> np.ndarray:
+    """Gray values with transparency (alpha in [0, 1]) flattened onto a contrasting background."""
+    if alpha.sum() == 0:
+        raise ValueError(f"{name} is fully transparent: there is no digit to read")
+    ink = (gray * alpha).sum() / alpha.sum()  # the mean gray of what is drawn
+    background = 255.0 if ink < 128 else 0.0
+    return gray * alpha + background * (1 - alpha)
+
+
+def _to_gray(image) -> np.ndarray:
+    """Any supported input as a float64 (H, W) array of gray levels 0..255 (step 1)."""
+    name = _describe(image)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except FileNotFoundError:
+            raise ValueError(f"{name} does not exist") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"{name} cannot be read as an image: {exc}") from None
+    if isinstance(image, Image.Image):
+        if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
+            image = image.convert("RGBA")
+        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+            return _composite(_luminance(rgba), rgba[..., 3] / 255, name)
+        if image.mode in ("I", "I;16", "F"):
+            a = np.asarray(image.convert("F"), dtype=np.float64)
+            return a * (255.0 / a.max()) if a.max() > 255 else a
+        return np.asarray(image.convert("L"), dtype=np.float64)
+
+    a = to_numpy(image)
+    is_float = np.issubdtype(a.dtype, np.floating)
+    if a.dtype == bool:
+        a = a * 255.0
+    elif not (np.issubdtype(a.dtype, np.integer) or is_float):
+        raise ValueError(f"{name} has dtype {a.dtype}; expected numbers (uint8 0-255 or float 0-1)")
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 3 and a.shape[0] == 1:          # (1, H, W): one channel first
+        a = a[0]
+    if a.ndim == 3 and a.shape[-1] == 1:         # (H, W, 1)
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ValueError(f"{name} is not an image: expected (H, W), (H, W, 1), (H, W, 3) RGB "
+                         f"or (H, W, 4) RGBA")
+    if min(a.shape[:2]) < 2:
+        raise ValueError(f"{name} is too small to hold a digit")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if a.min() < 0 or a.max() > 255:
+        raise ValueError(f"{name} has values from {a.min():.3g} to {a.max():.3g}; expected gray "
+                         f"levels 0-255 or floats 0-1 (pass images before normalising them)")
+    if is_float and a.max() <= 1.0:
+        a = a * 255.0                            # floats in [0, 1]
+    if a.ndim == 2:
+        return a
+    gray = _luminance(a)
+    if a.shape[-1] == 4:
+        return _composite(gray, a[..., 3] / 255.0, name)
+    return gray
+
+
+# --- the steps ----------------------------------------------------------------
+
+def otsu_threshold(gray: np.ndarray) -> float:
+    """Otsu's threshold of gray levels 0..255: the t maximising ``w0 w1 (mu0 - mu1)^2``.
+
+    ``w0``, ``mu0`` are the weight (fraction of pixels) and mean of the levels
+    ``<= t``, ``w1``, ``mu1`` of those above. Returns ``t`` as a float (the
+    middle of the maximising levels when several tie).
+    """
+    hist = np.bincount(np.clip(np.round(gray), 0, 255).astype(np.int64).ravel(), minlength=256)
+    p = hist / hist.sum()
+    levels = np.arange(256)
+    w0 = np.cumsum(p)                     # weight of levels 0..t
+    m0 = np.cumsum(p * levels)            # w0 * mu0
+    w1 = 1 - w0
+    mean = m0[-1]
+    # w0 w1 (mu0 - mu1)^2 rewritten without dividing by w0 or w1 separately:
+    between = (mean * w0 - m0) ** 2 / np.where(w0 * w1 > 0, w0 * w1, np.inf)
+    # Between two well-separated levels every t in the gap scores the same:
+    # take the middle of the best ones, not the first (which hugs the background).
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(best.mean())
+
+
+def _border(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices, column indices and values of the pixels on the image's edge."""
+    H, W = gray.shape
+    rows, cols = np.indices((H, W))
+    edge = np.zeros((H, W), dtype=bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    return rows[edge], cols[edge], gray[edge]
+
+
+def _needs_inverting(gray: np.ndarray) -> bool:
+    return float(np.median(_border(gray)[2])) > (gray.min() + gray.max()) / 2
+
+
+def _flatten_background(gray: np.ndarray) -> np.ndarray:
+    """Subtract the paper's brightness, a plane ``a + b*row + c*col`` fitted to the border.
+
+    The paper becomes noise around 0 (negative values kept), the ink stays positive.
+    A photo lit from one side is brighter on that side; without this, the
+    lit half of the paper can look like ink to the threshold. The fit is
+    least squares, done twice: the second time without the border pixels
+    the first fit called ink (a stroke touching the edge).
+    """
+    rows, cols, values = _border(gray)
+    A = np.stack([np.ones_like(values), rows, cols], axis=1).astype(np.float64)
+    keep = np.ones(len(values), dtype=bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(A[keep], values[keep], rcond=None)
+        residual = values - A @ coef
+        keep = residual < max(3 * np.std(residual[keep]), 1.0)
+    H, W = gray.shape
+    r, c = np.indices((H, W))
+    return gray - (coef[0] + coef[1] * r + coef[2] * c)
+
+
+def _noise_level(flat: np.ndarray) -> float:
+    """The paper's noise as a standard deviation, ``1.4826 * median(|x - median(x)|)``.
+
+    The median absolute deviation ignores the ink (a minority of pixels);
+    1.4826 turns it into a standard deviation for Gaussian noise.
+    """
+    return 1.4826 * float(np.median(np.abs(flat - np.median(flat))))
+
+
+def _threshold(gray: np.ndarray, threshold, name: str, noise: float) -> np.ndarray:
+    """Zero the faint pixels and stretch the ink to 0..255 (step 3)."""
+    if threshold is None:
+        t = float(gray.min()) + 0.5  # every pixel above the paper, by half a gray level
+    elif isinstance(threshold, str):
+        if threshold != "otsu":
+            raise ValueError(f"threshold must be 'otsu', a fraction in [0, 1) or None, got {threshold!r}")
+        t = otsu_threshold(gray)
+    else:
+        if not 0 <= float(threshold) < 1:
+            raise ValueError(f"threshold must be 'otsu', a fraction in [0, 1) or None, got {threshold!r}")
+        t = gray.min() + float(threshold) * (gray.max() - gray.min())
+    ink = gray[gray > t]
+    if ink.size == 0:
+        raise ValueError(f"{name} holds no ink above the threshold {t:.1f}")
+    hi = max(float(np.percentile(ink, 90)), t + 1)
+    # Paper with no digit still has noise, and the threshold keeps its
+    # brightest specks; they barely stand out from the noise. Ink stands far above it.
+    if hi <= max(6 * noise, MIN_CONTRAST):
+        raise ValueError(f"{name} looks blank: its brightest marks are {hi:.0f} gray levels above "
+                         f"the paper, whose noise is +-{noise:.0f}; no digit found")
+    return np.clip((gray - t) / (hi - t), 0, 1) * 255
+
+
+def _centre_of_mass(a: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.indices(a.shape)
+    total = a.sum()
+    return float((a * rows).sum() / total), float((a * cols).sum() / total)
+
+
+def digit_to_mnist(image, invert="auto", threshold="otsu") -> np.ndarray:
+    """A photo or scan of one digit as a (28, 28) uint8 MNIST-style image.
+
+    ``image``: a path, a PIL image or an array ((H, W), (H, W, 1), (H, W, 3)
+    or (H, W, 4); uint8 0-255 or float 0-1), of any size.
+    ``invert``: ``"auto"`` (invert when the background is light), ``True`` or
+    ``False``. ``threshold``: ``"otsu"``, a fraction in [0, 1) of the
+    range above the paper, or ``None`` (keep every pixel above the paper).
+    See the module docstring for the steps. Raises ``ValueError`` naming the
+    input for an unreadable file, a wrong shape or a blank image.
+    """
+    name = _describe(image)
+    gray = _to_gray(image)
+    if gray.max() - gray.min() < 8:
+        raise ValueError(f"{name} is blank: every pixel is about {gray.mean():.0f} of 255, "
+                         f"there is no digit to read")
+    if invert == "auto":
+        invert = _needs_inverting(gray)
+    elif not isinstance(invert, (bool, np.bool_)):
+        raise ValueError(f"invert must be 'auto', True or False, got {invert!r}")
+    if invert:
+        gray = 255 - gray
+    flat = _flatten_background(gray)
+    ink = _threshold(np.clip(flat, 0, None), threshold, name, _noise_level(flat))
+
+    rows, cols = np.nonzero(ink)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = ink.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL sizes are (width, height)
+    digit = np.asarray(Image.fromarray(ink.astype(np.float32))  # a float32 array is a mode "F" image
+                       .resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
+    digit = np.clip(digit, 0, 255)
+
+    cy, cx = _centre_of_mass(digit)
+    top = int(np.clip(round(CENTRE - cy), 0, CANVAS - digit.shape[0]))
+    left = int(np.clip(round(CENTRE - cx), 0, CANVAS - digit.shape[1]))
+    canvas = np.zeros((CANVAS, CANVAS))
+    canvas[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return np.round(canvas).astype(np.uint8)
+
+
+def preprocess_digit(image, invert="auto", threshold="otsu", return_raw: bool = False):
+    """A photo or scan of one digit as a normalised float32 (1, 28, 28) network input.
+
+    The steps of :func:`digit_to_mnist`, then ``(x / 255 - MNIST_MEAN) / MNIST_STD``
+    as in training. With ``return_raw=True`` returns ``(input, raw)``, where
+    ``raw`` is the (28, 28) uint8 image (save it to see what the network sees).
+    """
+    raw = digit_to_mnist(image, invert=invert, threshold=threshold)
+    x = normalize(raw[None])[0]  # the training transform: (1, 1, 28, 28) -> (1, 28, 28)
+    return (x, raw) if return_raw else x
+
+
+# --- running a model ------------------------------------------------------------
+
+def as_network_input(images) -> np.ndarray:
+    """Images as a float (N, 1, 28, 28) host batch the network takes.
+
+    uint8 images, (H, W) or (N, H, W), are normalised with MNIST's mean and
+    std; float images, (1, H, W) or (N, 1, H, W), are taken to be normalised
+    already (as :func:`preprocess_digit` and the data transforms return them).
+    """
+    a = to_numpy(images)
+    if a.dtype == np.uint8:
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3:
+            raise ValueError(f"uint8 images must be (H, W) or (N, H, W), got shape {a.shape}")
+        return normalize(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"images must be uint8 (0-255) or normalised floats, got dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[None]
+    if a.ndim != 4 or a.shape[1] != 1:
+        raise ValueError(f"float images must be (1, H, W) or (N, 1, H, W), got shape {a.shape}")
+    return a
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)   # exp never overflows; the result is unchanged
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict(model, images, batch_size: int = 256, return_all_probs: bool = False):
+    """The digits ``model`` reads in ``images`` and how sure it is.
+
+    ``images``: anything :func:`as_network_input` takes. Runs in eval mode
+    (restoring the model's mode afterwards), ``batch_size`` images at a time,
+    on the current backend. Returns ``(digits, confidence)``: int64 (N,) and
+    the probability of each chosen digit, float (N,); with
+    ``return_all_probs=True`` also the (N, K) probability matrix.
+
+    minicnn's models end in LogSoftmax, so ``p = exp(output)``. This computes
+    ``softmax(output)`` instead, which is the same thing for log-probabilities
+    (their exponentials already sum to 1) and also right for raw logits.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    x = as_network_input(images)
+    if len(x) == 0:
+        raise ValueError("predict: there are no images to read")
+    first = next(model.parameters(), None)
+    dtype = first.dtype if first is not None else np.float32
+    backend = get_backend()
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = [to_numpy(model(backend.asarray(x[i:i + batch_size], dtype=dtype)))
+                   for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    probs = _softmax(np.concatenate(outputs).astype(np.float64))
+    digits = probs.argmax(axis=1).astype(np.int64)
+    confidence = probs[np.arange(len(digits)), digits]
+    return (digits, confidence, probs) if return_all_probs else (digits, confidence)
