@@ -245,3 +245,42 @@ def test_gpu_training_step_equals_cpu(on_gpu):
     for k, v in outs["numpy"][1].items():
         np.testing.assert_allclose(outs["cupy"][1][k], v, rtol=1e-4, atol=1e-6)
     assert isinstance(models.MnistCNN(seed=0).fc1.weight.data, cupy.ndarray)
+
+
+@pytest.mark.gpu
+def test_gpu_model_and_optimizer_move_mid_training(on_gpu):
+    # Two Adam steps on the host, then model.to("cupy") and the optimizer state
+    # reloaded onto the GPU; the third step must equal a third step on the host.
+    from minicnn import models, nn, optim
+
+    cupy = on_gpu
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+
+    def step(model, opt, b):
+        crit = nn.NLLLoss()
+        crit(model(b.asarray(x)), b.asarray(y))
+        model.backward(crit.backward())
+        opt.step()
+        opt.zero_grad()
+
+    runs = {}
+    for move in (False, True):
+        cpu = minicnn.set_backend("numpy")
+        model = models.MnistCNN(seed=0)
+        opt = optim.Adam(model.parameters())
+        step(model, opt, cpu)
+        step(model, opt, cpu)
+        if move:
+            gpu = minicnn.set_backend("cupy")
+            model.to("cupy")
+            opt.load_state_dict(opt.state_dict())
+            assert all(isinstance(s["exp_avg"], cupy.ndarray) for s in opt.state.values())
+            step(model, opt, gpu)
+        else:
+            step(model, opt, cpu)
+        runs[move] = {k: B.to_numpy(v) for k, v in model.state_dict().items()}
+    minicnn.set_backend("cupy")
+    for k, v in runs[False].items():
+        np.testing.assert_allclose(runs[True][k], v, rtol=1e-4, atol=1e-6)

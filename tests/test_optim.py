@@ -500,3 +500,29 @@ def test_reduce_lr_on_plateau_matches_torch(torch, rng, kwargs):
         assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
         assert (ours.num_bad_epochs, ours.cooldown_counter) == (theirs.num_bad_epochs, theirs.cooldown_counter)
 
+
+
+def test_moving_a_model_then_reloading_the_state_moves_the_optimizer_with_it():
+    # The documented idiom after model.to(...): opt.load_state_dict(opt.state_dict())
+    # recasts every state array to its parameter's dtype and device.
+    from minicnn import nn
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    model = nn.Linear(3, 2)
+    opt = Adam(model.parameters(), lr=0.1)
+    for _ in range(2):
+        model(x)
+        model.backward(np.ones((4, 2), np.float32))
+        opt.step()
+        opt.zero_grad()
+    model.to(np.float64)
+    opt.load_state_dict(opt.state_dict())
+    for p in model.parameters():
+        state = opt.state[p]
+        assert state["step"] == 2
+        assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == np.float64
+    model(x.astype(np.float64))
+    model.backward(np.ones((4, 2)))
+    opt.step()
+    assert all(p.data.dtype == np.float64 and opt.state[p]["step"] == 3 for p in model.parameters())
