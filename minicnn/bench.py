@@ -15,7 +15,11 @@ What is measured, for MnistCNN on real MNIST images:
 
 Each figure is the median of ``--repeats`` rounds; the rounds visit the
 backends in turn (round-robin), so a machine that slows down or speeds up
-during the run affects every backend alike.  GPU work is synchronised before
+during the run affects every backend alike.  Before each timed block the
+run pauses for ``--settle`` seconds: BLAS and OpenMP worker threads keep
+spinning for a while after their last task, and without the pause the
+threads of the backend timed just before would compete for the cores with
+the one being timed.  GPU work is synchronised before
 every clock reading.  PyTorch, when installed, runs the same network as a
 reference only: minicnn never imports it outside this module and the tests.
 """
@@ -114,7 +118,7 @@ class _Torch:
             tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
             tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
             tnn.Flatten(), tnn.Linear(3136, 128), tnn.ReLU(), tnn.Linear(128, 10), tnn.LogSoftmax(dim=1),
-        ).to(device)
+        ).to(device=device, dtype=torch.float32)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x64 = torch.from_numpy(x[:TRAIN_BATCH]).to(device)
         self.y64 = torch.from_numpy(y[:TRAIN_BATCH]).to(device)
@@ -157,7 +161,7 @@ def _throughput(runner, fn, images_per_call, calls):
 
 
 def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_calls=2, layer_reps=5,
-        log=print) -> dict:
+        settle=0.5, log=print) -> dict:
     """Measure every requested backend (default: all that load) and return a JSON-able report."""
     x, y = _mnist_batch(INFER_BATCH)
     names = list(backends) if backends else [n for n in _REGISTRY if _available(n)]
@@ -184,11 +188,14 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
     for _ in range(repeats):
         for r in runners:
             r.activate()
+            time.sleep(settle)
             train[r.name].append(_throughput(r, r.train_step, TRAIN_BATCH, train_steps))
+            time.sleep(settle)
             infer[r.name].append(_throughput(r, r.infer, INFER_BATCH, infer_calls))
     layers = {}
     for r in runners:
         r.activate()
+        time.sleep(settle)
         layers[r.name] = [dict(layer=n, type=t, forward_ms=f * 1e3, backward_ms=b * 1e3)
                           for n, t, f, b in r.layer_times(layer_reps)]
     minicnn.set_backend(previous)
@@ -202,7 +209,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
             "layers": layers[r.name],
         } for r in runners
     }
-    return {"machine": machine_description(), "repeats": repeats, "train_batch": TRAIN_BATCH,
+    return {"machine": machine_description(), "repeats": repeats, "settle_s": settle, "train_batch": TRAIN_BATCH,
             "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results}
 
 
@@ -281,17 +288,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is their median (default 5)")
     p.add_argument("--train-steps", type=int, default=20, help="training steps per round (default 20)")
+    p.add_argument("--settle", type=float, default=0.5,
+                   help="seconds of idle before each timed block, so no other backend's threads still spin "
+                        "(default 0.5)")
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--plot", help="write a bar chart (PNG) here")
     return p
 
 
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    return run_with_args(parser.parse_args(argv), parser)
+
+
+def run_with_args(args, parser) -> dict:
+    """Run the benchmark the parsed options ask for; print the tables, write the JSON and plot."""
     if args.repeats < 1 or args.train_steps < 1:
-        build_parser().error("--repeats and --train-steps must be at least 1")
+        parser.error("--repeats and --train-steps must be at least 1")
+    if not args.settle >= 0:
+        parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
-                 train_steps=args.train_steps)
+                 train_steps=args.train_steps, settle=args.settle)
     print(f"\nMachine: {report['machine']}; date {report['date']}; medians of {report['repeats']} rounds\n")
     print(format_table(report))
     print(format_layers(report))

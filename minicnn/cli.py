@@ -129,24 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
-                       parents=[bench.build_parser()], add_help=False)
-    p.set_defaults(func=lambda args, parser: bench.main(_bench_argv(args)))
+    bench_parser = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
+                                  parents=[bench.build_parser()], add_help=False)
+    bench_parser.set_defaults(func=lambda args, parser: bench.run_with_args(args, bench_parser))
     return parser
-
-
-def _bench_argv(args) -> list[str]:
-    argv = []
-    if args.backends:
-        argv += ["--backends", *args.backends]
-    if args.no_torch:
-        argv.append("--no-torch")
-    argv += ["--repeats", str(args.repeats), "--train-steps", str(args.train_steps)]
-    if args.json:
-        argv += ["--json", args.json]
-    if args.plot:
-        argv += ["--plot", args.plot]
-    return argv
 
 
 def main(argv=None) -> int:
