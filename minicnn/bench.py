@@ -209,7 +209,8 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
             "layers": layers[r.name],
         } for r in runners
     }
-    return {"machine": machine_description(), "repeats": repeats, "settle_s": settle, "train_batch": TRAIN_BATCH,
+    return {"machine": machine_description(), "versions": library_versions(), "repeats": repeats,
+            "settle_s": settle, "train_batch": TRAIN_BATCH,
             "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results}
 
 
@@ -229,6 +230,18 @@ def machine_description() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that set the figures (those that are imported in this process)."""
+    import sys
+
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "numba", "cupy", "torch"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "unknown")
+    return versions
 
 
 def format_table(report: dict) -> str:
@@ -309,7 +322,9 @@ def run_with_args(args, parser) -> dict:
         parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
                  train_steps=args.train_steps, settle=args.settle)
-    print(f"\nMachine: {report['machine']}; date {report['date']}; medians of {report['repeats']} rounds\n")
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k != "python")
+    print(f"\nMachine: {report['machine']}; {versions}; date {report['date']}; "
+          f"medians of {report['repeats']} rounds\n")
     print(format_table(report))
     print(format_layers(report))
     if args.json:

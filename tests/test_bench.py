@@ -2,6 +2,7 @@
 benchmark reports and writes, not how fast anything is."""
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -21,6 +22,7 @@ def test_bench_command_prints_table_and_writes_json_and_plot(tmp_path, capsys):
     assert "| numpy |" in out and "per-layer time at batch 64" in out
     report = json.loads(report_path.read_text())
     assert list(report["results"]) == ["numpy"]
+    assert report["versions"]["numpy"] == np.__version__
     assert report["train_batch"] == 64 and report["infer_batch"] == 1000 and report["repeats"] == 1
     numpy_row = report["results"]["numpy"]
     assert numpy_row["first_step_s"] > 0
