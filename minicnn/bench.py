@@ -322,7 +322,7 @@ def run_with_args(args, parser) -> dict:
         parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
                  train_steps=args.train_steps, settle=args.settle)
-    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k != "python")
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k not in ("python", "numpy"))  # both already in the machine line
     print(f"\nMachine: {report['machine']}; {versions}; date {report['date']}; "
           f"medians of {report['repeats']} rounds\n")
     print(format_table(report))
