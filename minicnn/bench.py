@@ -31,13 +31,13 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
 from minicnn.backend import _REGISTRY, BackendUnavailableError, _load
+from minicnn.serialization import write_text_atomic
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
 
@@ -229,7 +229,7 @@ def machine_description() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def library_versions() -> dict:
@@ -242,6 +242,12 @@ def library_versions() -> dict:
         if module is not None:
             versions[name] = getattr(module, "__version__", "unknown")
     return versions
+
+
+def describe(report: dict) -> str:
+    """The machine and the library versions, in one line: ``AMD EPYC, 2 cores; Python 3.11.7, numpy 2.4.6, ...``."""
+    return f"{report['machine']}; " + ", ".join(
+        f"{'Python' if name == 'python' else name} {version}" for name, version in report.get("versions", {}).items())
 
 
 def format_table(report: dict) -> str:
@@ -275,12 +281,10 @@ def format_layers(report: dict) -> str:
 
 def plot(report: dict, path) -> None:
     """Bar charts of training and inference throughput."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from minicnn.plots import _figure, save_figure
 
     names = list(report["results"])
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(9, 3.8)
     for ax, key, title in zip(fig.subplots(1, 2), ("train_images_per_s", "infer_images_per_s"),
                               (f"training, batch {TRAIN_BATCH}", f"inference, batch {INFER_BATCH}")):
         values = [report["results"][n][key] for n in names]
@@ -289,10 +293,8 @@ def plot(report: dict, path) -> None:
         ax.set_title(title)
         ax.set_ylabel("images / second")
         ax.tick_params(axis="x", labelrotation=20)
-    fig.suptitle(report["machine"], fontsize=8)
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    fig.suptitle(describe(report), fontsize=8)
+    save_figure(fig, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,15 +324,11 @@ def run_with_args(args, parser) -> dict:
         parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
                  train_steps=args.train_steps, settle=args.settle)
-    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if k not in ("python", "numpy"))  # both already in the machine line
-    print(f"\nMachine: {report['machine']}; {versions}; date {report['date']}; "
-          f"medians of {report['repeats']} rounds\n")
+    print(f"\nMachine: {describe(report)}; date {report['date']}; medians of {report['repeats']} rounds\n")
     print(format_table(report))
     print(format_layers(report))
     if args.json:
-        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     if args.plot:
         plot(report, args.plot)
     return report

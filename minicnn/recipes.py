@@ -27,6 +27,7 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
+from minicnn.serialization import write_text_atomic
 from minicnn.training import evaluate, fit
 
 
@@ -143,12 +144,8 @@ def save_reports(out: Path, history: dict | None, targets, predictions) -> None:
     plots.plot_confusion_matrix(metrics.confusion_matrix(targets, predictions, num_classes=10),
                                 path=out / "confusion_matrix.png")
     report = metrics.classification_report(targets, predictions, target_names=[str(d) for d in range(10)])
-    tmp = out / ".classification_report.txt.tmp"
-    tmp.write_text(report + "\n")
-    tmp.replace(out / "classification_report.txt")
+    write_text_atomic(out / "classification_report.txt", report + "\n")
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")

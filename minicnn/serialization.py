@@ -34,15 +34,14 @@ class CheckpointError(ValueError):
     """A weights or checkpoint file is missing, unreadable or does not fit."""
 
 
-def _write_npz_atomic(path, arrays: dict) -> Path:
+def _write_atomic(path, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; expected a file path such as {path / 'model.npz'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -53,6 +52,18 @@ def _write_npz_atomic(path, arrays: dict) -> Path:
             pass
         raise
     return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a reader sees the old file or the new one."""
+    return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _write_npz_atomic(path, arrays: dict) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; expected a file path such as {path / 'model.npz'}")
+    return _write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def _read_npz(path) -> dict:

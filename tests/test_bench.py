@@ -1,6 +1,7 @@
 """The backend benchmark (minicnn.bench, `minicnn bench`) end to end, kept tiny: it checks what the
 benchmark reports and writes, not how fast anything is."""
 import json
+import platform
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ def test_bench_command_prints_table_and_writes_json_and_plot(tmp_path, capsys):
                      "--json", str(report_path), "--plot", str(plot_path)]) == 0
     out = capsys.readouterr().out
     assert "| numpy |" in out and "per-layer time at batch 64" in out
+    assert f"cores; Python {platform.python_version()}, numpy {np.__version__}" in out
     report = json.loads(report_path.read_text())
     assert list(report["results"]) == ["numpy"]
     assert report["versions"]["numpy"] == np.__version__

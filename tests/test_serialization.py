@@ -6,7 +6,7 @@ import pytest
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.serialization import CheckpointError, load, load_checkpoint, save, save_checkpoint
+from minicnn.serialization import CheckpointError, load, load_checkpoint, save, save_checkpoint, write_text_atomic
 
 
 def _same_state(a, b):
@@ -69,6 +69,22 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
         save(models.MnistCNN(seed=1), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["w.npz"]
+
+
+def test_text_write_replaces_whole_file_or_leaves_it(tmp_path):
+    path = write_text_atomic(tmp_path / "sub" / "report.txt", "first\n")
+    assert path.read_text() == "first\n"
+    write_text_atomic(path, "second, longer\n")
+    assert path.read_text() == "second, longer\n"
+
+    class Unencodable(str):
+        def encode(self, *args, **kwargs):
+            raise UnicodeError("cannot encode")
+
+    with pytest.raises(UnicodeError):
+        write_text_atomic(path, Unencodable("third"))
+    assert path.read_text() == "second, longer\n"
+    assert os.listdir(path.parent) == ["report.txt"]
 
 
 def test_saving_to_a_directory_is_a_clear_error(tmp_path):
