@@ -11,7 +11,14 @@ What is measured, for MnistCNN on real MNIST images:
 * training throughput at batch 64 with Adam (images/second: forward, NLL
   loss, backward, optimizer step);
 * inference throughput at batch 1000 in eval mode (images/second);
-* the forward and backward time of every layer at batch 64.
+* the forward and backward time of every layer at batch 64;
+* the ceiling that the matrix products alone set: the floating-point
+  operations of the convolutions' and linear layers' products in one
+  training step and one inference batch, divided by the speed of a large
+  float32 matrix product on the same device in the same run.  No backend
+  built on im2col and BLAS can be faster than that, so the gap between a
+  backend's rate and its ceiling is what everything else (im2col, col2im,
+  pooling, ReLU, the axis swaps, the optimizer) costs.
 
 Each figure is the median of ``--repeats`` rounds; the rounds visit the
 backends in turn (round-robin), so a machine that slows down or speeds up
@@ -64,6 +71,10 @@ class _Minicnn:
         self.train_step()
         self.sync()
         self.first_step_s = time.perf_counter() - t0
+
+    @property
+    def device(self):
+        return self.backend.device
 
     def sync(self):
         if self.backend.device == "cuda":
@@ -151,6 +162,57 @@ class _Torch:
         return []
 
 
+def matmul_flops(model, x) -> int:
+    """Floating-point operations of the matrix products in one forward pass of ``model`` on ``x``.
+
+    A multiply-add counts as two operations.  Conv2d, done as im2col + GEMM, multiplies
+    (OC, C*KH*KW) by (C*KH*KW, N*OH*OW): 2*N*OH*OW*OC*C*KH*KW.  Linear multiplies (N, in) by
+    (in, out): 2*N*in*out.  The other layers do no products and are not counted.  The
+    backward pass does two products of the same size per layer (the weight gradient and
+    the input gradient), so a training step costs three times the forward count.
+    """
+    flops, h = 0, x
+    for _, layer in model.named_children():
+        out = layer(h)
+        if isinstance(layer, nn.Conv2d):
+            N, OC, OH, OW = out.shape
+            KH, KW = layer.kernel_size
+            flops += 2 * N * OH * OW * OC * layer.in_channels * KH * KW
+        elif isinstance(layer, nn.Linear):
+            flops += 2 * out.shape[0] * layer.in_features * layer.out_features
+        h = out
+    return flops
+
+
+def matmul_rate(xp=np, n=1024, reps=5, sync=lambda: None) -> float:
+    """This device's float32 matrix-product speed in FLOP/s: the median over ``reps`` products of two n x n matrices."""
+    rng = np.random.default_rng(0)
+    a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+    a @ b  # warm-up: BLAS threads started, GPU kernels loaded
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def _ceiling(runner, x, settle) -> dict:
+    """The best training and inference rates the matrix products allow on ``runner``'s device."""
+    model = models.MnistCNN(seed=0).eval()
+    xp = runner.backend.xp
+    train_flops = 3 * matmul_flops(model, xp.asarray(x[:TRAIN_BATCH]))
+    infer_flops = matmul_flops(model, xp.asarray(x[:INFER_BATCH]))
+    time.sleep(settle)
+    rate = matmul_rate(xp, sync=runner.sync)
+    return {"device": runner.backend.device, "matmul_flops_per_s": rate,
+            "train_flops_per_step": train_flops, "infer_flops_per_batch": infer_flops,
+            "train_images_per_s": TRAIN_BATCH * rate / train_flops,
+            "infer_images_per_s": INFER_BATCH * rate / infer_flops}
+
+
 def _throughput(runner, fn, images_per_call, calls):
     runner.sync()
     t0 = time.perf_counter()
@@ -198,9 +260,15 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
         time.sleep(settle)
         layers[r.name] = [dict(layer=n, type=t, forward_ms=f * 1e3, backward_ms=b * 1e3)
                           for n, t, f, b in r.layer_times(layer_reps)]
+    ceilings = {}
+    for r in runners:
+        if isinstance(r, _Minicnn) and r.backend.device not in ceilings:
+            r.activate()
+            ceilings[r.backend.device] = _ceiling(r, x, settle)
     minicnn.set_backend(previous)
     results = {
         r.name: {
+            "device": r.device,
             "first_step_s": r.first_step_s,
             "train_images_per_s": statistics.median(train[r.name]),
             "infer_images_per_s": statistics.median(infer[r.name]),
@@ -211,7 +279,8 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
     }
     return {"machine": machine_description(), "versions": library_versions(), "repeats": repeats,
             "settle_s": settle, "train_batch": TRAIN_BATCH,
-            "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results}
+            "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results,
+            "ceilings": list(ceilings.values())}
 
 
 def _available(name):
@@ -265,6 +334,22 @@ def format_table(report: dict) -> str:
                     f" {r['infer_images_per_s'] / ref['infer_images_per_s']:.2f}x |")
         lines.append(row)
     return "\n".join(lines)
+
+
+def format_ceilings(report: dict) -> str:
+    """What the matrix products alone allow on each device, and the share of it each runner reaches."""
+    out = []
+    for c in report.get("ceilings", []):
+        here = {name: r for name, r in report["results"].items() if r.get("device") == c["device"]}
+        out.append(f"\nCeiling on {c['device']} set by the matrix products alone (float32 product of two "
+                   f"1024x1024 matrices: {c['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s, median of 5):")
+        for key, what, flops, per in (
+                ("train_images_per_s", "training", c["train_flops_per_step"], f"step of {TRAIN_BATCH}"),
+                ("infer_images_per_s", "inference", c["infer_flops_per_batch"], f"batch of {INFER_BATCH}")):
+            shares = ", ".join(f"{name} {r[key] / c[key]:.0%}" for name, r in here.items())
+            out.append(f"  {what + ':':<11} {flops / 1e9:.2f} GFLOP per {per} -> at most {c[key]:,.0f} img/s"
+                       + (f" ({shares})" if shares else ""))
+    return "\n".join(out)
 
 
 def format_layers(report: dict) -> str:
@@ -326,6 +411,7 @@ def run_with_args(args, parser) -> dict:
                  train_steps=args.train_steps, settle=args.settle)
     print(f"\nMachine: {describe(report)}; date {report['date']}; medians of {report['repeats']} rounds\n")
     print(format_table(report))
+    print(format_ceilings(report))
     print(format_layers(report))
     if args.json:
         write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")

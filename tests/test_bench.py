@@ -12,6 +12,9 @@ from minicnn import bench, cli
 
 LAYERS = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2", "log_softmax"]
 TINY = ["--repeats", "1", "--train-steps", "1", "--settle", "0"]
+# One image through MnistCNN, counted by hand (2 operations per multiply-add):
+# conv1 2*28*28*32*(1*3*3), conv2 2*14*14*64*(32*3*3), fc1 2*3136*128, fc2 2*128*10.
+MNIST_CNN_FLOPS = 2 * 784 * 32 * 9 + 2 * 196 * 64 * 288 + 2 * 3136 * 128 + 2 * 128 * 10
 
 
 def test_bench_command_prints_table_and_writes_json_and_plot(tmp_path, capsys):
@@ -32,6 +35,13 @@ def test_bench_command_prints_table_and_writes_json_and_plot(tmp_path, capsys):
     assert len(numpy_row["train_runs"]) == len(numpy_row["infer_runs"]) == 1
     assert [row["layer"] for row in numpy_row["layers"]] == LAYERS
     assert all(row["forward_ms"] > 0 and row["backward_ms"] > 0 for row in numpy_row["layers"])
+    assert numpy_row["device"] == "cpu"
+    [ceiling] = report["ceilings"]
+    assert ceiling["device"] == "cpu" and ceiling["matmul_flops_per_s"] > 0
+    assert ceiling["train_flops_per_step"] == 3 * 64 * MNIST_CNN_FLOPS
+    assert ceiling["infer_flops_per_batch"] == 1000 * MNIST_CNN_FLOPS
+    assert ceiling["train_images_per_s"] == pytest.approx(64 * ceiling["matmul_flops_per_s"] / (3 * 64 * MNIST_CNN_FLOPS))
+    assert "Ceiling on cpu set by the matrix products alone" in out
     with Image.open(plot_path) as image:
         assert image.format == "PNG" and image.width > 500 and image.height > 200
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
@@ -66,3 +76,36 @@ def test_bad_options_get_usage(argv, capsys):
         cli.main(["bench", "--no-torch", *argv])
     assert info.value.code == 2
     assert "usage: minicnn bench" in capsys.readouterr().err
+
+
+def test_matmul_flops_counts_the_products_of_conv_and_linear_layers():
+    assert MNIST_CNN_FLOPS == 8_482_304
+    model = minicnn.models.MnistCNN(seed=0).eval()
+    assert bench.matmul_flops(model, np.zeros((1, 1, 28, 28), np.float32)) == MNIST_CNN_FLOPS
+    assert bench.matmul_flops(model, np.zeros((3, 1, 28, 28), np.float32)) == 3 * MNIST_CNN_FLOPS
+    # Stride, padding and a non-square kernel: a 5x5 input padded by 1 gives a 3x3 output
+    # for a (2, 3) kernel at stride 2, so 2 * 9 outputs * 3 channels * (2*2*3) = 648; ReLU adds nothing.
+    odd = minicnn.nn.Sequential(minicnn.nn.Conv2d(2, 3, (2, 3), stride=2, padding=1), minicnn.nn.ReLU())
+    assert bench.matmul_flops(odd, np.zeros((1, 2, 5, 5), np.float32)) == 648
+
+
+def test_matmul_rate_is_a_positive_speed():
+    rate = bench.matmul_rate(n=64, reps=3)
+    assert np.isfinite(rate) and rate > 1e6  # any CPU multiplies 64x64 matrices faster than 1 MFLOP/s
+
+
+def test_ceiling_lines_give_each_runner_its_share():
+    report = {"results": {"numba": {"device": "cpu", "train_images_per_s": 1000.0, "infer_images_per_s": 2000.0},
+                          "pytorch-cpu": {"device": "cpu", "train_images_per_s": 1250.0, "infer_images_per_s": 2500.0},
+                          "cupy": {"device": "cuda", "train_images_per_s": 9e4, "infer_images_per_s": 9e5}},
+              "ceilings": [{"device": "cpu", "matmul_flops_per_s": 70e9, "train_flops_per_step": 1.63e9,
+                            "infer_flops_per_batch": 8.48e9, "train_images_per_s": 2500.0,
+                            "infer_images_per_s": 8000.0}]}
+    lines = bench.format_ceilings(report).splitlines()
+    assert lines[1] == ("Ceiling on cpu set by the matrix products alone "
+                        "(float32 product of two 1024x1024 matrices: 70 GFLOP/s, median of 5):")
+    assert lines[2] == ("  training:   1.63 GFLOP per step of 64 -> at most 2,500 img/s "
+                        "(numba 40%, pytorch-cpu 50%)")
+    assert lines[3] == ("  inference:  8.48 GFLOP per batch of 1000 -> at most 8,000 img/s "
+                        "(numba 25%, pytorch-cpu 31%)")
+    assert len(lines) == 4, "the cuda backend has no ceiling in this report, so no line of its own"
