@@ -199,15 +199,14 @@ def matmul_rate(xp=np, n=1024, reps=5, sync=lambda: None) -> float:
     return 2 * n ** 3 / statistics.median(times)
 
 
-def _ceiling(runner, x, settle) -> dict:
+def _ceiling(runner, x, settle, n=1024, reps=5) -> dict:
     """The best training and inference rates the matrix products allow on ``runner``'s device."""
-    model = models.MnistCNN(seed=0).eval()
-    xp = runner.backend.xp
+    model, xp = runner.model.eval(), runner.backend.xp
     train_flops = 3 * matmul_flops(model, xp.asarray(x[:TRAIN_BATCH]))
     infer_flops = matmul_flops(model, xp.asarray(x[:INFER_BATCH]))
     time.sleep(settle)
-    rate = matmul_rate(xp, sync=runner.sync)
-    return {"device": runner.backend.device, "matmul_flops_per_s": rate,
+    rate = matmul_rate(xp, n=n, reps=reps, sync=runner.sync)
+    return {"device": runner.backend.device, "matmul_size": n, "matmul_reps": reps, "matmul_flops_per_s": rate,
             "train_flops_per_step": train_flops, "infer_flops_per_batch": infer_flops,
             "train_images_per_s": TRAIN_BATCH * rate / train_flops,
             "infer_images_per_s": INFER_BATCH * rate / infer_flops}
@@ -341,8 +340,9 @@ def format_ceilings(report: dict) -> str:
     out = []
     for c in report.get("ceilings", []):
         here = {name: r for name, r in report["results"].items() if r.get("device") == c["device"]}
+        n = c["matmul_size"]
         out.append(f"\nCeiling on {c['device']} set by the matrix products alone (float32 product of two "
-                   f"1024x1024 matrices: {c['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s, median of 5):")
+                   f"{n}x{n} matrices: {c['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s, median of {c['matmul_reps']}):")
         for key, what, flops, per in (
                 ("train_images_per_s", "training", c["train_flops_per_step"], f"step of {TRAIN_BATCH}"),
                 ("infer_images_per_s", "inference", c["infer_flops_per_batch"], f"batch of {INFER_BATCH}")):

@@ -98,7 +98,7 @@ def test_ceiling_lines_give_each_runner_its_share():
     report = {"results": {"numba": {"device": "cpu", "train_images_per_s": 1000.0, "infer_images_per_s": 2000.0},
                           "pytorch-cpu": {"device": "cpu", "train_images_per_s": 1250.0, "infer_images_per_s": 2500.0},
                           "cupy": {"device": "cuda", "train_images_per_s": 9e4, "infer_images_per_s": 9e5}},
-              "ceilings": [{"device": "cpu", "matmul_flops_per_s": 70e9, "train_flops_per_step": 1.63e9,
+              "ceilings": [{"device": "cpu", "matmul_size": 1024, "matmul_reps": 5, "matmul_flops_per_s": 70e9, "train_flops_per_step": 1.63e9,
                             "infer_flops_per_batch": 8.48e9, "train_images_per_s": 2500.0,
                             "infer_images_per_s": 8000.0}]}
     lines = bench.format_ceilings(report).splitlines()
