@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -201,12 +202,12 @@ def matmul_rate(xp=np, n=1024, reps=5, sync=lambda: None) -> float:
 
 def _ceiling(runner, x, settle, n=1024, reps=5) -> dict:
     """The best training and inference rates the matrix products allow on ``runner``'s device."""
-    model, xp = runner.model.eval(), runner.backend.xp
-    train_flops = 3 * matmul_flops(model, xp.asarray(x[:TRAIN_BATCH]))
-    infer_flops = matmul_flops(model, xp.asarray(x[:INFER_BATCH]))
+    xp = runner.backend.xp
+    per_image = matmul_flops(runner.model.eval(), xp.asarray(x[:1]))  # the count grows linearly with the batch
+    train_flops, infer_flops = 3 * TRAIN_BATCH * per_image, INFER_BATCH * per_image
     time.sleep(settle)
     rate = matmul_rate(xp, n=n, reps=reps, sync=runner.sync)
-    return {"device": runner.backend.device, "matmul_size": n, "matmul_reps": reps, "matmul_flops_per_s": rate,
+    return {"device": runner.device, "matmul_size": n, "matmul_reps": reps, "matmul_flops_per_s": rate,
             "train_flops_per_step": train_flops, "infer_flops_per_batch": infer_flops,
             "train_images_per_s": TRAIN_BATCH * rate / train_flops,
             "infer_images_per_s": INFER_BATCH * rate / infer_flops}
@@ -261,9 +262,9 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
                           for n, t, f, b in r.layer_times(layer_reps)]
     ceilings = {}
     for r in runners:
-        if isinstance(r, _Minicnn) and r.backend.device not in ceilings:
+        if isinstance(r, _Minicnn) and r.device not in ceilings:
             r.activate()
-            ceilings[r.backend.device] = _ceiling(r, x, settle)
+            ceilings[r.device] = _ceiling(r, x, settle)
     minicnn.set_backend(previous)
     results = {
         r.name: {
@@ -302,8 +303,6 @@ def machine_description() -> str:
 
 def library_versions() -> dict:
     """Versions of the libraries that set the figures (those that are imported in this process)."""
-    import sys
-
     versions = {"python": platform.python_version()}
     for name in ("numpy", "numba", "cupy", "torch"):
         module = sys.modules.get(name)
