@@ -70,6 +70,11 @@ def _read_npz(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no such weights file: {path}")
+    # np.load would try any other file as a pickle and answer with advice to
+    # load it unsafely; a .npz file is a zip archive, so check for one first.
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a .npz file: expected a zip archive of arrays as written by "
+                              f"minicnn.save or save_checkpoint (the file may be of another kind, or truncated)")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

@@ -41,8 +41,23 @@ def test_missing_file_is_named(tmp_path):
 def test_corrupt_file_is_named(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file at all")
-    with pytest.raises(CheckpointError, match="bad.npz is not a readable .npz"):
+    with pytest.raises(CheckpointError, match="bad.npz is not a .npz file: expected a zip archive") as info:
         load(models.MnistCNN(seed=0), bad)
+    assert "pickle" not in str(info.value)
+
+
+def test_truncated_file_is_named(tmp_path):
+    path = save(models.MnistCNN(seed=0), tmp_path / "w.npz")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"w\.npz is not a \.npz file.*truncated"):
+        load(models.MnistCNN(seed=0), path)
+
+
+def test_object_arrays_are_refused_not_unpickled(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, **{"conv1.weight": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(CheckpointError, match=r"obj\.npz is not a readable \.npz file \(.*allow_pickle"):
+        load(models.MnistCNN(seed=0), path)
 
 
 def test_mismatched_weights_name_file_keys_and_shapes(tmp_path):
