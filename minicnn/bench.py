@@ -33,7 +33,6 @@ reference only: minicnn never imports it outside this module and the tests.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -45,7 +44,7 @@ import numpy as np
 import minicnn
 from minicnn import models, nn, optim
 from minicnn.backend import _REGISTRY, BackendUnavailableError, _load
-from minicnn.serialization import write_text_atomic
+from minicnn.serialization import write_json_atomic
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
 
@@ -365,10 +364,10 @@ def format_layers(report: dict) -> str:
 
 def plot(report: dict, path) -> None:
     """Bar charts of training and inference throughput."""
-    from minicnn.plots import _figure, save_figure
+    from minicnn.plots import new_figure, save_figure
 
     names = list(report["results"])
-    fig = _figure(9, 3.8)
+    fig = new_figure(9, 3.8)
     for ax, key, title in zip(fig.subplots(1, 2), ("train_images_per_s", "infer_images_per_s"),
                               (f"training, batch {TRAIN_BATCH}", f"inference, batch {INFER_BATCH}")):
         values = [report["results"][n][key] for n in names]
@@ -413,7 +412,7 @@ def run_with_args(args, parser) -> dict:
     print(format_ceilings(report))
     print(format_layers(report))
     if args.json:
-        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        write_json_atomic(args.json, report)
     if args.plot:
         plot(report, args.plot)
     return report

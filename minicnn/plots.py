@@ -16,8 +16,6 @@ scale, ink bright on black as the network sees it.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +29,10 @@ from minicnn.imaging import as_network_input
 from minicnn.nn.conv import Conv2d
 from minicnn.nn.module import Module, Parameter
 from minicnn.nn.pooling import MaxPool2d
+from minicnn.serialization import write_atomic
 
 __all__ = ["DPI", "plot_confusion_matrix", "plot_feature_maps", "plot_filters", "plot_history",
-           "plot_misclassified", "plot_predictions", "save_figure"]
+           "plot_misclassified", "plot_predictions", "new_figure", "save_figure"]
 
 DPI = 100
 WRONG = "#d62728"   # red for mistakes
@@ -42,7 +41,8 @@ RIGHT = "#222222"
 
 # --- figures and files ---------------------------------------------------------
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure of ``width`` x ``height`` inches, drawn off screen, for :func:`save_figure`."""
     # Whole pixels, so that the saved PNG is exactly figsize * DPI.
     width, height = round(width * DPI) / DPI, round(height * DPI) / DPI
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
@@ -50,28 +50,10 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_figure(fig: Figure, path) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix[1:].lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``fig`` to ``path`` atomically (see :func:`minicnn.serialization.write_atomic`)."""
+    fmt = Path(path).suffix[1:].lower() or "png"
+    return write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=DPI))
 
 
 def _done(fig: Figure, path) -> Figure:
@@ -124,7 +106,7 @@ def _digit_grid(images, y_true, y_pred, probs, order, title) -> Figure:
     n = len(order)
     cols = min(n, 5) if n <= 25 else math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = _figure(1.55 * cols + 0.2, 1.75 * rows + 0.5)
+    fig = new_figure(1.55 * cols + 0.2, 1.75 * rows + 0.5)
     fig.suptitle(title, fontsize=12)
     for k, i in enumerate(order):
         ax = fig.add_subplot(rows, cols, k + 1)
@@ -169,7 +151,7 @@ def plot_misclassified(images, y_true, y_pred, probs, n: int = 25, path=None) ->
     wrong = np.flatnonzero(y_pred != y_true)
     order = wrong[np.argsort(-probs[wrong], kind="stable")][:n]
     if len(order) == 0:
-        fig = _figure(4, 2)
+        fig = new_figure(4, 2)
         fig.text(0.5, 0.5, f"No misclassified images\n(all {len(images)} right)",
                  ha="center", va="center", fontsize=12)
         return _done(fig, path)
@@ -203,7 +185,7 @@ def plot_history(history, path=None) -> Figure:
     cols = _columns(history)
     n = max(len(v) for v in cols.values())
     epochs = cols.get("epoch") or list(range(1, n + 1))
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     marker = "o" if n <= 30 else None
     for ax, metric, label in ((loss_ax, "loss", "Loss"), (acc_ax, "accuracy", "Accuracy")):
@@ -257,7 +239,7 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, path=No
     else:
         values = cm
     side = max(4.5, 0.55 * K + 2.5)
-    fig = _figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(values.max(), 1))
     colourbar = fig.colorbar(image, ax=ax, shrink=0.85)
@@ -310,7 +292,7 @@ def plot_filters(model_or_weights, path=None) -> Figure:
     limit = float(np.abs(w).max()) or 1.0
     cols = min(OC, 8)
     rows = math.ceil(OC / cols)
-    fig = _figure(1.1 * cols + 1.3, 1.2 * rows + 0.6)
+    fig = new_figure(1.1 * cols + 1.3, 1.2 * rows + 0.6)
     channel = "" if C == 1 else ", input channel 0"
     fig.suptitle(f"{name}: {OC} filters of {KH}x{KW}{channel}", fontsize=12)
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -383,7 +365,7 @@ def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Fi
     cols, width = 16, 11.0
     mosaics = [_mosaic(maps[:max_maps], cols) for _, maps in stages]
     heights = [1.8] + [width * m.shape[0] / m.shape[1] + 0.5 for m in mosaics]
-    fig = _figure(width + 0.9, sum(heights))
+    fig = new_figure(width + 0.9, sum(heights))
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     ax = fig.add_subplot(grid[0])
     ax.imshow(_image_stack(image)[0], cmap="gray", interpolation="nearest")

@@ -17,7 +17,6 @@ schedule, :func:`minicnn.training.fit`, :func:`minicnn.training.evaluate`.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
-from minicnn.serialization import write_text_atomic
+from minicnn.serialization import write_json_atomic, write_text_atomic
 from minicnn.training import evaluate, fit
 
 
@@ -128,8 +127,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         minicnn.save(model, out / "model.npz")
-        _write_json(out / "history.json", history.to_dict())
-        _write_json(out / "metrics.json", metrics)
+        write_json_atomic(out / "history.json", history.to_dict())
+        write_json_atomic(out / "metrics.json", metrics)
         save_reports(out, history.to_dict(), test["targets"], test["predictions"])
         print(f"Wrote the weights, history, metrics, curves, confusion matrix and report to {out}")
     return metrics
@@ -145,7 +144,3 @@ def save_reports(out: Path, history: dict | None, targets, predictions) -> None:
                                 path=out / "confusion_matrix.png")
     report = metrics.classification_report(targets, predictions, target_names=[str(d) for d in range(10)])
     write_text_atomic(out / "classification_report.txt", report + "\n")
-
-
-def _write_json(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")

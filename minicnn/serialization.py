@@ -12,7 +12,9 @@ loading a file never runs code.
 
 Every write goes to a temporary file in the destination folder and is then
 renamed over the target, so a crash leaves the old file or the new one,
-never half of one.
+never half of one. The same writer (:func:`write_atomic`) writes the package's other files:
+text and JSON reports (:func:`write_text_atomic`, :func:`write_json_atomic`) and figures
+(:func:`minicnn.plots.save_figure`).
 """
 from __future__ import annotations
 
@@ -34,12 +36,24 @@ class CheckpointError(ValueError):
     """A weights or checkpoint file is missing, unreadable or does not fit."""
 
 
-def _write_atomic(path, write) -> Path:
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it over ``path``."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader sees the old file or the new one, never half of one; when ``write``
+    fails, the old file stays and the temporary file is removed.  The new file
+    gets the usual permissions (0666 less the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -56,14 +70,19 @@ def _write_atomic(path, write) -> Path:
 
 def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically: a reader sees the old file or the new one."""
-    return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path, obj) -> Path:
+    """Write ``obj`` as indented JSON, with a final newline, to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _write_npz_atomic(path, arrays: dict) -> Path:
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; expected a file path such as {path / 'model.npz'}")
-    return _write_atomic(path, lambda f: np.savez(f, **arrays))
+    return write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def _read_npz(path) -> dict:

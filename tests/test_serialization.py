@@ -6,7 +6,8 @@ import pytest
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.serialization import CheckpointError, load, load_checkpoint, save, save_checkpoint, write_text_atomic
+from minicnn.serialization import (CheckpointError, load, load_checkpoint, save, save_checkpoint, write_json_atomic,
+                                   write_text_atomic)
 
 
 def _same_state(a, b):
@@ -84,6 +85,22 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
         save(models.MnistCNN(seed=1), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["w.npz"]
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps(tmp_path):
+    from minicnn.plots import new_figure, save_figure
+
+    old = os.umask(0o027)
+    try:
+        files = [save(models.MnistCNN(seed=0), tmp_path / "w.npz"),
+                 write_text_atomic(tmp_path / "r.txt", "x\n"),
+                 write_json_atomic(tmp_path / "m.json", {"a": 1}),
+                 save_figure(new_figure(1, 1), tmp_path / "f.png")]
+    finally:
+        os.umask(old)
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+        "w.npz": "0o640", "r.txt": "0o640", "m.json": "0o640", "f.png": "0o640"}
+    assert (tmp_path / "m.json").read_text() == '{\n  "a": 1\n}\n'
 
 
 def test_text_write_replaces_whole_file_or_leaves_it(tmp_path):
