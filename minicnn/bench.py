@@ -10,7 +10,8 @@ What is measured, for MnistCNN on real MNIST images:
   separately from the steady state;
 * training throughput at batch 64 with Adam (images/second: forward, NLL
   loss, backward, optimizer step);
-* inference throughput at batch 1000 in eval mode (images/second);
+* inference throughput at batch 1000 in eval mode under no_grad (images/second; PyTorch under
+  torch.no_grad());
 * the forward and backward time of every layer at batch 64;
 * the ceiling that the matrix products alone set: the floating-point
   operations of the convolutions' and linear layers' products in one
@@ -92,7 +93,8 @@ class _Minicnn:
 
     def infer(self):
         self.model.eval()
-        return self.model(self.x_inf)
+        with minicnn.no_grad():  # as PyTorch's runner does with torch.no_grad()
+            return self.model(self.x_inf)
 
     def layer_times(self, reps):
         """Median forward and backward seconds of each layer at batch 64."""

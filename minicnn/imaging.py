@@ -44,6 +44,7 @@ from PIL import Image, UnidentifiedImageError
 
 from minicnn.backend import get_backend, to_numpy
 from minicnn.data.transforms import normalize
+from minicnn.nn.module import no_grad
 
 __all__ = ["as_network_input", "digit_to_mnist", "otsu_threshold", "predict", "preprocess_digit"]
 
@@ -317,8 +318,8 @@ def predict(model, images, batch_size: int = 256, return_all_probs: bool = False
     """The digits ``model`` reads in ``images`` and how sure it is.
 
     ``images``: anything :func:`as_network_input` takes. Runs in eval mode
-    (restoring the model's mode afterwards), ``batch_size`` images at a time,
-    on the current backend. Returns ``(digits, confidence)``: int64 (N,) and
+    (restoring the model's mode afterwards) under :func:`minicnn.no_grad`,
+    ``batch_size`` images at a time, on the current backend. Returns ``(digits, confidence)``: int64 (N,) and
     the probability of each chosen digit, float (N,); with
     ``return_all_probs=True`` also the (N, K) probability matrix.
 
@@ -337,8 +338,9 @@ def predict(model, images, batch_size: int = 256, return_all_probs: bool = False
     was_training = model.training
     model.eval()
     try:
-        outputs = [to_numpy(model(backend.asarray(x[i:i + batch_size], dtype=dtype)))
-                   for i in range(0, len(x), batch_size)]
+        with no_grad():
+            outputs = [to_numpy(model(backend.asarray(x[i:i + batch_size], dtype=dtype)))
+                       for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
     probs = _softmax(np.concatenate(outputs).astype(np.float64))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn.backend import to_numpy
-from minicnn.nn.module import Module
+from minicnn.nn.module import Module, no_grad
 
 try:
     from tqdm.auto import tqdm
@@ -78,7 +78,8 @@ def _accuracy_count(output, target) -> int:
 def evaluate(model: Module, loader, loss_fn=None, return_predictions=False) -> dict:
     """Loss (if ``loss_fn``) and accuracy of ``model`` over ``loader``, batch by batch, in eval mode.
 
-    Memory stays bounded by one batch.  With ``return_predictions`` the dict
+    Runs under :func:`minicnn.no_grad`: memory stays bounded by one batch and
+    nothing is kept for a backward pass.  With ``return_predictions`` the dict
     also holds ``predictions`` and ``targets`` (NumPy arrays) and
     ``outputs`` (the model's outputs for every sample, on the host).
     """
@@ -87,17 +88,18 @@ def evaluate(model: Module, loader, loss_fn=None, return_predictions=False) -> d
     total, correct, loss_sum = 0, 0, 0.0
     preds, targets, outputs = [], [], []
     try:
-        for x, y in loader:
-            out = model(x)
-            n = len(y)
-            if loss_fn is not None:
-                loss_sum += loss_fn(out, y) * n
-            correct += _accuracy_count(out, y)
-            total += n
-            if return_predictions:
-                outputs.append(to_numpy(out))
-                preds.append(to_numpy(out.argmax(axis=1)))
-                targets.append(to_numpy(y if y.ndim == 1 else y.argmax(axis=1)))
+        with no_grad():
+            for x, y in loader:
+                out = model(x)
+                n = len(y)
+                if loss_fn is not None:
+                    loss_sum += loss_fn(out, y) * n
+                correct += _accuracy_count(out, y)
+                total += n
+                if return_predictions:
+                    outputs.append(to_numpy(out))
+                    preds.append(to_numpy(out.argmax(axis=1)))
+                    targets.append(to_numpy(y if y.ndim == 1 else y.argmax(axis=1)))
     finally:
         model.train(was_training)
     if total == 0:

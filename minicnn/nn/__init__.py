@@ -5,10 +5,11 @@ from minicnn.nn.conv import Conv2d
 from minicnn.nn.dropout import Dropout
 from minicnn.nn.linear import Flatten, Linear
 from minicnn.nn.loss import CrossEntropyLoss, NLLLoss
-from minicnn.nn.module import Module, Parameter, Sequential, StateDictError
+from minicnn.nn.module import Module, Parameter, Sequential, StateDictError, is_grad_enabled, no_grad
 from minicnn.nn.pooling import MaxPool2d
 
 __all__ = [
     "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "LogSoftmax",
     "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "Sequential", "Softmax", "StateDictError",
+    "is_grad_enabled", "no_grad",
 ]

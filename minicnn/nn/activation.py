@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn.module import Module
+from minicnn.nn.module import Module, backward_before_forward
 
 
 def _need_cache(layer):
     if layer._cache is None:
-        raise RuntimeError(f"{type(layer).__name__}: backward called before forward")
+        raise backward_before_forward(type(layer).__name__)
     return layer._cache
 
 
@@ -35,6 +35,9 @@ class ReLU(Module):
     def __init__(self):
         super().__init__()
         self._cache = None
+
+    def per_sample(self) -> bool:
+        return True
 
     def forward(self, x):
         if not hasattr(x, "dtype"):
@@ -69,6 +72,9 @@ class LogSoftmax(Module):
         self.dim = _dim_arg("LogSoftmax", dim)
         self._cache = None
 
+    def per_sample(self) -> bool:
+        return self.dim > 0  # a negative dim names axis 0 when the input has -dim axes
+
     def forward(self, x):
         _check_dim(f"LogSoftmax(dim={self.dim})", x, self.dim)
         xp = get_array_module(x)
@@ -93,6 +99,9 @@ class Softmax(Module):
         super().__init__()
         self.dim = _dim_arg("Softmax", dim)
         self._cache = None
+
+    def per_sample(self) -> bool:
+        return self.dim > 0  # a negative dim names axis 0 when the input has -dim axes
 
     def forward(self, x):
         _check_dim(f"Softmax(dim={self.dim})", x, self.dim)

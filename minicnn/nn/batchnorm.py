@@ -25,7 +25,7 @@ import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
 from minicnn.nn._validate import check_array, check_dtype
-from minicnn.nn.module import Module, default_float, new_parameter
+from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
 class BatchNorm2d(Module):
@@ -48,6 +48,9 @@ class BatchNorm2d(Module):
         self.register_buffer("running_var", backend.asarray(np.ones(self.num_features), dtype=dtype))
         self.register_buffer("num_batches_tracked", backend.asarray(np.array(0), dtype=np.int64))
         self._cache = None
+
+    def per_sample(self) -> bool:
+        return not self.training  # training normalises by the batch's own statistics
 
     def forward(self, x):
         check_array(x, repr(self), 4, "(N, C, H, W)")
@@ -79,7 +82,7 @@ class BatchNorm2d(Module):
 
     def backward(self, grad_output):
         if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
+            raise backward_before_forward(repr(self))
         x_hat, inv_std, training = self._cache
         axes = (0, 2, 3)
         self.weight.accumulate_grad((grad_output * x_hat).sum(axis=axes))

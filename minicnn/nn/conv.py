@@ -26,7 +26,7 @@ from minicnn.backend import kernels_for
 from minicnn.backend.numpy_kernels import output_size
 from minicnn.nn import init
 from minicnn.nn._validate import check_array, check_dtype, pair
-from minicnn.nn.module import Module, default_float, new_parameter
+from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
 class Conv2d(Module):
@@ -63,6 +63,9 @@ class Conv2d(Module):
                              f"is smaller than the kernel {KH}x{KW}")
         check_dtype(x, self.weight.dtype, repr(self))
 
+    def per_sample(self) -> bool:
+        return True
+
     def forward(self, x):
         self._check(x)
         N, _, H, W = x.shape
@@ -82,7 +85,7 @@ class Conv2d(Module):
 
     def backward(self, grad_output):
         if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
+            raise backward_before_forward(repr(self))
         col, x_shape = self._cache
         (N, K, _), OC = col.shape, self.out_channels
         # The batch side by side, so that dW and dcols are one matrix product each.

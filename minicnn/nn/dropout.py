@@ -15,7 +15,10 @@ import numbers
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn.module import Module
+from minicnn.nn.module import Module, backward_before_forward
+
+# What forward caches when it passed x through unchanged (eval mode, or p == 0).
+_IDENTITY = object()
 
 
 class Dropout(Module):
@@ -33,11 +36,14 @@ class Dropout(Module):
         self.generator = generator if generator is not None else np.random.default_rng()
         self._cache = None
 
+    def per_sample(self) -> bool:
+        return not self.training or self.p == 0.0
+
     def forward(self, x):
         if not hasattr(x, "dtype") or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"Dropout: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")
         if not self.training or self.p == 0.0:
-            self._cache = None
+            self._cache = _IDENTITY
             return x
         xp = get_array_module(x)
         keep = 1.0 - self.p
@@ -47,7 +53,9 @@ class Dropout(Module):
         return x * mask
 
     def backward(self, grad_output):
-        if self._cache is None:  # eval mode (or p == 0): identity
+        if self._cache is None:
+            raise backward_before_forward(repr(self))
+        if self._cache is _IDENTITY:  # eval mode (or p == 0)
             return grad_output
         return grad_output * self._cache
 

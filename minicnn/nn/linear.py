@@ -15,7 +15,7 @@ import numpy as np
 
 from minicnn.nn import init
 from minicnn.nn._validate import check_array, check_dtype
-from minicnn.nn.module import Module, default_float, new_parameter
+from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
 class Linear(Module):
@@ -34,6 +34,9 @@ class Linear(Module):
             init.uniform_fan_in((self.out_features,), self.in_features, generator), dtype) if bias else None
         self._cache = None
 
+    def per_sample(self) -> bool:
+        return True
+
     def forward(self, x):
         check_array(x, repr(self), 2, "(N, in_features)")
         if x.shape[1] != self.in_features:
@@ -49,7 +52,7 @@ class Linear(Module):
     def backward(self, grad_output):
         x = self._cache
         if x is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
+            raise backward_before_forward(repr(self))
         self.weight.accumulate_grad(grad_output.T @ x)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_output.sum(axis=0))
@@ -66,6 +69,9 @@ class Flatten(Module):
         super().__init__()
         self._cache = None
 
+    def per_sample(self) -> bool:
+        return True
+
     def forward(self, x):
         if not hasattr(x, "ndim") or x.ndim < 1:
             raise ValueError(f"Flatten: expected an array with a batch dimension, got {getattr(x, 'shape', x)!r}")
@@ -74,5 +80,5 @@ class Flatten(Module):
 
     def backward(self, grad_output):
         if self._cache is None:
-            raise RuntimeError("Flatten: backward called before forward")
+            raise backward_before_forward("Flatten")
         return grad_output.reshape(self._cache)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn.module import Module
+from minicnn.nn.module import Module, backward_before_forward
 
 
 def _check_scores(name, x):
@@ -51,11 +51,11 @@ class _Loss(Module):
         self._cache = None
 
     def __call__(self, output, target) -> float:
-        return self.forward(output, target)
+        return super().__call__(output, target)
 
     def _need_cache(self):
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}: backward called before forward")
+            raise backward_before_forward(type(self).__name__)
         return self._cache
 
 

@@ -3,19 +3,59 @@
 A module computes ``y = f(x; theta)`` in :meth:`Module.forward` and, given
 ``dL/dy``, returns ``dL/dx`` from :meth:`Module.backward` while *adding*
 ``dL/dtheta`` into each parameter's ``.grad``.  ``forward`` caches exactly what
-``backward`` needs, so a forward must precede each backward.
+``backward`` needs, so a forward must precede each backward.  Inside
+``with no_grad():`` nothing is kept (inference: less memory, and a
+:class:`Sequential` may run a large batch a block at a time).
 
 Names, signatures and state-dict layouts follow PyTorch, so a minicnn model
 and the equivalent ``torch.nn`` model can exchange weights by name.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
 
 from minicnn.backend import _REGISTRY, _load, get_array_module, get_backend, to_numpy
+
+
+_grad_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """False inside a :func:`no_grad` block of the calling thread, else True."""
+    return getattr(_grad_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Forward passes for inference only: modules keep nothing for ``backward``.
+
+    Inside ``with no_grad():`` (or in a function decorated ``@no_grad()``),
+    every module drops what its forward cached for backward as soon as the
+    forward returns, so memory holds only the arrays in flight, and a
+    :class:`Sequential` whose layers treat samples independently runs a batch
+    of more than ``block_size`` samples ``block_size`` at a time (the same
+    outputs; faster, because each block's intermediate arrays stay in the
+    processor's cache).  A ``backward`` after such a forward raises, as if no
+    forward had run.  Blocks nest; leaving one restores the previous state.
+    The state is per thread.
+    """
+    previous = is_grad_enabled()
+    _grad_state.enabled = False
+    try:
+        yield
+    finally:
+        _grad_state.enabled = previous
+
+
+def backward_before_forward(name: str) -> RuntimeError:
+    """The error every module raises when ``backward`` finds nothing cached by a forward."""
+    return RuntimeError(f"{name}: backward called before forward (a forward inside no_grad() "
+                        f"keeps nothing for backward)")
 
 
 class StateDictError(ValueError):
@@ -125,7 +165,25 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *inputs):
-        return self.forward(*inputs)
+        out = self.forward(*inputs)
+        if not is_grad_enabled():
+            self._forget()
+        return out
+
+    def per_sample(self) -> bool:
+        """True if each output sample depends on the same input sample alone (in the current mode).
+
+        Then a batch may be computed in parts along its first axis with the
+        same result, which :class:`Sequential` does under :func:`no_grad`.
+        False unless a subclass says otherwise (BatchNorm2d in training mode,
+        for one, mixes the samples through the batch statistics).
+        """
+        return False
+
+    def _forget(self) -> None:
+        """Drop what forward cached for backward."""
+        if "_cache" in self.__dict__:
+            object.__setattr__(self, "_cache", None)
 
     # --- traversal ----------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
@@ -267,8 +325,7 @@ class Module:
 
     def _after_to(self) -> None:
         """Hook for modules that keep derived state (drop caches)."""
-        if hasattr(self, "_cache"):
-            object.__setattr__(self, "_cache", None)
+        self._forget()
 
     # --- printing -----------------------------------------------------
     def extra_repr(self) -> str:
@@ -287,7 +344,17 @@ class Sequential(Module):
 
     ``Sequential(a, b, c)`` names its children ``"0"``, ``"1"``, ``"2"``;
     ``Sequential(OrderedDict(conv=..., relu=...))`` uses the given names.
+
+    Under :func:`no_grad`, when every child is :meth:`~Module.per_sample`, a
+    batch of more than ``block_size`` samples goes through all the layers
+    ``block_size`` samples at a time and the outputs are concatenated.  Each
+    layer then reads and writes arrays small enough to stay in cache instead
+    of passing the whole batch through memory once per layer.  ``block_size``
+    is a class attribute; set it on an instance to change it there, or to
+    ``None`` to turn blocking off.
     """
+
+    block_size = 128
 
     def __init__(self, *layers):
         super().__init__()
@@ -309,7 +376,21 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
+    def per_sample(self) -> bool:
+        return all(layer.per_sample() for layer in self._modules.values())
+
     def forward(self, x):
+        block = self.block_size
+        if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer))
+                                  or block < 1):
+            raise ValueError(f"Sequential.block_size must be a positive int or None, got {block!r}")
+        if (is_grad_enabled() or block is None or getattr(x, "ndim", 0) < 1 or len(x) <= block
+                or not self.per_sample()):
+            return self._forward_all(x)
+        xp = get_array_module(x)
+        return xp.concatenate([self._forward_all(x[i:i + block]) for i in range(0, len(x), block)])
+
+    def _forward_all(self, x):
         for layer in self._modules.values():
             x = layer(x)
         return x

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from minicnn.backend import kernels_for
 from minicnn.nn._validate import check_array, pair
-from minicnn.nn.module import Module
+from minicnn.nn.module import Module, backward_before_forward
 
 
 class MaxPool2d(Module):
@@ -33,6 +33,9 @@ class MaxPool2d(Module):
                              f"{self.kernel_size} (a window must contain at least one input)")
         self._cache = None
 
+    def per_sample(self) -> bool:
+        return True
+
     def forward(self, x):
         check_array(x, repr(self), 4, "(N, C, H, W)")
         (KH, KW), (PH, PW) = self.kernel_size, self.padding
@@ -46,7 +49,7 @@ class MaxPool2d(Module):
 
     def backward(self, grad_output):
         if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
+            raise backward_before_forward(repr(self))
         argmax, x_shape = self._cache
         return kernels_for(grad_output).maxpool2d_backward(
             grad_output, argmax, x_shape, self.kernel_size, self.stride, self.padding)
