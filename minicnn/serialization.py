@@ -42,11 +42,14 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path, write) -> Path:
+def write_atomic(path, write, check=None) -> Path:
     """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     A reader sees the old file or the new one, never half of one; when ``write``
-    fails, the old file stays and the temporary file is removed.  The new file
+    fails, the old file stays and the temporary file is removed.  ``check``, if
+    given, is called with the temporary file's path once it is complete and
+    on disk, before the rename; when it raises, the same happens as when
+    ``write`` fails (a download verifies its checksum this way).  The new file
     gets the usual permissions (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
@@ -58,6 +61,8 @@ def write_atomic(path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         try:

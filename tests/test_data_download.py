@@ -2,6 +2,7 @@
 import functools
 import gzip
 import hashlib
+import os
 import http.server
 import socket
 import threading
@@ -67,6 +68,28 @@ def test_download_from_a_single_url(server, tmp_path):
     assert paths == [tmp_path / "dest" / "a.bin"]
     assert paths[0].read_bytes() == CONTENT
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["a.bin"]
+
+
+def test_downloaded_files_get_the_usual_permissions(server, tmp_path):
+    root, base = server
+    serve(root, "good", "a.bin", CONTENT)
+    old = os.umask(0o027)
+    try:
+        (path,) = download(base + "/good", tmp_path / "dest", ["a.bin"], sha256={"a.bin": DIGEST})
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == "0o640"  # not the temporary file's 0600
+
+
+def test_a_failed_checksum_keeps_the_file_that_was_there(server, tmp_path):
+    root, base = server
+    serve(root, "bad", "a.bin", b"corrupted")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "a.bin").write_bytes(b"an older copy")  # does not match: fetched again
+    with pytest.raises(DownloadError, match="SHA-256 mismatch"):
+        download(base + "/bad", tmp_path / "dest", ["a.bin"], sha256={"a.bin": DIGEST})
+    assert (tmp_path / "dest" / "a.bin").read_bytes() == b"an older copy"
+    assert [p.name for p in (tmp_path / "dest").iterdir()] == ["a.bin"]
 
 
 def test_checksum_is_of_the_decompressed_content(server, tmp_path):

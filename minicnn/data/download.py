@@ -19,9 +19,7 @@ Only the standard library (``urllib``) is used.
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Iterable, Mapping
 from minicnn.data.checksums import content_sha256, read_sha256sums
 from minicnn.data.idx import DataError
 from minicnn.data.mnist import BUNDLED_MNIST_DIR, MNIST_FILES
+from minicnn.serialization import write_atomic
 
 __all__ = ["DownloadError", "MNIST_MIRRORS", "download", "download_mnist"]
 
@@ -123,21 +122,19 @@ def _fetch_from_mirrors(mirrors, name, target: Path, expected, timeout) -> None:
 def _fetch(url: str, target: Path, expected: str | None, timeout: float) -> None:
     """Download ``url`` to ``target`` through a temporary file; verify, then rename."""
     request = urllib.request.Request(url, headers={"User-Agent": "minicnn"})
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+
+    def download(out):
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             shutil.copyfileobj(response, out)
             announced = response.headers.get("Content-Length")
             if announced is not None and out.tell() != int(announced):
                 raise DataError(f"truncated: the server announced {announced} bytes, "
                                 f"{out.tell()} arrived")
-            out.flush()
-            os.fsync(out.fileno())
+
+    def verify(tmp):
         if expected is not None:
             found = content_sha256(tmp)
             if found != expected:
                 raise DataError(f"SHA-256 mismatch of the content: expected {expected}, found {found}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(target, download, check=verify)
