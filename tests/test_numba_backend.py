@@ -140,6 +140,40 @@ def test_transpose01_of_a_strided_view(dtype):
     np.testing.assert_array_equal(nk.transpose01(a, bias), ref.transpose01(a, bias))
 
 
+def _adam_arrays(seed, shape, dtype):
+    rng = np.random.default_rng(seed)
+    param, grad, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    v = rng.random(shape).astype(dtype)  # a second moment is never negative
+    return param, grad, m, v
+
+
+def _adam_scalars(dtype, t):
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    return [dtype(s) for s in (lr, b1, 1 - b1, b2, 1 - b2, eps, 1 - b1 ** t, 1 - b2 ** t)]
+
+
+@given(shape=st.lists(st.integers(1, 40), min_size=1, max_size=4).map(tuple), seed=seeds, dtype=dtypes,
+       t=st.integers(1, 1000))
+def test_adam_update_equals_reference(shape, seed, dtype, t):
+    expected, got = _adam_arrays(seed, shape, dtype), _adam_arrays(seed, shape, dtype)
+    ref.adam_update(*expected, *_adam_scalars(dtype, t))
+    nk.adam_update(*got, *_adam_scalars(dtype, t))
+    for name, e, g in zip(("param", "grad", "exp_avg", "exp_avg_sq"), expected, got):
+        assert g.dtype == dtype, name
+        # The same operations on the same scalars, in the same order: equal to the last bit.
+        np.testing.assert_array_equal(g, e, err_msg=name)
+
+
+def test_adam_update_of_strided_views_updates_the_arrays_themselves():
+    expected = _adam_arrays(0, (6, 8), np.float32)
+    got = [a.copy() for a in expected]
+    ref.adam_update(*(a[:, ::2] for a in expected), *_adam_scalars(np.float32, 3))
+    nk.adam_update(*(a[:, ::2] for a in got), *_adam_scalars(np.float32, 3))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+    assert not np.array_equal(got[0], _adam_arrays(0, (6, 8), np.float32)[0])  # it did move
+
+
 @pytest.mark.parametrize("kernels", [ref, nk], ids=["numpy", "numba"])
 def test_im2col_is_stored_k_major(kernels):
     """Conv2d views col as one (K, N*P) matrix; that view must not need a copy."""

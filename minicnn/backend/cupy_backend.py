@@ -19,6 +19,7 @@ def make_backend() -> Backend:
     if devices < 1:
         raise BackendUnavailableError("backend 'cupy': CuPy is installed but no NVIDIA GPU was found")
     from minicnn.backend import cupy_kernels as k
+    from minicnn.backend import numpy_kernels
 
     return Backend(
         name="cupy",
@@ -29,4 +30,5 @@ def make_backend() -> Backend:
         maxpool2d_forward=k.maxpool2d_forward,
         maxpool2d_backward=k.maxpool2d_backward,
         transpose01=k.transpose01,
+        adam_update=numpy_kernels.adam_update,  # in-place array operators: runs on CuPy arrays as is
     )

@@ -70,6 +70,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from minicnn.backend import numpy_kernels
 from minicnn.backend.numpy_kernels import output_size
 
 # Numba's OpenMP threads spin-wait after every parallel loop, competing for
@@ -79,7 +80,7 @@ from minicnn.backend.numpy_kernels import output_size
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01"]
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "adam_update"]
 
 _inline = numba.njit(cache=True, inline="always")
 
@@ -298,6 +299,20 @@ def _transpose01(a, bias, out):
                 dst[p] = src[p] + add
 
 
+# --- the Adam update -------------------------------------------------------------------------
+
+@numba.njit(parallel=True, cache=True)
+def _adam_update(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, c1, c2):
+    """The reference's five array passes as one: each element read and written once."""
+    for i in prange(param.shape[0]):
+        g = grad[i]
+        m_i = b1 * m[i] + one_minus_b1 * g
+        v_i = b2 * v[i] + one_minus_b2 * g * g
+        m[i] = m_i
+        v[i] = v_i
+        param[i] -= lr * (m_i / c1) / (np.sqrt(v_i / c2) + eps)
+
+
 # --- the kernels, with the reference's signatures ---------------------------------------------
 
 def im2col(x, kernel_size, stride, padding, pad_value=0.0):
@@ -352,3 +367,14 @@ def transpose01(a, bias=None):
     out = np.empty((B, A, P), dtype=a.dtype)
     _transpose01(np.ascontiguousarray(a), np.ascontiguousarray(bias, dtype=a.dtype), out)
     return out
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                eps, correction1, correction2):
+    """One Adam step in place, in one pass; see :func:`numpy_kernels.adam_update`."""
+    arrays = (param, grad, exp_avg, exp_avg_sq)
+    if not all(a.flags.c_contiguous for a in arrays):  # a flat view would be a copy: use the reference
+        return numpy_kernels.adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1,
+                                         beta2, one_minus_beta2, eps, correction1, correction2)
+    _adam_update(*(a.reshape(-1) for a in arrays), lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                 eps, correction1, correction2)

@@ -15,4 +15,5 @@ def make_backend() -> Backend:
         maxpool2d_forward=k.maxpool2d_forward,
         maxpool2d_backward=k.maxpool2d_backward,
         transpose01=k.transpose01,
+        adam_update=k.adam_update,
     )

@@ -132,3 +132,28 @@ def transpose01(a, bias=None):
     if bias is not None:
         out += bias[:, None]
     return out
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                eps, correction1, correction2):
+    """One Adam step, in place on ``param``, ``exp_avg`` (m) and ``exp_avg_sq`` (v).
+
+    m     <- beta1 * m + (1 - beta1) * g
+    v     <- beta2 * v + (1 - beta2) * g^2
+    param <- param - lr * (m / correction1) / (sqrt(v / correction2) + eps)
+
+    with ``correction1 = 1 - beta1^t`` and ``correction2 = 1 - beta2^t``; every
+    scalar already has ``param``'s dtype (see :class:`minicnn.optim.Adam`,
+    which derives the rule).  The arrays share one shape.  Written with
+    in-place operators only (and the array module's ``sqrt``), so the CuPy
+    backend runs this same code on the GPU.
+    """
+    from minicnn.backend import get_array_module
+
+    exp_avg *= beta1
+    exp_avg += one_minus_beta1 * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += one_minus_beta2 * grad * grad
+    m_hat = exp_avg / correction1
+    v_hat = exp_avg_sq / correction2
+    param -= lr * m_hat / (get_array_module(v_hat).sqrt(v_hat) + eps)

@@ -18,7 +18,7 @@ Docs: docs/optimizers.md#adam
 """
 from __future__ import annotations
 
-from minicnn.backend import get_array_module
+from minicnn.backend import get_array_module, kernels_for
 from minicnn.optim.optimizer import Optimizer, cast_to, check_argument
 
 
@@ -57,10 +57,7 @@ class Adam(Optimizer):
         g = p.grad
         if weight_decay != 0:
             g = g + weight_decay * p.data  # a new array: p.grad itself is not changed
-        m *= b1
-        m += one_minus_b1 * g
-        v *= b2
-        v += one_minus_b2 * g * g
-        m_hat = m / correction1
-        v_hat = v / correction2
-        p.data -= lr * m_hat / (xp.sqrt(v_hat) + eps)
+        # m, v and p.data in place, by the rule above: the reference kernel
+        # (numpy_kernels.adam_update) is those lines as array operations.
+        kernels_for(p.data).adam_update(p.data, g, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
+                                        correction1, correction2)
