@@ -284,3 +284,20 @@ def test_gpu_model_and_optimizer_move_mid_training(on_gpu):
     minicnn.set_backend("cupy")
     for k, v in runs[False].items():
         np.testing.assert_allclose(runs[True][k], v, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_no_grad_runs_the_batch_whole_and_equals_a_normal_forward(on_gpu):
+    from minicnn import models
+
+    cupy = on_gpu
+    model = models.MnistCNN(seed=0).eval()
+    sizes = []
+    forward = model[0].forward
+    object.__setattr__(model[0], "forward", lambda x: sizes.append(len(x)) or forward(x))
+    x = cupy.asarray(np.random.default_rng(7).standard_normal((300, 1, 28, 28)).astype(np.float32))
+    with minicnn.no_grad():
+        out = model(x)
+    assert sizes == [300] and isinstance(out, cupy.ndarray)
+    np.testing.assert_allclose(B.to_numpy(out), B.to_numpy(model(x)), rtol=1e-5, atol=1e-5)
+    assert model[0]._cache is not None  # the normal forward cached; the no_grad one had not

@@ -37,10 +37,10 @@ def no_grad():
     Inside ``with no_grad():`` (or in a function decorated ``@no_grad()``),
     every module drops what its forward cached for backward as soon as the
     forward returns, so memory holds only the arrays in flight, and a
-    :class:`Sequential` whose layers treat samples independently runs a batch
-    of more than ``block_size`` samples ``block_size`` at a time (the same
-    outputs; faster, because each block's intermediate arrays stay in the
-    processor's cache).  A ``backward`` after such a forward raises, as if no
+    :class:`Sequential` whose layers treat samples independently runs a host
+    batch of more than ``block_size`` samples ``block_size`` at a time (the
+    same outputs; faster, because the blocks' arrays are reused instead of
+    fresh memory for every call, and more of them stay in cache).  A ``backward`` after such a forward raises, as if no
     forward had run.  Blocks nest; leaving one restores the previous state.
     The state is per thread.
     """
@@ -349,7 +349,9 @@ class Sequential(Module):
     batch of more than ``block_size`` samples goes through all the layers
     ``block_size`` samples at a time and the outputs are concatenated.  Each
     layer then reads and writes arrays small enough to stay in cache instead
-    of passing the whole batch through memory once per layer.  ``block_size``
+    of passing the whole batch through memory once per layer.  Host (NumPy)
+    arrays only: on a GPU the whole batch runs at once, which keeps the GPU
+    busy, and CuPy's memory pool already reuses its arrays.  ``block_size``
     is a class attribute; set it on an instance to change it there, or to
     ``None`` to turn blocking off.
     """
@@ -384,11 +386,10 @@ class Sequential(Module):
         if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer))
                                   or block < 1):
             raise ValueError(f"Sequential.block_size must be a positive int or None, got {block!r}")
-        if (is_grad_enabled() or block is None or getattr(x, "ndim", 0) < 1 or len(x) <= block
-                or not self.per_sample()):
+        if (is_grad_enabled() or block is None or not isinstance(x, np.ndarray) or x.ndim < 1
+                or len(x) <= block or not self.per_sample()):
             return self._forward_all(x)
-        xp = get_array_module(x)
-        return xp.concatenate([self._forward_all(x[i:i + block]) for i in range(0, len(x), block)])
+        return np.concatenate([self._forward_all(x[i:i + block]) for i in range(0, len(x), block)])
 
     def _forward_all(self, x):
         for layer in self._modules.values():
