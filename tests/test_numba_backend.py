@@ -83,6 +83,11 @@ def test_maxpool_forward_equals_reference(case, seed, dtype, ties):
     assert out.dtype == dtype and argmax.dtype == want_argmax.dtype
     np.testing.assert_array_equal(out, want_out)
     np.testing.assert_array_equal(argmax, want_argmax)
+    # Inference: the same maxima without recording the winners.
+    out, argmax = nk.maxpool2d_forward(x, *window(case), with_argmax=False)
+    assert argmax is None and ref.maxpool2d_forward(x, *window(case), with_argmax=False)[1] is None
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, want_out)
 
 
 @given(case=pool_cases(kernel_max=5), seed=seeds, dtype=dtypes, ties=st.booleans())
@@ -109,6 +114,7 @@ def test_maxpool_2x2_fast_path_equals_reference(shape, dtype):
     g = normal(8, out.shape, dtype)
     np.testing.assert_array_equal(nk.maxpool2d_backward(g, argmax, shape, *w),
                                   ref.maxpool2d_backward(g, argmax, shape, *w))
+    np.testing.assert_array_equal(nk.maxpool2d_forward(x, *w, with_argmax=False)[0], want_out)
 
 
 @pytest.mark.parametrize("window_", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1))])
@@ -119,6 +125,18 @@ def test_maxpool_nan_wins_like_argmax(window_):
     want_out, want_argmax = ref.maxpool2d_forward(x, *window_)
     np.testing.assert_array_equal(out, want_out)  # NaNs compare equal here
     np.testing.assert_array_equal(argmax, want_argmax)
+    np.testing.assert_array_equal(nk.maxpool2d_forward(x, *window_, with_argmax=False)[0], want_out)
+
+
+@pytest.mark.parametrize("window_", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1))])
+@pytest.mark.parametrize("with_argmax", [True, False])
+def test_maxpool_keeps_the_first_of_tied_signed_zeros(window_, with_argmax):
+    """-0.0 == 0.0, so the first in window order wins, and its sign shows in the output."""
+    rng = np.random.default_rng(3)
+    x = np.where(rng.random((2, 2, 6, 6)) < 0.5, np.float32(-0.0), np.float32(0.0))
+    out = nk.maxpool2d_forward(x, *window_, with_argmax=with_argmax)[0]
+    want = ref.maxpool2d_forward(x, *window_)[0]
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(want))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

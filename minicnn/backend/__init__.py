@@ -62,7 +62,7 @@ class Backend:
 
     ``im2col(x, kernel_size, stride, padding, pad_value=0)``
     ``col2im(col, x_shape, kernel_size, stride, padding)``
-    ``maxpool2d_forward(x, kernel_size, stride, padding)``
+    ``maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True)``
     ``maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)``
     ``transpose01(a, bias=None)``  (A, B, P) -> (B, A, P), plus ``bias`` over A
     ``adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, 1 - beta1, beta2, 1 - beta2, eps,

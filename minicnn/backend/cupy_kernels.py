@@ -210,8 +210,11 @@ def col2im(col, x_shape, kernel_size, stride, padding):
     return img
 
 
-def maxpool2d_forward(x, kernel_size, stride, padding):
-    """As :func:`minicnn.backend.numpy_kernels.maxpool2d_forward`: ``(out, argmax (N*C, OH*OW))``."""
+def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
+    """As :func:`minicnn.backend.numpy_kernels.maxpool2d_forward`: ``(out, argmax (N*C, OH*OW))``.
+
+    The kernel always writes ``argmax``; ``with_argmax=False`` only returns ``None`` for it.
+    """
     import cupy
 
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x.shape, kernel_size, stride, padding)
@@ -219,7 +222,7 @@ def maxpool2d_forward(x, kernel_size, stride, padding):
     argmax = cupy.empty((N * C, OH * OW), dtype=np.int64)
     _kernel(_MAXPOOL_FWD)(cupy.ascontiguousarray(x), argmax, H, W, KH, KW, SH, SW, PH, PW, OH, OW,
                           x.dtype.type(-np.inf), out)
-    return out, argmax
+    return out, (argmax if with_argmax else None)
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):

@@ -40,7 +40,8 @@ How each kernel maps onto the reference
     first maximum (a later value must be strictly larger; a NaN wins and then
     stays, as with ``np.argmax``); border positions count as -inf.  Windows of
     2x2 with stride 2 and no padding (the usual case) take a loop with no
-    border tests.
+    border tests.  Without argmax (an empty ``argmax`` array) only the maxima
+    are stored.
 
 ``maxpool2d_backward``
     Reference: ``put_along_axis`` of the gradient into a zero column array at
@@ -184,7 +185,8 @@ def _col2im(col_t, KH, KW, SH, SW, PH, PW, OH, OW, zero, img):
 
 @_inline
 def _maxpool_plane(x, n, c, KH, KW, SH, SW, PH, PW, neg_inf, out, argmax):
-    """out[n, c, oh, ow] = the first maximum of its window; argmax[n*C + c, oh*OW + ow] = its offset i*KW + j."""
+    """out[n, c, oh, ow] = the first maximum of its window; argmax[n*C + c, oh*OW + ow] = its offset
+    i*KW + j, unless ``argmax`` is empty (inference: nothing to store)."""
     H, W = x.shape[2], x.shape[3]
     C, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     for oh in range(OH):
@@ -199,7 +201,8 @@ def _maxpool_plane(x, n, c, KH, KW, SH, SW, PH, PW, neg_inf, out, argmax):
                     if not v <= best and best == best:
                         best, best_k = v, i * KW + j
             out[n, c, oh, ow] = best
-            argmax[n * C + c, oh * OW + ow] = best_k
+            if argmax.shape[0] != 0:
+                argmax[n * C + c, oh * OW + ow] = best_k
 
 
 @_inline
@@ -220,7 +223,8 @@ def _maxpool2x2_plane(x, n, c, out, argmax):
             if not v <= best and best == best:
                 best, best_k = v, 3
             out[n, c, oh, ow] = best
-            argmax[n * C + c, oh * OW + ow] = best_k
+            if argmax.shape[0] != 0:
+                argmax[n * C + c, oh * OW + ow] = best_k
 
 
 @numba.njit(parallel=True, cache=True)
@@ -339,15 +343,17 @@ def col2im(col, x_shape, kernel_size, stride, padding):
     return img
 
 
-def maxpool2d_forward(x, kernel_size, stride, padding):
-    """(N, C, H, W) -> out (N, C, OH, OW), argmax (N*C, OH*OW); see :func:`numpy_kernels.maxpool2d_forward`."""
+def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
+    """(N, C, H, W) -> out (N, C, OH, OW), argmax (N*C, OH*OW) or None; see
+    :func:`numpy_kernels.maxpool2d_forward`.  Without argmax the loop only
+    stores the maxima, which takes less than half the time."""
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
     N, C, H, W = x.shape
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
-    argmax = np.empty((N * C, OH * OW), dtype=np.intp)
+    argmax = np.empty((N * C, OH * OW) if with_argmax else (0, 0), dtype=np.intp)
     _maxpool_forward(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, x.dtype.type(-np.inf), out, argmax)
-    return out, argmax
+    return out, (argmax if with_argmax else None)
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):

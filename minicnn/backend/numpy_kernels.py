@@ -79,14 +79,15 @@ def col2im(col, x_shape, kernel_size, stride, padding):
     return img[:, :, PH:PH + H, PW:PW + W]
 
 
-def maxpool2d_forward(x, kernel_size, stride, padding):
+def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
     """Max over every KH x KW window; the border is padded with -inf.
 
     x      : (N, C, H, W)
     out    : (N, C, OH, OW)
     argmax : (N*C, OH*OW) int, the flat window offset ``i*KW + j`` of the
              maximum (the first one on ties, as in PyTorch) - all the
-             backward pass needs.
+             backward pass needs.  ``None`` with ``with_argmax=False``
+             (inference, when no backward follows; faster kernels then skip it).
     """
     N, C, H, W = x.shape
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
@@ -96,7 +97,7 @@ def maxpool2d_forward(x, kernel_size, stride, padding):
     col = im2col(x.reshape(N * C, 1, H, W), kernel_size, stride, padding, pad_value=-np.inf)
     argmax = col.argmax(axis=1)  # (N*C, OH*OW)
     out = np.take_along_axis(col, argmax[:, None, :], axis=1)
-    return out.reshape(N, C, OH, OW), argmax
+    return out.reshape(N, C, OH, OW), (argmax if with_argmax else None)
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from minicnn.backend import kernels_for
 from minicnn.nn._validate import check_array, pair
-from minicnn.nn.module import Module, backward_before_forward
+from minicnn.nn.module import Module, backward_before_forward, is_grad_enabled
 
 
 class MaxPool2d(Module):
@@ -43,8 +43,11 @@ class MaxPool2d(Module):
         if H + 2 * PH < KH or W + 2 * PW < KW:
             raise ValueError(f"{self!r}: input of spatial size {H}x{W} (padded {H + 2 * PH}x{W + 2 * PW}) "
                              f"is smaller than the window {KH}x{KW}")
-        y, argmax = kernels_for(x).maxpool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        self._cache = (argmax, x.shape)
+        # Under no_grad no backward follows, so the kernel need not record the winners.
+        keep = is_grad_enabled()
+        y, argmax = kernels_for(x).maxpool2d_forward(x, self.kernel_size, self.stride, self.padding,
+                                                     with_argmax=keep)
+        self._cache = (argmax, x.shape) if keep else None
         return y
 
     def backward(self, grad_output):
