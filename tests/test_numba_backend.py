@@ -158,6 +158,48 @@ def test_transpose01_of_a_strided_view(dtype):
     np.testing.assert_array_equal(nk.transpose01(a, bias), ref.transpose01(a, bias))
 
 
+def _with_specials(seed, shape, dtype):
+    """Normal values with NaN, +-inf and +-0.0 sprinkled in."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype)
+    pick = rng.random(shape) < 0.2
+    x[pick] = rng.choice(specials, size=int(pick.sum()))
+    return x
+
+
+def assert_same_bits(got, want):
+    """Equal values, NaN where NaN, and the same sign on zeros (assert_array_equal lets -0.0 == 0.0)."""
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=4).map(tuple), seed=seeds, dtype=dtypes)
+def test_relu_kernels_equal_reference(shape, seed, dtype):
+    x = _with_specials(seed, shape, dtype)
+    y = ref.relu_forward(x)
+    assert_same_bits(nk.relu_forward(x), y)
+    g = _with_specials(seed + 1, shape, dtype)
+    with np.errstate(invalid="ignore"):  # inf * 0 is NaN, in both
+        assert_same_bits(nk.relu_backward(g, y), ref.relu_backward(g, y))
+
+
+def test_relu_kernels_of_many_chunks_and_other_inputs():
+    x = _with_specials(0, (nk._CHUNK * 3 + 5,), np.float32)  # several parallel chunks and a short last one
+    y = ref.relu_forward(x)
+    assert_same_bits(nk.relu_forward(x), y)
+    with np.errstate(invalid="ignore"):
+        assert_same_bits(nk.relu_backward(x, y), ref.relu_backward(x, y))
+    # Strided views, integers, and mixed dtypes take the reference, with its results.
+    m = normal(1, (6, 8), np.float32)
+    assert_same_bits(nk.relu_forward(m[:, ::2]), ref.relu_forward(m[:, ::2]))
+    ints = np.arange(-3, 4)
+    np.testing.assert_array_equal(nk.relu_forward(ints), [0, 0, 0, 0, 1, 2, 3])
+    g64 = normal(2, m.shape, np.float64)
+    assert_same_bits(nk.relu_backward(g64, ref.relu_forward(m)), ref.relu_backward(g64, ref.relu_forward(m)))
+
+
 def _adam_arrays(seed, shape, dtype):
     rng = np.random.default_rng(seed)
     param, grad, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))

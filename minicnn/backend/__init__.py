@@ -65,6 +65,7 @@ class Backend:
     ``maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True)``
     ``maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)``
     ``transpose01(a, bias=None)``  (A, B, P) -> (B, A, P), plus ``bias`` over A
+    ``relu_forward(x)``, ``relu_backward(grad_output, y)``  max(x, 0) and its gradient
     ``adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, 1 - beta1, beta2, 1 - beta2, eps,
     correction1, correction2)``  one Adam step, in place
     """
@@ -77,6 +78,8 @@ class Backend:
     maxpool2d_forward: Callable
     maxpool2d_backward: Callable
     transpose01: Callable
+    relu_forward: Callable
+    relu_backward: Callable
     adam_update: Callable
     extras: dict = field(default_factory=dict)
 

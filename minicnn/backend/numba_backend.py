@@ -27,5 +27,7 @@ def make_backend() -> Backend:
         maxpool2d_forward=k.maxpool2d_forward,
         maxpool2d_backward=k.maxpool2d_backward,
         transpose01=k.transpose01,
+        relu_forward=k.relu_forward,
+        relu_backward=k.relu_backward,
         adam_update=k.adam_update,
     )

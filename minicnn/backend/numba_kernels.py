@@ -81,7 +81,8 @@ from minicnn.backend.numpy_kernels import output_size
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "adam_update"]
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
+           "relu_backward", "adam_update"]
 
 _inline = numba.njit(cache=True, inline="always")
 
@@ -303,6 +304,37 @@ def _transpose01(a, bias, out):
                 dst[p] = src[p] + add
 
 
+# --- ReLU ------------------------------------------------------------------------------------
+
+# Element-wise loops in parallel chunks of this many elements (64 KB of float32).  Each
+# chunk is a slice, so the inner loop has no bounds arithmetic and LLVM vectorises it;
+# indexing the whole arrays from a prange loop directly ran several times slower.
+_CHUNK = 16384
+
+
+@numba.njit(parallel=True, cache=True)
+def _relu_forward(x, out):
+    zero = x.dtype.type(0)
+    n = x.shape[0]
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = chunk * _CHUNK, min(n, (chunk + 1) * _CHUNK)
+        src, dst = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            v = src[i]
+            dst[i] = v if v > zero or v != v else zero  # as np.maximum(x, 0): NaN stays, -0.0 gives 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def _relu_backward(grad, y, out):
+    zero, one = grad.dtype.type(0), grad.dtype.type(1)
+    n = grad.shape[0]
+    for chunk in prange((n + _CHUNK - 1) // _CHUNK):
+        lo, hi = chunk * _CHUNK, min(n, (chunk + 1) * _CHUNK)
+        g, yy, dst = grad[lo:hi], y[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            dst[i] = g[i] * (one if yy[i] > zero else zero)  # a product, as the reference: -g*0 is -0.0
+
+
 # --- the Adam update -------------------------------------------------------------------------
 
 @numba.njit(parallel=True, cache=True)
@@ -374,6 +406,30 @@ def transpose01(a, bias=None):
     _transpose01(np.ascontiguousarray(a), np.ascontiguousarray(bias, dtype=a.dtype), out)
     return out
 
+
+def _contiguous_float(*arrays) -> bool:
+    """True if the arrays are C-contiguous float32 or float64 arrays of one shape and dtype."""
+    first = arrays[0]
+    return first.dtype in (np.float32, np.float64) and all(
+        a.flags.c_contiguous and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
+
+
+def relu_forward(x):
+    """``max(x, 0)`` in parallel chunks; see :func:`numpy_kernels.relu_forward`."""
+    if not _contiguous_float(x):  # another dtype or a strided view: the reference
+        return numpy_kernels.relu_forward(x)
+    out = np.empty_like(x)
+    _relu_forward(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def relu_backward(grad_output, y):
+    """``grad_output * [y > 0]`` in parallel chunks; see :func:`numpy_kernels.relu_backward`."""
+    if not _contiguous_float(grad_output, y):
+        return numpy_kernels.relu_backward(grad_output, y)
+    out = np.empty_like(grad_output)
+    _relu_backward(grad_output.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
                 eps, correction1, correction2):

@@ -135,6 +135,21 @@ def transpose01(a, bias=None):
     return out
 
 
+def relu_forward(x):
+    """``max(x, 0)`` element by element, in x's dtype (NaN stays NaN)."""
+    from minicnn.backend import get_array_module
+
+    return get_array_module(x).maximum(x, x.dtype.type(0))  # a zero of x's dtype keeps float32 float32
+
+
+def relu_backward(grad_output, y):
+    """``grad_output * [y > 0]``: the gradient passes where ReLU's output ``y`` is positive.
+
+    ``y > 0`` exactly where ``x > 0``, so the output is all the backward pass
+    needs.  Both arrays have one shape; the result has grad_output's dtype.
+    """
+    return grad_output * (y > 0)
+
 def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
                 eps, correction1, correction2):
     """One Adam step, in place on ``param``, ``exp_avg`` (m) and ``exp_avg_sq`` (v).

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import get_array_module
+from minicnn.backend import get_array_module, kernels_for
 from minicnn.nn.module import Module, backward_before_forward
 
 
@@ -42,12 +42,12 @@ class ReLU(Module):
     def forward(self, x):
         if not hasattr(x, "dtype"):
             raise ValueError(f"ReLU: expected an array, got {type(x).__name__}")
-        y = get_array_module(x).maximum(x, x.dtype.type(0))  # a zero of x's dtype keeps float32 float32
+        y = kernels_for(x).relu_forward(x)  # reference: xp.maximum(x, 0), in x's dtype
         self._cache = y  # y > 0 exactly where x > 0, so backward needs only y
         return y
 
     def backward(self, grad_output):
-        return grad_output * (_need_cache(self) > 0)
+        return kernels_for(grad_output).relu_backward(grad_output, _need_cache(self))  # dy * [y > 0]
 
 
 def _dim_arg(layer, dim) -> int:
