@@ -177,6 +177,7 @@ def assert_same_bits(got, want):
 
 @given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=4).map(tuple), seed=seeds, dtype=dtypes)
 def test_relu_kernels_equal_reference(shape, seed, dtype):
+    """Small arrays take NumPy's loop, large ones the parallel chunks: the reference's bits either way."""
     x = _with_specials(seed, shape, dtype)
     y = ref.relu_forward(x)
     assert_same_bits(nk.relu_forward(x), y)
@@ -186,7 +187,8 @@ def test_relu_kernels_equal_reference(shape, seed, dtype):
 
 
 def test_relu_kernels_of_many_chunks_and_other_inputs():
-    x = _with_specials(0, (nk._CHUNK * 3 + 5,), np.float32)  # several parallel chunks and a short last one
+    x = _with_specials(0, (nk._CHUNK * 3 + 5,), np.float32)  # parallel chunks and a short last one
+    assert nk._parallel_float(x)
     y = ref.relu_forward(x)
     assert_same_bits(nk.relu_forward(x), y)
     with np.errstate(invalid="ignore"):

@@ -407,16 +407,17 @@ def transpose01(a, bias=None):
     return out
 
 
-def _contiguous_float(*arrays) -> bool:
-    """True if the arrays are C-contiguous float32 or float64 arrays of one shape and dtype."""
+def _parallel_float(*arrays) -> bool:
+    """True if the arrays are C-contiguous float32 or float64 arrays of one shape and dtype, large
+    enough for two parallel chunks (below that, starting the threads costs more than NumPy's loop)."""
     first = arrays[0]
-    return first.dtype in (np.float32, np.float64) and all(
+    return first.dtype in (np.float32, np.float64) and first.size >= 2 * _CHUNK and all(
         a.flags.c_contiguous and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
 
 
 def relu_forward(x):
     """``max(x, 0)`` in parallel chunks; see :func:`numpy_kernels.relu_forward`."""
-    if not _contiguous_float(x):  # another dtype or a strided view: the reference
+    if not _parallel_float(x):  # small, another dtype or a strided view: the reference
         return numpy_kernels.relu_forward(x)
     out = np.empty_like(x)
     _relu_forward(x.reshape(-1), out.reshape(-1))
@@ -425,7 +426,7 @@ def relu_forward(x):
 
 def relu_backward(grad_output, y):
     """``grad_output * [y > 0]`` in parallel chunks; see :func:`numpy_kernels.relu_backward`."""
-    if not _contiguous_float(grad_output, y):
+    if not _parallel_float(grad_output, y):
         return numpy_kernels.relu_backward(grad_output, y)
     out = np.empty_like(grad_output)
     _relu_backward(grad_output.reshape(-1), y.reshape(-1), out.reshape(-1))
