@@ -55,6 +55,19 @@ How each kernel maps onto the reference
     Here: one pass; each parallel iteration copies one row ``a[i, b, :]`` to
     ``out[b, i, :]``, adding ``bias[i]`` when there is a bias.
 
+``relu_forward``, ``relu_backward``
+    Reference: ``np.maximum(x, 0)`` and ``grad * (y > 0)``.
+    Here: one pass over the flat arrays in parallel chunks of ``_CHUNK``
+    elements, with the reference's exact results (NaN, -0.0, inf * 0).
+    Arrays smaller than two chunks, strided views and other dtypes go to the
+    reference.
+
+``adam_update``
+    Reference: five in-place array operations (m, v, the two bias
+    corrections, the step).
+    Here: one parallel pass, the same float operations per element in the
+    same order, so the results are equal to the last bit.
+
 The first four kernels are each a loop over one plane (``_*_plane``) and a
 ``prange`` loop over the N*C planes that runs it; the planes' outputs are disjoint, so the
 parallel iterations never write to the same element.  The plane loops index

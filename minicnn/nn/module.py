@@ -39,10 +39,10 @@ def no_grad():
     forward returns, so memory holds only the arrays in flight, and a
     :class:`Sequential` whose layers treat samples independently runs a host
     batch of more than ``block_size`` samples ``block_size`` at a time (the
-    same outputs; faster, because the blocks' arrays are reused instead of
-    fresh memory for every call, and more of them stay in cache).  A ``backward`` after such a forward raises, as if no
-    forward had run.  Blocks nest; leaving one restores the previous state.
-    The state is per thread.
+    same outputs, faster: see :class:`Sequential`).  Max-pooling also skips
+    recording its argmax.  A ``backward`` after such a forward raises, as if
+    no forward had run.  Blocks nest; leaving one restores the previous
+    state.  The state is per thread.
     """
     previous = is_grad_enabled()
     _grad_state.enabled = False
@@ -348,12 +348,14 @@ class Sequential(Module):
     Under :func:`no_grad`, when every child is :meth:`~Module.per_sample`, a
     batch of more than ``block_size`` samples goes through all the layers
     ``block_size`` samples at a time and the outputs are concatenated.  Each
-    layer then reads and writes arrays small enough to stay in cache instead
-    of passing the whole batch through memory once per layer.  Host (NumPy)
-    arrays only: on a GPU the whole batch runs at once, which keeps the GPU
-    busy, and CuPy's memory pool already reuses its arrays.  ``block_size``
-    is a class attribute; set it on an instance to change it there, or to
-    ``None`` to turn blocking off.
+    layer then works on arrays a fraction of the size, which the memory
+    allocator hands back from block to block, and more of them stay in cache;
+    the whole batch's arrays (hundreds of megabytes for 1000 MNIST images) are
+    fresh memory that the operating system maps and zeroes on every call.
+    Host (NumPy) arrays only: on a GPU the whole batch runs at once, which
+    keeps the GPU busy, and CuPy's memory pool already reuses its arrays.
+    ``block_size`` is a class attribute; set it on an instance to change it
+    there, or to ``None`` to turn blocking off.
     """
 
     block_size = 128
