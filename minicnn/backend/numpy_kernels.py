@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.backend import get_array_module  # NumPy or CuPy: relu and adam_update serve both
+
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Length of a convolution output along one axis: ``(size + 2p - k) // s + 1``."""
@@ -137,8 +139,6 @@ def transpose01(a, bias=None):
 
 def relu_forward(x):
     """``max(x, 0)`` element by element, in x's dtype (NaN stays NaN)."""
-    from minicnn.backend import get_array_module
-
     return get_array_module(x).maximum(x, x.dtype.type(0))  # a zero of x's dtype keeps float32 float32
 
 
@@ -164,8 +164,6 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, be
     in-place operators only (and the array module's ``sqrt``), so the CuPy
     backend runs this same code on the GPU.
     """
-    from minicnn.backend import get_array_module
-
     exp_avg *= beta1
     exp_avg += one_minus_beta1 * grad
     exp_avg_sq *= beta2
