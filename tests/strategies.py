@@ -1,4 +1,4 @@
-"""Hypothesis strategies shared by the engine's tests.
+"""Hypothesis strategies shared by the engine's tests, and ``using``, a backend for one block.
 
 Shapes are drawn small (the gradient checks evaluate a layer twice per input
 element), and always valid: a convolution or pooling window fits its padded
@@ -13,10 +13,13 @@ trustworthy gradient check needs built in:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import strategies as st
+
+import minicnn
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 batch_sizes = st.integers(min_value=1, max_value=3)
@@ -84,3 +87,13 @@ def distinct(seed, shape, dtype=np.float64, spacing=1e-2):
     rng = np.random.default_rng(seed)
     n = int(np.prod(shape))
     return ((rng.permutation(n) - (n - 1) / 2) * spacing).reshape(shape).astype(dtype)
+
+
+@contextmanager
+def using(name):
+    """``name`` as the active backend inside the block; the previous one restored after."""
+    previous = minicnn.get_backend()
+    try:
+        yield minicnn.set_backend(name)
+    finally:
+        minicnn.set_backend(previous.name)

@@ -21,6 +21,7 @@ import minicnn
 from minicnn import backend as B
 from minicnn.backend import cupy_kernels as ck
 from minicnn.backend import numpy_kernels as ref
+from strategies import using
 
 # --- the CUDA sources, compiled as C --------------------------------------
 
@@ -167,10 +168,8 @@ def _cupy_or_skip():
 @pytest.fixture
 def on_gpu():
     cupy = _cupy_or_skip()
-    previous = minicnn.get_backend().name
-    minicnn.set_backend("cupy")
-    yield cupy
-    minicnn.set_backend(previous)
+    with using("cupy"):
+        yield cupy
 
 
 @pytest.mark.gpu

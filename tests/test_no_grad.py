@@ -1,6 +1,5 @@
 """no_grad: inference forwards keep nothing for backward, and Sequential runs big batches in blocks."""
 import threading
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -9,17 +8,9 @@ import minicnn
 from minicnn import models, nn
 from minicnn.imaging import predict
 from minicnn.training import evaluate
+from strategies import using
 
 CPU_BACKENDS = [name for name in ("numpy", "numba") if name in minicnn.available_backends()]
-
-
-@contextmanager
-def using(name):
-    previous = minicnn.get_backend()
-    try:
-        yield minicnn.set_backend(name)
-    finally:
-        minicnn.set_backend(previous.name)
 
 
 class CountingForward:

@@ -8,7 +8,6 @@ imported is simulated by hiding the ``numba`` module.
 import os
 import sys
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ import minicnn
 from minicnn import backend as backend_module
 from minicnn import nn
 from minicnn.backend import numpy_kernels as ref
-from strategies import conv_cases, distinct, normal, pool_cases, seeds
+from strategies import conv_cases, distinct, normal, pool_cases, seeds, using
 
 numba = pytest.importorskip("numba", reason="Numba is not installed (pip install numba): the numba backend cannot load here")
 from minicnn.backend import numba_kernels as nk  # noqa: E402  (needs numba)
@@ -252,16 +251,6 @@ def test_workqueue_threading_layer_unless_the_user_chose_one():
 
 
 # --- layers with the backend active -----------------------------------------------------------
-
-@contextmanager
-def using(name):
-    """``name`` as the active backend inside the block; the previous one restored after."""
-    previous = minicnn.get_backend()
-    try:
-        yield minicnn.set_backend(name)
-    finally:
-        minicnn.set_backend(previous.name)
-
 
 @pytest.fixture
 def numba_active():
