@@ -107,8 +107,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     else:
         scheduler = None
 
+    epochs = f"{args.epochs} epoch" + ("" if args.epochs == 1 else "s")
     print(f"minicnn {minicnn.__version__}: {args.model} on {len(images):,} training images, "
-          f"backend {backend.name}, {args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr}, "
+          f"backend {backend.name}, {epochs}, batch {args.batch_size}, Adam lr {args.lr}, "
           f"scheduler {args.scheduler}, augmentation {'off' if args.no_augment else 'on'}")
     start = time.perf_counter()
     history = fit(model, criterion, optimizer, train_loader, args.epochs, val_loader=val_loader,

@@ -1,4 +1,6 @@
 """The minicnn command end to end on a small model."""
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -16,8 +18,17 @@ from minicnn.data import load_mnist
 def trained(tmp_path_factory):
     """Weights, history and metrics from a short `minicnn train` run."""
     out = tmp_path_factory.mktemp("run")
-    assert cli.main(["train", "--epochs", "1", "--limit", "512", "--no-augment", "--quiet", "--out", str(out)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["train", "--epochs", "1", "--limit", "512", "--no-augment", "--quiet", "--out", str(out)]) == 0
+    (out / "stdout.txt").write_text(printed.getvalue())
     return out
+
+
+def test_train_prints_its_setup_first(trained):
+    first = (trained / "stdout.txt").read_text().splitlines()[0]
+    assert first.startswith(f"minicnn {minicnn.__version__}: MnistCNN on 512 training images, backend ")
+    assert ", 1 epoch, batch 64, Adam lr 0.001, scheduler cosine, augmentation off" in first
 
 
 def test_train_writes_weights_history_metrics_and_reports(trained):
