@@ -288,6 +288,43 @@ def test_layers_keep_the_dtype(numba_active, dtype):
         assert layer.backward(np.ones_like(y)).dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble, np.dtype(">f4")], ids=["float16", "longdouble", "big-endian"])
+def test_other_float_dtypes_take_the_reference(dtype):
+    """The kernels are compiled for float32 and float64; any other float gives the NumPy backend's results."""
+    x = normal(0, (2, 3, 6, 6), np.float64).astype(dtype)
+    results = {}
+    for name in ("numpy", "numba"):
+        with using(name):
+            conv, pool = nn.Conv2d(3, 2, 3, padding=1, dtype=dtype, generator=np.random.default_rng(1)), nn.MaxPool2d(2)
+            y = pool(conv(x))
+            dx = conv.backward(pool.backward(np.ones_like(y)))
+            results[name] = (y, dx, conv.weight.grad)
+    for got, expected in zip(results["numba"], results["numpy"]):
+        assert got.dtype == expected.dtype and got.dtype.itemsize == np.dtype(dtype).itemsize  # matmul: native order
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_maxpool_backward_kernel_checks_shapes_before_indexing():
+    """A wrong gradient shape must be an error, never a read or write outside the arrays."""
+    x = normal(0, (2, 3, 6, 6), np.float32)
+    _, argmax = nk.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    for bad in [(2, 3, 4, 4), (1, 3, 3, 3), (8, 3, 30, 30)]:
+        with pytest.raises(ValueError, match=r"maxpool2d_backward: for an input of shape \(2, 3, 6, 6\) expected "
+                                             r"grad_output of shape \(2, 3, 3, 3\) and argmax of shape \(6, 9\), got "):
+            nk.maxpool2d_backward(np.ones(bad, np.float32), argmax, x.shape, (2, 2), (2, 2), (0, 0))
+    with pytest.raises(ValueError, match=r"argmax of shape \(6, 9\), got \(2, 3, 3, 3\) and \(6, 4\)"):
+        nk.maxpool2d_backward(np.ones((2, 3, 3, 3), np.float32), argmax[:, :4], x.shape, (2, 2), (2, 2), (0, 0))
+
+
+def test_adam_update_kernel_checks_shapes_before_indexing():
+    param, grad, m, v = _adam_arrays(0, (3,), np.float32)
+    before = param.copy()
+    with pytest.raises(ValueError, match=r"adam_update: param, grad, exp_avg and exp_avg_sq must have one shape, "
+                                         r"got \(3,\), \(4, 3\), \(3,\), \(3,\)"):
+        nk.adam_update(param, np.ones((4, 3), np.float32), m, v, *_adam_scalars(np.float32, 1))
+    np.testing.assert_array_equal(param, before)
+
+
 def _mnist_step(backend_name, x, target):
     model = minicnn.models.MnistCNN(seed=3)
     loss_fn = nn.NLLLoss()

@@ -74,7 +74,9 @@ parallel iterations never write to the same element.  The plane loops index
 the whole arrays (``x[n, c, h, w]``) and are inlined into the parallel loop,
 which lets LLVM optimise them as one function.  Every constant stored into an
 array (padding value, -inf, zero) is first cast to the array's dtype, so
-float32 stays float32.
+float32 stays float32.  The kernels are compiled for float32 and float64;
+arrays of any other floating dtype (float16, longdouble, big-endian) go to
+the reference, so this backend accepts every input the NumPy backend does.
 """
 from __future__ import annotations
 
@@ -364,8 +366,16 @@ def _adam_update(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
 
 # --- the kernels, with the reference's signatures ---------------------------------------------
 
+def _compiled_dtype(*arrays) -> bool:
+    """True if every array is float32 or float64 in the machine's byte order, the dtypes the
+    kernels are compiled for; anything else (float16, longdouble, big-endian) takes the reference."""
+    return all(a.dtype in (np.float32, np.float64) for a in arrays)
+
+
 def im2col(x, kernel_size, stride, padding, pad_value=0.0):
     """(N, C, H, W) -> (N, C*KH*KW, OH*OW), stored K-major; see :func:`numpy_kernels.im2col`."""
+    if not _compiled_dtype(x):
+        return numpy_kernels.im2col(x, kernel_size, stride, padding, pad_value)
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
     N, C, H, W = x.shape
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
@@ -379,6 +389,8 @@ def col2im(col, x_shape, kernel_size, stride, padding):
 
     Fastest when ``col`` is a K-major view, as im2col and Conv2d's backward pass make it.
     """
+    if not _compiled_dtype(col):
+        return numpy_kernels.col2im(col, x_shape, kernel_size, stride, padding)
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
     N, C, H, W = x_shape
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
@@ -392,6 +404,8 @@ def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
     """(N, C, H, W) -> out (N, C, OH, OW), argmax (N*C, OH*OW) or None; see
     :func:`numpy_kernels.maxpool2d_forward`.  Without argmax the loop only
     stores the maxima, which takes less than half the time."""
+    if not _compiled_dtype(x):
+        return numpy_kernels.maxpool2d_forward(x, kernel_size, stride, padding, with_argmax)
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
     N, C, H, W = x.shape
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
@@ -402,8 +416,19 @@ def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):
-    """Each gradient routed to its window's argmax, overlaps summed; see :func:`numpy_kernels.maxpool2d_backward`."""
+    """Each gradient routed to its window's argmax, overlaps summed; see :func:`numpy_kernels.maxpool2d_backward`.
+
+    The kernel indexes by the shapes, so they are checked first: a wrong one is an error, never a
+    read or write outside the arrays."""
     (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
+    N, C, H, W = x_shape
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    if tuple(grad_output.shape) != (N, C, OH, OW) or tuple(argmax.shape) != (N * C, OH * OW):
+        raise ValueError(f"maxpool2d_backward: for an input of shape {tuple(x_shape)} expected grad_output "
+                         f"of shape {(N, C, OH, OW)} and argmax of shape {(N * C, OH * OW)}, got "
+                         f"{tuple(grad_output.shape)} and {tuple(argmax.shape)}")
+    if not _compiled_dtype(grad_output):
+        return numpy_kernels.maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)
     dx = np.empty(tuple(x_shape), dtype=grad_output.dtype)
     _maxpool_backward(np.ascontiguousarray(grad_output), np.ascontiguousarray(argmax, dtype=np.intp),
                       KH, KW, SH, SW, PH, PW, grad_output.dtype.type(0), dx)
@@ -412,6 +437,8 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
 
 def transpose01(a, bias=None):
     """(A, B, P) -> (B, A, P), C-contiguous, plus ``bias[i]`` on ``a[i]``; see :func:`numpy_kernels.transpose01`."""
+    if not _compiled_dtype(a):
+        return numpy_kernels.transpose01(a, bias)
     A, B, P = a.shape
     if bias is None:
         bias = np.empty(0, dtype=a.dtype)
@@ -449,6 +476,9 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, be
                 eps, correction1, correction2):
     """One Adam step in place, in one pass; see :func:`numpy_kernels.adam_update`."""
     arrays = (param, grad, exp_avg, exp_avg_sq)
+    if len({a.shape for a in arrays}) > 1:  # the kernel indexes all four by param's index
+        raise ValueError(f"adam_update: param, grad, exp_avg and exp_avg_sq must have one shape, got "
+                         f"{', '.join(str(tuple(a.shape)) for a in arrays)}")
     if not all(a.flags.c_contiguous for a in arrays):  # a flat view would be a copy: use the reference
         return numpy_kernels.adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1,
                                          beta2, one_minus_beta2, eps, correction1, correction2)
