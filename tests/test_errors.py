@@ -1,8 +1,11 @@
 """Bad input gives a ValueError that names the layer and says what was expected and what came."""
+import re
+
 import numpy as np
 import pytest
 
 from minicnn import models, nn
+from strategies import using
 
 f32, f64 = np.float32, np.float64
 
@@ -148,3 +151,58 @@ def test_a_rejected_input_leaves_the_layer_usable():
     with pytest.raises(ValueError):
         conv(np.ones((1, 2, 4, 4)))
     assert conv.backward(np.ones_like(y)).shape == x.shape  # the cache of the good call
+
+
+# --- backward: grad_output must have the shape of the forward output ------------------------------
+
+# (id, layer, input, a grad_output of the wrong shape, the shape expected); each backward runs on
+# both CPU backends (on Numba, max-pooling indexes by the shapes, so a wrong one must be stopped first).
+BACKWARD_CASES = [
+    ("conv", lambda: nn.Conv2d(2, 4, 3), (2, 2, 5, 5), (4, 2, 3, 3), (2, 4, 3, 3)),
+    ("pool", lambda: nn.MaxPool2d(2), (2, 3, 6, 6), (2, 3, 4, 4), (2, 3, 3, 3)),
+    ("pool-fewer", lambda: nn.MaxPool2d(2), (2, 3, 6, 6), (1, 3, 3, 3), (2, 3, 3, 3)),
+    ("relu", lambda: nn.ReLU(), (4, 3), (5, 4, 3), (4, 3)),
+    ("linear", lambda: nn.Linear(3, 2), (4, 3), (4, 3), (4, 2)),
+    ("flatten", lambda: nn.Flatten(), (2, 3, 2), (3, 4), (2, 6)),
+    ("log-softmax", lambda: nn.LogSoftmax(), (4, 3), (1, 3), (4, 3)),
+    ("softmax", lambda: nn.Softmax(), (4, 3), (4,), (4, 3)),
+    ("dropout", lambda: nn.Dropout(0.5, generator=np.random.default_rng(0)), (4, 3), (4, 1), (4, 3)),
+    ("dropout-eval", lambda: nn.Dropout(0.5).eval(), (4, 3), (3, 4), (4, 3)),
+    ("batchnorm", lambda: nn.BatchNorm2d(3), (2, 3, 2, 2), (1, 3, 2, 2), (2, 3, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("make,x_shape,bad,expected", [c[1:] for c in BACKWARD_CASES],
+                         ids=[c[0] for c in BACKWARD_CASES])
+def test_backward_checks_the_gradient_shape(backend, make, x_shape, bad, expected):
+    with using(backend):
+        layer = make()
+        y = layer(np.random.default_rng(0).standard_normal(x_shape).astype(f32))
+        assert y.shape == expected
+        message = (f"\\.backward: expected grad_output of shape {re.escape(str(expected))} \\(the shape of "
+                   f"the forward output\\), got {re.escape(str(bad))}$")
+        with pytest.raises(ValueError, match=message):
+            layer.backward(np.ones(bad, f32))
+        assert layer.backward(np.ones(expected, f32)).shape == x_shape  # still usable
+
+
+@pytest.mark.parametrize("grad,message", [
+    ([[1.0, 2.0]], "ReLU.backward: expected grad_output as an array of shape \\(1, 2\\) .*, got list"),
+    (np.ones((1, 2), np.int64), "ReLU.backward: expected a floating-point grad_output, got dtype int64"),
+])
+def test_backward_wants_a_floating_array(grad, message):
+    relu = nn.ReLU()
+    relu(np.ones((1, 2), f32))
+    with pytest.raises(ValueError, match=message):
+        relu.backward(grad)
+
+
+def test_a_parameter_gradient_must_have_the_parameter_shape():
+    """The classic slip in a custom layer: a bias gradient not summed over the batch."""
+    bias = nn.Parameter(np.zeros(3, f32))
+    with pytest.raises(ValueError, match=re.escape(
+            "Parameter.accumulate_grad: gradient of shape (4, 3) for a parameter of shape (3,); a gradient "
+            "has its parameter's shape (a bias's gradient is summed over the batch)")):
+        bias.accumulate_grad(np.ones((4, 3), f32))
+    assert bias.grad is None

@@ -36,3 +36,16 @@ def check_dtype(x, expected, layer: str):
             f"{layer}: input dtype {x.dtype} does not match the layer's {np.dtype(expected)}; "
             f"convert the input (x.astype(np.{np.dtype(expected)})) or the model (model.to(np.{x.dtype}))"
         )
+
+
+def check_grad(grad_output, shape, layer: str):
+    """``backward``'s ``grad_output`` must be a floating array of the forward output's ``shape``."""
+    shape = tuple(shape)
+    if not hasattr(grad_output, "shape") or not hasattr(grad_output, "dtype"):
+        raise ValueError(f"{layer}.backward: expected grad_output as an array of shape {shape} "
+                         f"(the shape of the forward output), got {type(grad_output).__name__}")
+    if tuple(grad_output.shape) != shape:
+        raise ValueError(f"{layer}.backward: expected grad_output of shape {shape} (the shape of the "
+                         f"forward output), got {tuple(grad_output.shape)}")
+    if not np.issubdtype(grad_output.dtype, np.floating):
+        raise ValueError(f"{layer}.backward: expected a floating-point grad_output, got dtype {grad_output.dtype}")

@@ -20,12 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, kernels_for
+from minicnn.nn._validate import check_grad
 from minicnn.nn.module import Module, backward_before_forward
 
 
-def _need_cache(layer):
+def _need_cache(layer, grad_output):
+    """The cached forward output, once ``grad_output`` is checked against its shape."""
     if layer._cache is None:
         raise backward_before_forward(type(layer).__name__)
+    check_grad(grad_output, layer._cache.shape, type(layer).__name__)
     return layer._cache
 
 
@@ -47,7 +50,7 @@ class ReLU(Module):
         return y
 
     def backward(self, grad_output):
-        return kernels_for(grad_output).relu_backward(grad_output, _need_cache(self))  # dy * [y > 0]
+        return kernels_for(grad_output).relu_backward(grad_output, _need_cache(self, grad_output))  # dy * [y > 0]
 
 
 def _dim_arg(layer, dim) -> int:
@@ -84,7 +87,7 @@ class LogSoftmax(Module):
         return y
 
     def backward(self, grad_output):
-        y = _need_cache(self)
+        y = _need_cache(self, grad_output)
         xp = get_array_module(y)
         return grad_output - xp.exp(y) * grad_output.sum(axis=self.dim, keepdims=True)
 
@@ -112,7 +115,7 @@ class Softmax(Module):
         return s
 
     def backward(self, grad_output):
-        s = _need_cache(self)
+        s = _need_cache(self, grad_output)
         return s * (grad_output - (grad_output * s).sum(axis=self.dim, keepdims=True))
 
     def extra_repr(self) -> str:

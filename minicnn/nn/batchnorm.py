@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
-from minicnn.nn._validate import check_array, check_dtype
+from minicnn.nn._validate import check_array, check_dtype, check_grad
 from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
@@ -84,6 +84,7 @@ class BatchNorm2d(Module):
         if self._cache is None:
             raise backward_before_forward(repr(self))
         x_hat, inv_std, training = self._cache
+        check_grad(grad_output, x_hat.shape, repr(self))
         axes = (0, 2, 3)
         self.weight.accumulate_grad((grad_output * x_hat).sum(axis=axes))
         self.bias.accumulate_grad(grad_output.sum(axis=axes))

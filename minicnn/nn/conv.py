@@ -25,7 +25,7 @@ import numpy as np
 from minicnn.backend import kernels_for
 from minicnn.backend.numpy_kernels import output_size
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype, pair
+from minicnn.nn._validate import check_array, check_dtype, check_grad, pair
 from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
@@ -80,13 +80,15 @@ class Conv2d(Module):
         y = w_mat @ col.transpose(1, 0, 2).reshape(K, -1)                            # (OC, N*P)
         bias = None if self.bias is None else self.bias.data
         y = kernels.transpose01(y.reshape(self.out_channels, N, -1), bias)           # (N, OC, P)
-        self._cache = (col, x.shape)
-        return y.reshape(N, self.out_channels, OH, OW)
+        y = y.reshape(N, self.out_channels, OH, OW)
+        self._cache = (col, x.shape, y.shape)
+        return y
 
     def backward(self, grad_output):
         if self._cache is None:
             raise backward_before_forward(repr(self))
-        col, x_shape = self._cache
+        col, x_shape, y_shape = self._cache
+        check_grad(grad_output, y_shape, repr(self))
         (N, K, _), OC = col.shape, self.out_channels
         # The batch side by side, so that dW and dcols are one matrix product each.
         # (No copy for cols: im2col stores col K-major, see numpy_kernels.im2col.)

@@ -15,10 +15,8 @@ import numbers
 import numpy as np
 
 from minicnn.backend import get_array_module
+from minicnn.nn._validate import check_grad
 from minicnn.nn.module import Module, backward_before_forward
-
-# What forward caches when it passed x through unchanged (eval mode, or p == 0).
-_IDENTITY = object()
 
 
 class Dropout(Module):
@@ -43,21 +41,23 @@ class Dropout(Module):
         if not hasattr(x, "dtype") or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"Dropout: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")
         if not self.training or self.p == 0.0:
-            self._cache = _IDENTITY
+            self._cache = (x.shape, None)  # passed through unchanged: no mask
             return x
         xp = get_array_module(x)
         keep = 1.0 - self.p
         # Drawn on the host from the seeded generator, then moved to x's device.
         mask = xp.asarray(self.generator.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
-        self._cache = mask
+        self._cache = (x.shape, mask)
         return x * mask
 
     def backward(self, grad_output):
         if self._cache is None:
             raise backward_before_forward(repr(self))
-        if self._cache is _IDENTITY:  # eval mode (or p == 0)
+        shape, mask = self._cache
+        check_grad(grad_output, shape, repr(self))
+        if mask is None:  # eval mode (or p == 0)
             return grad_output
-        return grad_output * self._cache
+        return grad_output * mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -11,10 +11,12 @@ Docs: docs/layers.md#linear
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype
+from minicnn.nn._validate import check_array, check_dtype, check_grad
 from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
@@ -53,6 +55,7 @@ class Linear(Module):
         x = self._cache
         if x is None:
             raise backward_before_forward(repr(self))
+        check_grad(grad_output, (x.shape[0], self.out_features), repr(self))
         self.weight.accumulate_grad(grad_output.T @ x)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_output.sum(axis=0))
@@ -76,9 +79,11 @@ class Flatten(Module):
         if not hasattr(x, "ndim") or x.ndim < 1:
             raise ValueError(f"Flatten: expected an array with a batch dimension, got {getattr(x, 'shape', x)!r}")
         self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: that fails for an empty batch
 
     def backward(self, grad_output):
         if self._cache is None:
             raise backward_before_forward("Flatten")
-        return grad_output.reshape(self._cache)
+        x_shape = self._cache
+        check_grad(grad_output, (x_shape[0], math.prod(x_shape[1:])), "Flatten")
+        return grad_output.reshape(x_shape)

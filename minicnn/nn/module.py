@@ -91,7 +91,11 @@ class Parameter:
         return int(self.data.size)
 
     def accumulate_grad(self, g) -> None:
-        """``grad += g`` (``grad = g`` the first time)."""
+        """``grad += g`` (``grad = g`` the first time); ``g`` must have the parameter's shape."""
+        if tuple(g.shape) != tuple(self.data.shape):
+            raise ValueError(f"Parameter.accumulate_grad: gradient of shape {tuple(g.shape)} for a parameter of "
+                             f"shape {tuple(self.data.shape)}; a gradient has its parameter's shape (a bias's "
+                             f"gradient is summed over the batch)")
         if self.grad is None:
             self.grad = g.astype(self.data.dtype, copy=True)
         else:

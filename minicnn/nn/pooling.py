@@ -15,7 +15,7 @@ Docs: docs/layers.md#maxpool2d
 from __future__ import annotations
 
 from minicnn.backend import kernels_for
-from minicnn.nn._validate import check_array, pair
+from minicnn.nn._validate import check_array, check_grad, pair
 from minicnn.nn.module import Module, backward_before_forward, is_grad_enabled
 
 
@@ -47,13 +47,14 @@ class MaxPool2d(Module):
         keep = is_grad_enabled()
         y, argmax = kernels_for(x).maxpool2d_forward(x, self.kernel_size, self.stride, self.padding,
                                                      with_argmax=keep)
-        self._cache = (argmax, x.shape) if keep else None
+        self._cache = (argmax, x.shape, y.shape) if keep else None
         return y
 
     def backward(self, grad_output):
         if self._cache is None:
             raise backward_before_forward(repr(self))
-        argmax, x_shape = self._cache
+        argmax, x_shape, y_shape = self._cache
+        check_grad(grad_output, y_shape, repr(self))
         return kernels_for(grad_output).maxpool2d_backward(
             grad_output, argmax, x_shape, self.kernel_size, self.stride, self.padding)
 
