@@ -1,4 +1,5 @@
 """Module, Parameter and Sequential: registration, state dicts, dtype conversion, modes and gradients."""
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from minicnn import models, nn
 from minicnn.nn import StateDictError
+from strategies import using
 
 MNIST_CNN_SHAPES = OrderedDict([
     ("conv1.weight", (32, 1, 3, 3)), ("conv1.bias", (32,)),
@@ -328,3 +330,89 @@ def test_repr_is_readable():
     assert text.endswith("\n)")
     nested = repr(nn.Sequential(nn.Sequential(nn.ReLU())))
     assert nested == "Sequential(\n  (0): Sequential(\n    (0): ReLU()\n  )\n)"
+
+
+@pytest.mark.parametrize("name,message", [
+    ("forward", "the child name 'forward' would hide Sequential.forward"),
+    ("backward", "the child name 'backward' would hide Sequential.backward"),
+    ("parameters", "the child name 'parameters' would hide Sequential.parameters"),
+    ("training", "the child name 'training' would hide Sequential.training"),
+    ("a.b", "a child's name must be a non-empty string without '.' .*got 'a.b'"),
+    ("", "a child's name must be a non-empty string without '.' .*got ''"),
+])
+def test_sequential_child_names_that_would_break_it(name, message):
+    with pytest.raises(ValueError, match=f"Sequential: {message}"):
+        nn.Sequential(OrderedDict([("fc", nn.Linear(2, 3)), (name, nn.ReLU())]))
+
+
+@pytest.mark.parametrize("state,message", [
+    ([("weight", np.zeros((1, 2)))], "got list"),
+    (None, "got NoneType"),
+    (nn.Linear(2, 1), "got Linear"),
+])
+def test_load_state_dict_wants_a_mapping(state, message):
+    with pytest.raises(TypeError, match=f"Linear.load_state_dict expects a mapping of names to arrays "
+                                        f"\\(such as model.state_dict\\(\\)\\), {message}"):
+        nn.Linear(2, 1).load_state_dict(state)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("weight", np.zeros((1, 2), complex), "weight: expected an integer or floating-point array for a float32 entry, got dtype complex128"),
+    ("weight", np.ones((1, 2), bool), "weight: expected an integer or floating-point array for a float32 entry, got dtype bool"),
+    ("bias", None, "bias: expected an integer or floating-point array for a float32 entry, got dtype object"),
+    ("weight", [[1.0, 2.0], [3.0]], "weight: not an array \\(setting an array element with a sequence"),
+    ("weight", np.full((1, 2), 1e300), "weight: holds values beyond the range of float32"),
+])
+def test_load_state_dict_refuses_what_would_not_convert_faithfully(key, value, message):
+    linear = nn.Linear(2, 1)
+    before = _snapshot(linear)
+    state = {**{k: v.copy() for k, v in linear.state_dict().items()}, key: value}
+    with pytest.raises(StateDictError, match=f"state dict does not fit Linear: {message}"):
+        linear.load_state_dict(state)
+    _assert_state_equal(linear.state_dict(), before)
+
+
+def test_load_state_dict_refuses_a_fractional_counter():
+    bn = nn.BatchNorm2d(2)
+    state = dict(bn.state_dict(), num_batches_tracked=np.array(3.7))
+    with pytest.raises(StateDictError, match="num_batches_tracked: expected an integer array for a int64 entry, "
+                                             "got dtype float64"):
+        bn.load_state_dict(state)
+
+
+@pytest.mark.parametrize("target", [None, "cuda", "gpu", 3])
+def test_to_names_what_it_accepts(target):
+    with pytest.raises(TypeError, match=f"Module.to: expected a floating dtype \\(np.float32, 'float64'\\) or a "
+                                        f"backend name \\('numpy', 'numba', 'cupy'\\), got {target!r}"):
+        nn.Linear(2, 2).to(target)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_an_empty_batch_goes_through_the_network(backend):
+    with using(backend):
+        model = models.MnistCNN(seed=0)
+        x = np.zeros((0, 1, 28, 28), np.float32)
+        y = model(x)
+        assert y.shape == (0, 10)
+        assert model.backward(np.zeros_like(y)).shape == x.shape
+        with nn.no_grad():
+            assert model(x).shape == (0, 10)
+
+
+@pytest.mark.parametrize("loss", [nn.NLLLoss(), nn.CrossEntropyLoss()], ids=["nll", "cross-entropy"])
+@pytest.mark.parametrize("shape", [(0, 10), (3, 0)])
+def test_a_loss_needs_a_sample_and_a_class(loss, shape):
+    with pytest.raises(ValueError, match=f"{type(loss).__name__}: expected at least one sample and one class, got "
+                                         f"input of shape {re.escape(str(shape))} \\(the mean over an empty batch is undefined\\)"):
+        loss(np.zeros(shape, np.float32), np.zeros(shape[0], np.int64))
+
+
+def test_nll_loss_backward_does_not_see_later_changes_to_the_target():
+    loss = nn.NLLLoss()
+    log_probs = np.log(np.full((2, 3), 1 / 3, np.float32))
+    target = np.array([0, 2])
+    loss(log_probs, target)
+    target[:] = [1, 1]
+    expected = np.zeros((2, 3), np.float32)
+    expected[[0, 1], [0, 2]] = -0.5
+    np.testing.assert_array_equal(loss.backward(), expected)

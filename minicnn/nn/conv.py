@@ -79,7 +79,7 @@ class Conv2d(Module):
         # then (OC, N, P) -> (N, OC, P) with the bias added in the same pass.
         y = w_mat @ col.transpose(1, 0, 2).reshape(K, -1)                            # (OC, N*P)
         bias = None if self.bias is None else self.bias.data
-        y = kernels.transpose01(y.reshape(self.out_channels, N, -1), bias)           # (N, OC, P)
+        y = kernels.transpose01(y.reshape(self.out_channels, N, OH * OW), bias)      # (N, OC, P)
         y = y.reshape(N, self.out_channels, OH, OW)
         self._cache = (col, x.shape, y.shape)
         return y
@@ -89,17 +89,17 @@ class Conv2d(Module):
             raise backward_before_forward(repr(self))
         col, x_shape, y_shape = self._cache
         check_grad(grad_output, y_shape, repr(self))
-        (N, K, _), OC = col.shape, self.out_channels
+        (N, K, P), OC = col.shape, self.out_channels
         # The batch side by side, so that dW and dcols are one matrix product each.
         # (No copy for cols: im2col stores col K-major, see numpy_kernels.im2col.)
         cols = col.transpose(1, 0, 2).reshape(K, -1)                                 # (K, N*P)
-        dy = kernels_for(grad_output).transpose01(grad_output.reshape(N, OC, -1))    # (OC, N, P)
+        dy = kernels_for(grad_output).transpose01(grad_output.reshape(N, OC, P))     # (OC, N, P)
         dy = dy.reshape(OC, -1)                                                      # (OC, N*P)
         w_mat = self.weight.data.reshape(OC, K)
         self.weight.accumulate_grad((dy @ cols.T).reshape(self.weight.shape))
         if self.bias is not None:
             self.bias.accumulate_grad(dy.sum(axis=1))
-        dcol = (w_mat.T @ dy).reshape(K, N, -1).transpose(1, 0, 2)                  # (N, K, P)
+        dcol = (w_mat.T @ dy).reshape(K, N, P).transpose(1, 0, 2)                   # (N, K, P)
         return kernels_for(dcol).col2im(dcol, x_shape, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:

@@ -29,6 +29,10 @@ def _check_scores(name, x):
     if not hasattr(x, "ndim") or x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{name}: expected a floating-point input of shape (N, C), got "
                          f"{getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', None)}")
+    N, C = x.shape
+    if N == 0 or C == 0:
+        raise ValueError(f"{name}: expected at least one sample and one class, got input of shape {(N, C)} "
+                         f"(the mean over an empty batch is undefined)")
 
 
 def _check_class_indices(name, x, target):
@@ -40,7 +44,7 @@ def _check_class_indices(name, x, target):
                          f"got {tuple(target.shape)}")
     if not np.issubdtype(target.dtype, np.integer):
         raise ValueError(f"{name}: class-index targets must have an integer dtype, got {target.dtype}")
-    if N and (int(target.min()) < 0 or int(target.max()) >= C):
+    if int(target.min()) < 0 or int(target.max()) >= C:
         bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
         raise ValueError(f"{name}: target value {bad} is out of range; expected class indices in [0, {C - 1}]")
 
@@ -68,7 +72,8 @@ class NLLLoss(_Loss):
         xp = get_array_module(log_probs)
         N = log_probs.shape[0]
         rows = xp.arange(N)
-        self._cache = (log_probs.shape, log_probs.dtype, rows, target)
+        # A copy: a caller reusing its target array must not change what backward returns.
+        self._cache = (log_probs.shape, log_probs.dtype, rows, target.copy())
         return float(-log_probs[rows, target].sum() / N)
 
     def backward(self, grad_output=1.0):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Iterator
 
 import numpy as np
@@ -103,6 +104,16 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype})"
+
+
+def _fits_dtype(incoming: np.ndarray, dtype) -> bool:
+    """Whether ``incoming`` converts to ``dtype`` without losing what it means: integers or
+    floats into a floating entry; integers, or floats with whole values, into an integer one."""
+    if incoming.dtype.kind in "iu":
+        return True
+    if incoming.dtype.kind != "f":
+        return False  # complex, bool, strings, objects
+    return np.dtype(dtype).kind == "f" or bool((incoming == np.round(incoming)).all())
 
 
 def _canonical_dtype(dtype):
@@ -260,8 +271,13 @@ class Module:
 
         Each array is copied, cast to the dtype and device of the entry it replaces.
         Raises :class:`StateDictError` naming every missing or unexpected key
-        (when ``strict``) and every shape mismatch; nothing is changed then.
+        (when ``strict``), every shape mismatch and every entry that would not
+        convert faithfully (complex, bool or text arrays, a fractional counter,
+        values beyond the dtype's range); nothing is changed then.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{type(self).__name__}.load_state_dict expects a mapping of names to arrays "
+                            f"(such as model.state_dict()), got {type(state_dict).__name__}")
         slots = {name: (m, attr, is_param) for name, m, attr, is_param in self._state_slots()}
         missing = [k for k in slots if k not in state_dict]
         unexpected = [k for k in state_dict if k not in slots]
@@ -275,7 +291,16 @@ class Module:
             if key not in state_dict:
                 continue
             current = m._parameters[attr].data if is_param else m._buffer(attr)
-            incoming = to_numpy(state_dict[key])
+            try:
+                incoming = to_numpy(state_dict[key])
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{key}: not an array ({exc})")
+                continue
+            if not _fits_dtype(incoming, current.dtype):
+                wanted = "an integer" if current.dtype.kind in "iu" else "an integer or floating-point"
+                problems.append(f"{key}: expected {wanted} array for a {current.dtype} entry, "
+                                f"got dtype {incoming.dtype}")
+                continue
             if tuple(incoming.shape) != tuple(current.shape):
                 problems.append(
                     f"{key}: expected shape {tuple(current.shape)}, got {tuple(incoming.shape)}"
@@ -283,7 +308,12 @@ class Module:
                 continue
             xp = get_array_module(current)
             # A copy: the module must not share memory with the caller's arrays (or tensors).
-            staged.append((m, attr, is_param, xp.array(incoming, dtype=current.dtype)))
+            with np.errstate(over="ignore"):  # an overflow is reported just below, with the key
+                value = xp.array(incoming, dtype=current.dtype)
+            if current.dtype.kind == "f" and bool(np.isfinite(incoming).all()) and not bool(xp.isfinite(value).all()):
+                problems.append(f"{key}: holds values beyond the range of {current.dtype}")
+                continue
+            staged.append((m, attr, is_param, value))
         if problems:
             raise StateDictError(
                 f"state dict does not fit {type(self).__name__}: " + "; ".join(problems)
@@ -309,6 +339,14 @@ class Module:
             backend = _load(target.lower())
             convert = backend.asarray
         else:
+            understood = target is not None  # np.dtype(None) would be float64
+            try:
+                np.dtype(target)
+            except TypeError:
+                understood = False
+            if not understood:
+                raise TypeError(f"Module.to: expected a floating dtype (np.float32, 'float64') or a backend name "
+                                f"({', '.join(repr(n) for n in _REGISTRY)}), got {target!r}")
             dtype = _canonical_dtype(target)
 
             def convert(a):
@@ -371,6 +409,12 @@ class Sequential(Module):
         else:
             items = [(str(i), layer) for i, layer in enumerate(layers)]
         for name, layer in items:
+            if not isinstance(name, str) or not name or "." in name:
+                raise ValueError(f"Sequential: a child's name must be a non-empty string without '.' "
+                                 f"(state-dict keys join names with dots), got {name!r}")
+            if hasattr(self, name):
+                raise ValueError(f"Sequential: the child name {name!r} would hide Sequential.{name}; "
+                                 f"choose another name")
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: element {name!r} is a {type(layer).__name__}, not a Module")
             setattr(self, name, layer)
