@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
-from minicnn.nn.module import Module
+from minicnn.nn.module import Module, no_grad
 
 __all__ = ["parameter_counts", "summary", "summary_rows"]
 
@@ -87,8 +87,13 @@ def summary_rows(model: Module, input_shape=(1, 28, 28), batch_size=None) -> lis
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary expects a minicnn Module, got {type(model).__name__}")
+    if (not isinstance(input_shape, (tuple, list)) or not input_shape
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in input_shape)):
+        raise ValueError(f"summary: input_shape must be a tuple of positive ints, one sample's shape such as "
+                         f"(1, 28, 28), got {input_shape!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+                                   or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     layers = [(name, m) for name, m in model.named_modules()
               if m is not model and (not m._modules or m._parameters)]
@@ -105,19 +110,25 @@ def summary_rows(model: Module, input_shape=(1, 28, 28), batch_size=None) -> lis
         return forward_and_record
 
     # Wrap each leaf's forward (an instance attribute shadows the class method),
-    # run one batch of zeros in eval mode, then remove the wrappers and restore the mode.
+    # run one batch of zeros in eval mode under no_grad, then remove the wrappers
+    # and restore the mode and what the last real forward cached for backward
+    # (no_grad clears it), so a summary between a forward and its backward changes nothing.
     was_training = model.training
+    caches = {m: m.__dict__["_cache"] for m in model.modules() if "_cache" in m.__dict__}
     model.eval()
     for _, m in layers:
         object.__setattr__(m, "forward", recording(m, m.forward))
     try:
-        model(_zero_batch(model, (batch_size or 1,) + input_shape))
+        with no_grad():
+            model(_zero_batch(model, (batch_size or 1,) + input_shape))
     except Exception as exc:
         raise ValueError(f"summary: a batch of shape {(batch_size or 1,) + input_shape} does not go "
                          f"through {type(model).__name__}: {exc}") from exc
     finally:
         for _, m in layers:
             m.__dict__.pop("forward", None)
+        for m, cache in caches.items():
+            object.__setattr__(m, "_cache", cache)
         model.train(was_training)
 
     rows = []

@@ -353,3 +353,32 @@ def test_parameter_in_fortran_order():
     layer.weight.data = np.asfortranarray(layer.weight.data)
     assert not layer.weight.data.flags.c_contiguous
     assert gradcheck(layer, normal(1, (2, 4)))
+
+
+@pytest.mark.parametrize("x,message", [
+    (np.array([[1.0, np.nan]]), "got shape \\(1, 2\\) with 1 NaN or inf"),
+    (np.array([[np.inf, -np.inf]]), "got shape \\(1, 2\\) with 2 NaN or inf"),
+    (np.zeros((0, 2)), "got shape \\(0, 2\\)$"),
+])
+def test_input_must_be_finite_and_non_empty(x, message):
+    """A NaN input used to be reported as the module modifying its input in place."""
+    with pytest.raises(ValueError, match="gradcheck: the first input must be a non-empty array of finite values "
+                                         "\\(finite differences of NaN or inf mean nothing\\), " + message):
+        gradcheck(nn.Linear(2, 2, dtype=np.float64), x)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(eps=0), "eps must be a finite number > 0, got 0"),
+    (dict(eps=np.nan), "eps must be a finite number > 0, got nan"),
+    (dict(atol=-1e-5), "atol must be a finite number >= 0, got -1e-05"),
+    (dict(rtol="1e-3"), "rtol must be a finite number >= 0, got '1e-3'"),
+    (dict(directions=0), "directions must be an int >= 1, got 0"),
+    (dict(max_elements=-1), "max_elements must be an int >= 0, got -1"),
+])
+def test_bad_tolerances_and_counts_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=f"gradcheck: {message}"):
+        gradcheck(nn.Linear(2, 2, dtype=np.float64), normal(1, (1, 2)), **kwargs)
+
+
+def test_max_elements_zero_checks_every_tensor_along_directions():
+    assert gradcheck(nn.Linear(3, 2, dtype=np.float64), normal(1, (2, 3)), max_elements=0)

@@ -82,3 +82,30 @@ def test_non_sequential_model_shapes_come_from_its_own_forward():
 def test_wrong_input_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="does not go through MnistCNN"):
         summary(MnistCNN(seed=0), input_shape=(3, 28, 28))
+
+
+def test_a_summary_between_forward_and_backward_changes_no_gradient():
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal((3, 10)).astype(np.float32)
+    grads = []
+    for with_summary in (False, True):
+        model = MnistCNN(seed=0)
+        model(x)
+        if with_summary:
+            summary(model, batch_size=5)
+        dx = model.backward(g)
+        grads.append([dx] + [p.grad for p in model.parameters()])
+    for plain, summarised in zip(*grads):
+        np.testing.assert_array_equal(summarised, plain)
+
+
+@pytest.mark.parametrize("input_shape", [28, "1,28,28", (1, 28.5, 28), (1, 0, 28), ()])
+def test_input_shape_must_be_a_tuple_of_positive_ints(input_shape):
+    with pytest.raises(ValueError, match="summary: input_shape must be a tuple of positive ints, one sample's "
+                                         "shape such as \\(1, 28, 28\\), got "):
+        summary(MnistCNN(seed=0), input_shape=input_shape)
+
+
+def test_batch_size_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None, got True"):
+        summary(MnistCNN(seed=0), batch_size=True)
