@@ -6,9 +6,10 @@ MNIST's recipe (LeCun et al.): white ink on black, the digit scaled so that
 its longer side is 20 pixels, then placed on a 28 x 28 canvas so that its
 centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
 
-1. **Grayscale.** RGB becomes luminance ``0.299 R + 0.587 G + 0.114 B``.
-   A transparent background is composited onto white (dark ink) or black
-   (light ink), whichever the ink stands out from.
+1. **Grayscale.** A phone photo stored sideways (its EXIF Orientation tag
+   says how to show it) is first turned upright. RGB becomes luminance
+   ``0.299 R + 0.587 G + 0.114 B``. A transparent background is composited
+   onto white (dark ink) or black (light ink), whichever the ink stands out from.
 2. **Polarity.** MNIST's ink is bright on a dark background. The background
    is the median of the border pixels; when it lies on the light side of the
    image's range (above the midpoint of min and max), the image is inverted,
@@ -40,7 +41,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from minicnn.backend import get_backend, to_numpy
 from minicnn.data.transforms import normalize
@@ -79,6 +80,9 @@ def _composite(gray: np.ndarray, alpha: np.ndarray, name: str) -> np.ndarray:
 
 def _to_gray(image) -> np.ndarray:
     """Any supported input as a float64 (H, W) array of gray levels 0..255 (step 1)."""
+    if image is None or isinstance(image, (bytes, bytearray)):
+        raise TypeError(f"expected a path (str or pathlib.Path), a PIL image or an array "
+                        f"(H, W), (H, W, 3) or (H, W, 4), got {type(image).__name__}")
     name = _describe(image)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -88,9 +92,16 @@ def _to_gray(image) -> np.ndarray:
                 image = opened.copy()
         except FileNotFoundError:
             raise ValueError(f"{name} does not exist") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow refuses images above Image.MAX_IMAGE_PIXELS before reading them.
+            raise ValueError(f"{name} is too large to read ({exc}); resize it first: a digit needs a "
+                             f"few hundred pixels a side") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"{name} cannot be read as an image: {exc}") from None
     if isinstance(image, Image.Image):
+        if min(image.size) < 2:
+            raise ValueError(f"{name} is too small to hold a digit")
+        image = ImageOps.exif_transpose(image)  # a phone photo stored sideways, turned upright
         if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
             image = image.convert("RGBA")
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -238,7 +249,8 @@ def digit_to_mnist(image, invert="auto", threshold="otsu") -> np.ndarray:
     ``False``. ``threshold``: ``"otsu"``, a fraction in [0, 1) of the
     range above the paper, or ``None`` (keep every pixel above the paper).
     See the module docstring for the steps. Raises ``ValueError`` naming the
-    input for an unreadable file, a wrong shape or a blank image.
+    input for an unreadable or too large file, a wrong shape or a blank
+    image, and ``TypeError`` for anything that is not an image (``None``, bytes).
     """
     name = _describe(image)
     gray = _to_gray(image)

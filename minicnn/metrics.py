@@ -26,6 +26,10 @@ never occurs has recall 0, and F1 is 0 when precision + recall is 0. This is
 scikit-learn's ``zero_division=0`` behaviour. Such a class still counts in the
 macro average, pulling it down: a report that lists a class nobody drew is
 telling you something.
+
+When ``num_classes`` is not given, K is the largest label plus one, up to
+:data:`MAX_CLASSES`: a larger label is far more likely a mistake (a pixel
+value, an index) than a class, and its matrix would not fit in memory.
 """
 from __future__ import annotations
 
@@ -33,7 +37,11 @@ import numpy as np
 
 from minicnn.backend import to_numpy
 
-__all__ = ["accuracy", "classification_report", "confusion_matrix", "precision_recall_f1"]
+__all__ = ["MAX_CLASSES", "accuracy", "classification_report", "confusion_matrix",
+           "precision_recall_f1"]
+
+#: The most classes inferred from the labels; pass ``num_classes`` for more.
+MAX_CLASSES = 10_000
 
 
 def _labels(name: str, y) -> np.ndarray:
@@ -62,6 +70,23 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     return y_true, y_pred
 
 
+def _largest(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[str, int]:
+    """The largest label of the two, and the name of the array that holds it."""
+    if y_true.max() >= y_pred.max():
+        return "y_true", int(y_true.max())
+    return "y_pred", int(y_pred.max())
+
+
+def _implied_classes(y_true: np.ndarray, y_pred: np.ndarray) -> int:
+    """The largest label plus one, or a ValueError when that is more than MAX_CLASSES."""
+    name, label = _largest(y_true, y_pred)
+    if label >= MAX_CLASSES:
+        raise ValueError(f"{name} holds label {label}, which would mean {label + 1} classes, more than "
+                         f"the {MAX_CLASSES} inferred at most (MAX_CLASSES); pass num_classes if there "
+                         f"really are that many, or check the labels")
+    return label + 1
+
+
 def accuracy(y_true, y_pred) -> float:
     """The fraction of predictions equal to the true label."""
     y_true, y_pred = _pair(y_true, y_pred)
@@ -71,20 +96,19 @@ def accuracy(y_true, y_pred) -> float:
 def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
     """The (K, K) int64 matrix ``C[true, predicted]`` of sample counts.
 
-    ``num_classes`` defaults to the largest label seen plus one; labels
-    ``>= num_classes`` are an error. Row k sums to the support of class k,
-    column k to the number of times k was predicted.
+    ``num_classes`` defaults to the largest label seen plus one (at most
+    :data:`MAX_CLASSES`); labels ``>= num_classes`` are an error. Row k sums
+    to the support of class k, column k to the number of times k was predicted.
     """
     y_true, y_pred = _pair(y_true, y_pred)
-    largest = int(max(y_true.max(), y_pred.max()))
     if num_classes is None:
-        num_classes = largest + 1
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        num_classes = _implied_classes(y_true, y_pred)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if largest >= num_classes:
-        which = "y_true" if y_true.max() >= num_classes else "y_pred"
-        raise ValueError(f"{which} holds label {largest}, but num_classes is {num_classes} "
-                         f"(labels must be 0 .. {num_classes - 1})")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.max() >= num_classes:
+            raise ValueError(f"{name} holds label {int(y.max())}, but num_classes is {num_classes} "
+                             f"(labels must be 0 .. {num_classes - 1})")
     K = int(num_classes)
     # Each (true, predicted) pair becomes one index true * K + predicted of a
     # flat K*K array; counting the indices fills the matrix in one pass.
@@ -121,9 +145,9 @@ def classification_report(y_true, y_pred, target_names=None, digits: int = 4,
     """Precision, recall, F1 and support per class, then accuracy and the averages.
 
     The classes are 0 .. K-1 with K = ``len(target_names)`` when names are
-    given, else the largest label plus one; rows are named by
-    ``target_names`` or by the label itself. The text uses scikit-learn's
-    layout (``digits`` decimals)::
+    given, else the largest label plus one (at most :data:`MAX_CLASSES`);
+    rows are named by ``target_names`` or by the label itself. The text uses
+    scikit-learn's layout (``digits`` decimals)::
 
                       precision    recall  f1-score   support
 
@@ -139,13 +163,21 @@ def classification_report(y_true, y_pred, target_names=None, digits: int = 4,
     See the module docstring for the formulas and the zero-division rule.
     """
     y_true, y_pred = _pair(y_true, y_pred)
+    if isinstance(target_names, str):
+        raise TypeError(f"target_names must be a list of names, one per class, got the string "
+                        f"{target_names!r}")
     if target_names is not None:
         target_names = [str(name) for name in target_names]
         if len(set(target_names)) != len(target_names):
             raise ValueError(f"target_names must be distinct, got {target_names}")
         num_classes = len(target_names)
+        name, label = _largest(y_true, y_pred)
+        if label >= num_classes:
+            raise ValueError(f"{name} holds label {label}, so there are at least {label + 1} classes, "
+                             f"but target_names has {num_classes} names; give one name per class "
+                             f"0 .. {label}")
     else:
-        num_classes = int(max(y_true.max(), y_pred.max())) + 1
+        num_classes = _implied_classes(y_true, y_pred)
         target_names = [str(k) for k in range(num_classes)]
     cm = confusion_matrix(y_true, y_pred, num_classes)
     precision, recall, f1, support = precision_recall_f1(cm)

@@ -164,6 +164,7 @@ def plot_misclassified(images, y_true, y_pred, probs, n: int = 25, path=None) ->
 # --- training curves and the confusion matrix ------------------------------------------
 
 def _columns(history) -> dict:
+    """The history as a dict of equally long lists, one value per epoch."""
     if hasattr(history, "to_dict"):
         history = history.to_dict()
     elif isinstance(history, (list, tuple)):
@@ -172,6 +173,12 @@ def _columns(history) -> dict:
     if not isinstance(history, dict) or not any(len(v) for v in history.values()):
         raise ValueError("plot_history needs a History, a dict of columns or a list of epoch "
                          "records, with at least one epoch")
+    history = {k: list(v) for k, v in history.items()}  # lists, also from NumPy arrays
+    lengths = {len(v) for v in history.values()}
+    if len(lengths) > 1:
+        found = ", ".join(f"{k} {len(v)}" for k, v in history.items())
+        raise ValueError(f"plot_history needs columns of one length (one value per epoch), "
+                         f"found lengths {found}")
     return history
 
 
@@ -179,11 +186,11 @@ def plot_history(history, path=None) -> Figure:
     """Loss (left) and accuracy (right) per epoch, training and, when present, validation.
 
     ``history``: a :class:`minicnn.training.History`, its ``to_dict()``
-    columns, or a list of per-epoch records. The best validation accuracy is
-    marked.
+    columns (lists or NumPy arrays of one length), or a list of per-epoch
+    records. The best validation accuracy is marked.
     """
     cols = _columns(history)
-    n = max(len(v) for v in cols.values())
+    n = len(next(iter(cols.values())))
     epochs = cols.get("epoch") or list(range(1, n + 1))
     fig = new_figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -225,6 +232,8 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, path=No
     ``normalize=True`` divides each row by its total, so a cell reads "the
     fraction of class i predicted as j", shown in percent, and the diagonal
     holds each class's recall (a class with no samples keeps a row of zeros).
+    Otherwise the cells show counts as integers, and a matrix with fractions
+    (normalised already) with two decimals.
     """
     cm = to_numpy(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
@@ -238,12 +247,13 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, path=No
         values = np.divide(cm, totals, out=np.zeros(cm.shape), where=totals != 0)
     else:
         values = cm
+    counts = bool(np.all(values == np.round(values)))  # whole numbers, also in a float matrix
     side = max(4.5, 0.55 * K + 2.5)
     fig = new_figure(side + 1.2, side)
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(values.max(), 1))
     colourbar = fig.colorbar(image, ax=ax, shrink=0.85)
-    colourbar.set_label("fraction of the true class" if normalize else "images")
+    colourbar.set_label("fraction of the true class" if normalize else "images" if counts else "value")
     if max(map(len, names)) > 2:  # long names slant, anchored at their end under the column
         ax.set_xticks(range(K), names, rotation=40, ha="right", rotation_mode="anchor")
     else:
@@ -258,7 +268,7 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, path=No
         for i in range(K):
             for j in range(K):
                 v = values[i, j]
-                text = _percent(v) if normalize else f"{int(v):d}"
+                text = _percent(v) if normalize else f"{int(v):d}" if counts else f"{v:.2f}"
                 colour = "white" if v > bright else ("0.55" if v == 0 else "black")
                 ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour)
     return _done(fig, path)

@@ -1,4 +1,7 @@
 """load_mnist_csv: Kaggle's layout read back exactly; every bad line named with its number."""
+import gzip
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -76,3 +79,62 @@ def test_bad_files_name_the_line_and_the_problem(tmp_path, lines, message):
     with pytest.raises(DataError, match=message) as info:
         load_mnist_csv(path)
     assert str(info.value).startswith(str(path))
+
+
+def test_byte_order_mark_is_skipped(tmp_path):
+    images = np.full((2, 28, 28), 9, np.uint8)
+    path = write_csv(tmp_path / "excel.csv", images, [5, 6], newline="\r\n")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # Excel's "CSV UTF-8" starts so
+    got_images, got_labels = load_mnist_csv(path)
+    assert got_labels.tolist() == [5, 6] and (got_images == 9).all()
+
+
+def test_old_mac_line_breaks_still_read(tmp_path):
+    path = write_csv(tmp_path / "cr.csv", np.zeros((2, 28, 28), np.uint8), [1, 2], newline="\r")
+    assert load_mnist_csv(path)[1].tolist() == [1, 2]
+
+
+def zipped(path):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("train.csv", HEADER + "\n" + good_row() + "\n")
+    return path
+
+
+def gzipped(path):
+    path.write_bytes(gzip.compress((HEADER + "\n" + good_row() + "\n").encode()))
+    return path
+
+
+def latin1(path):
+    path.write_bytes((HEADER + "\n" + good_row() + "\n" + good_row() + ",caf\xe9\n").encode("latin-1"))
+    return path
+
+
+def utf16(path):
+    path.write_text(HEADER + "\n" + good_row() + "\n", encoding="utf-16")
+    return path
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (zipped, "train.zip", "expected a plain-text CSV file, found a ZIP archive; unzip it and pass the "
+                          ".csv file inside"),
+    (gzipped, "train.csv.gz", "expected a plain-text CSV file, found a gzip-compressed file; "
+                              "decompress it first (gunzip)"),
+    (latin1, "latin1.csv", "expected a plain-text CSV file in UTF-8, found bytes that are not UTF-8 "
+                           "(invalid continuation byte); save it as UTF-8 CSV"),
+    (utf16, "utf16.csv", "expected a plain-text CSV file in UTF-8, found bytes that are not UTF-8 "
+                         "(invalid start byte); save it as UTF-8 CSV"),
+])
+def test_files_that_are_not_utf8_text_are_named(tmp_path, make, name, message):
+    path = make(tmp_path / name)
+    with pytest.raises(DataError) as info:
+        load_mnist_csv(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_hash_is_not_a_comment(tmp_path):
+    path = tmp_path / "hash.csv"
+    path.write_text("\n".join([HEADER, good_row(), good_row()[:-1] + "0#junk"]) + "\n")
+    with pytest.raises(DataError) as info:
+        load_mnist_csv(path)
+    assert str(info.value) == f"{path}, line 3: column pixel783 is '0#junk'; expected an integer"

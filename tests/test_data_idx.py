@@ -72,6 +72,7 @@ def test_sha256_is_of_the_decompressed_content(tmp_path):
 
 
 GOOD = idx_bytes(np.zeros((2, 3, 3), dtype=np.uint8))
+HUGE = bytes([0, 0, 0x08, 3]) + np.array([2**31, 2**31, 4], dtype=">u4").tobytes()  # and no data
 
 
 @pytest.mark.parametrize("data, message", [
@@ -84,6 +85,12 @@ GOOD = idx_bytes(np.zeros((2, 3, 3), dtype=np.uint8))
                 r"after the 16-byte header, found 17"),
     (GOOD + b"\x00", r"too long: .* 18 data bytes .* found 19"),
     (idx_bytes(np.zeros(3, np.int32), 0x0C)[:-2], r"shape \(3,\) of int32, i\.e\. 12 data bytes .* found 10"),
+    # Sizes whose product passes 2**63: 2**31 * 2**31 * 4 = 2**64 bytes, not 0 (int64 wraps to 0).
+    (HUGE, r"truncated: the header promises shape \(2147483648, 2147483648, 4\) of uint8, i\.e\. "
+           r"18446744073709551616 data bytes after the 16-byte header, found 0$"),
+    # (2**32 - 1)**2 * 8 bytes, not the negative number int64 wraps to.
+    (bytes([0, 0, 0x0E, 2]) + b"\xff" * 8, r"truncated: .* shape \(4294967295, 4294967295\) of float64, "
+                                           r"i\.e\. 147573952520956936200 data bytes .* found 0$"),
 ])
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
 def test_bad_files_raise_data_error_naming_file_and_expectation(tmp_path, data, message, gz):

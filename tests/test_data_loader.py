@@ -139,3 +139,31 @@ def test_train_val_split_edges():
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=rf"val_fraction must be in \[0, 1\), got {bad}"):
             train_val_split(images, labels, bad, seed=0)
+
+
+@pytest.mark.parametrize("as_list, convert", [("images", "np.asarray(images, dtype=np.uint8)"),
+                                              ("labels", "np.asarray(labels)")])
+def test_lists_are_refused_when_built(as_list, convert):
+    images, labels = dataset(4)
+    data = {"images": images, "labels": labels}
+    data[as_list] = data[as_list].tolist()
+    message = f"{as_list} must be an array (NumPy or CuPy), got list; convert it first, e.g. {convert}"
+    for build in (lambda: DataLoader(data["images"], data["labels"]),
+                  lambda: train_val_split(data["images"], data["labels"], 0.25, seed=0)):
+        with pytest.raises(TypeError) as info:
+            build()
+        assert str(info.value) == message
+
+
+def test_labels_must_be_class_indices():
+    images, _ = dataset(3)
+    with pytest.raises(ValueError) as info:
+        DataLoader(images, np.array([0.0, 1.7, 2.0]))
+    assert str(info.value) == "labels must be whole numbers (class indices), found 1.7"
+    with pytest.raises(ValueError, match=r"^labels must be whole numbers \(class indices\), found nan$"):
+        train_val_split(images, np.array([0.0, np.nan, 2.0]), 0.3, seed=0)
+    with pytest.raises(TypeError, match=r"^labels must be integer class indices, found dtype <U1$"):
+        DataLoader(images, np.array(["0", "1", "2"]))
+    # Whole floats are class indices too, and come out as int64.
+    _, y = next(iter(DataLoader(images, np.array([0.0, 1.0, 2.0]))))
+    assert y.tolist() == [0, 1, 2] and y.dtype == np.int64

@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minicnn.data import (
-    MNIST_MEAN, MNIST_STD, inverse_affine_matrices, mnist_eval_transform, mnist_train_transform,
-    normalize, random_affine, to_float, warp_affine,
+    MNIST_MEAN, MNIST_STD, MnistTransform, inverse_affine_matrices, mnist_eval_transform,
+    mnist_train_transform, normalize, random_affine, to_float, warp_affine,
 )
 
 
@@ -49,6 +49,19 @@ def test_normalize(shape):
     np.testing.assert_allclose(normalize(images, mean=0.0, std=1.0), to_float(images))
     with pytest.raises(ValueError, match="std must be positive, got 0"):
         normalize(images, std=0)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, "int64"])
+def test_integer_dtypes_are_refused(dtype):
+    images = np.zeros((1, 2, 2), np.uint8)
+    message = (f"dtype must be a floating-point type such as np.float32 (the pixels become fractions), "
+               f"got {np.dtype(dtype).name}")
+    for make in (lambda: normalize(images, dtype=dtype), lambda: to_float(images, dtype),
+                 lambda: MnistTransform(dtype=dtype)):
+        with pytest.raises(TypeError) as info:
+            make()
+        assert str(info.value) == message
+    assert normalize(images, dtype=np.float16).dtype == np.float16
 
 
 def test_normalized_mnist_has_mean_0_and_std_1():

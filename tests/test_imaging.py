@@ -1,4 +1,6 @@
 """Preparing drawn digits like MNIST, and predicting with a model."""
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -173,3 +175,50 @@ def test_as_network_input_shapes():
     assert as_network_input(np.zeros((1, 28, 28), np.float32)).shape == (1, 1, 28, 28)
     with pytest.raises(ValueError, match="float images must be"):
         as_network_input(np.zeros((28, 28), np.float32))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = dark_on_light_rgb()
+    # Stored turned a quarter left, with Orientation 6 ("turn 90 degrees clockwise to show"),
+    # as a phone held upright stores its photos.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.png"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    expected = digit_to_mnist(upright)
+    np.testing.assert_array_equal(digit_to_mnist(path), expected)
+    with Image.open(path) as opened:
+        np.testing.assert_array_equal(digit_to_mnist(opened), expected)
+
+
+def test_too_many_pixels_is_a_value_error_naming_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    dark_on_light_rgb().save(path)  # 300 x 200 = 0.06 megapixels
+    # Pillow refuses images above 2 * MAX_IMAGE_PIXELS, and warns above MAX_IMAGE_PIXELS.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    with pytest.raises(ValueError, match=r"^image file '.*huge\.png' is too large to read \(Image size \(60000 "
+                                         r"pixels\) exceeds limit of 20000 pixels.*\); resize it first"):
+        digit_to_mnist(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(ValueError, match=r"is too large to read \(Image size \(60000 pixels\) exceeds "
+                                             r"limit of 40000 pixels"):
+            digit_to_mnist(path)
+
+
+@pytest.mark.parametrize("image, message", [
+    (Image.new("L", (0, 5)), r"^PIL image \(L, 0x5\) is too small to hold a digit$"),
+    (Image.new("RGBA", (5, 0)), r"^PIL image \(RGBA, 5x0\) is too small to hold a digit$"),
+    (np.zeros((1, 1)), r"^array of shape \(1, 1\) is too small to hold a digit$"),
+])
+def test_empty_images_are_too_small(image, message):
+    with pytest.raises(ValueError, match=message):
+        digit_to_mnist(image)
+
+
+@pytest.mark.parametrize("image, kind", [(None, "NoneType"), (b"digit.png", "bytes")])
+def test_what_is_not_an_image_is_a_type_error(image, kind):
+    with pytest.raises(TypeError, match=rf"^expected a path \(str or pathlib\.Path\), a PIL image or an "
+                                        rf"array \(H, W\), \(H, W, 3\) or \(H, W, 4\), got {kind}$"):
+        digit_to_mnist(image)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from minicnn import metrics
 from minicnn.metrics import accuracy, classification_report, confusion_matrix, precision_recall_f1
 
 # Five samples of three classes (scikit-learn's documentation example):
@@ -123,3 +124,56 @@ def test_label_beyond_num_classes():
 
 def test_whole_float_labels_are_accepted():
     assert accuracy(np.array([1.0, 2.0]), np.array([1, 2])) == 1.0
+
+
+@pytest.mark.parametrize("y_true, y_pred, message", [
+    ([0, 3], [0, 5], "y_true holds label 3, but num_classes is 3 (labels must be 0 .. 2)"),
+    ([0, 1], [0, 5], "y_pred holds label 5, but num_classes is 3 (labels must be 0 .. 2)"),
+    ([0, 7], [0, 1], "y_true holds label 7, but num_classes is 3 (labels must be 0 .. 2)"),
+])
+def test_out_of_range_label_names_its_own_array(y_true, y_pred, message):
+    with pytest.raises(ValueError) as info:
+        confusion_matrix(y_true, y_pred, num_classes=3)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("y_true, y_pred, which", [([0, 10**6], [0, 0], "y_true"),
+                                                    ([0, 0], [0, 10**6], "y_pred")])
+def test_absurd_label_without_num_classes(y_true, y_pred, which):
+    message = (f"{which} holds label 1000000, which would mean 1000001 classes, more than the 10000 "
+               f"inferred at most (MAX_CLASSES); pass num_classes if there really are that many, "
+               f"or check the labels")
+    for score in (confusion_matrix, classification_report):
+        with pytest.raises(ValueError) as info:
+            score(y_true, y_pred)
+        assert str(info.value) == message
+
+
+def test_max_classes_bounds_only_the_inferred_number(monkeypatch):
+    monkeypatch.setattr(metrics, "MAX_CLASSES", 5)
+    assert confusion_matrix([0, 4], [0, 0]).shape == (5, 5)       # MAX_CLASSES classes are fine
+    with pytest.raises(ValueError, match="holds label 5, which would mean 6 classes, more than the 5 "):
+        confusion_matrix([0, 5], [0, 0])
+    assert confusion_matrix([0, 5], [0, 0], num_classes=6).shape == (6, 6)  # asked for: allowed
+    report = classification_report([0, 5], [0, 0], target_names=list("abcdef"), output_dict=True)
+    assert report["f"]["support"] == 1
+
+
+@pytest.mark.parametrize("num_classes", [True, 2.0, "3", 0])
+def test_num_classes_must_be_a_positive_int(num_classes):
+    with pytest.raises(ValueError) as info:
+        confusion_matrix([0, 1], [0, 1], num_classes=num_classes)
+    assert str(info.value) == f"num_classes must be a positive int, got {num_classes!r}"
+
+
+def test_too_few_target_names_says_how_many_classes_the_labels_imply():
+    with pytest.raises(ValueError) as info:
+        classification_report([0, 3], [0, 1], target_names=["a", "b"])
+    assert str(info.value) == ("y_true holds label 3, so there are at least 4 classes, but target_names "
+                               "has 2 names; give one name per class 0 .. 3")
+
+
+def test_target_names_as_one_string_is_refused():
+    with pytest.raises(TypeError) as info:
+        classification_report([0, 1], [0, 1], target_names="ab")
+    assert str(info.value) == "target_names must be a list of names, one per class, got the string 'ab'"

@@ -147,3 +147,31 @@ def test_save_creates_the_folder_and_replaces_the_file(tmp_path):
     plots.plot_confusion_matrix(np.eye(2, dtype=int) * 7, path=path)
     assert path.read_bytes() != first
     assert os.listdir(path.parent) == ["cm.png"]
+
+
+def test_plot_history_takes_numpy_columns(tmp_path):
+    columns = {"epoch": np.arange(1, 4), "train_loss": np.array([1.0, 0.6, 0.4]),
+               "train_accuracy": np.array([0.7, 0.8, 0.9]), "val_accuracy": np.array([0.6, 0.85, 0.8])}
+    fig = plots.plot_history(columns, path=tmp_path / "arrays.png")
+    check_png(tmp_path / "arrays.png", fig)
+    acc_ax = fig.axes[1]
+    assert acc_ax.lines[1].get_ydata().tolist() == [0.6, 0.85, 0.8]
+    assert acc_ax.get_legend_handles_labels()[1][-1] == "best validation 85.00% (epoch 2)"
+
+
+def test_plot_history_refuses_columns_of_different_lengths():
+    with pytest.raises(ValueError) as info:
+        plots.plot_history({"train_loss": np.array([1.0, 0.5]), "train_accuracy": [0.6]})
+    assert str(info.value) == ("plot_history needs columns of one length (one value per epoch), "
+                               "found lengths train_loss 2, train_accuracy 1")
+
+
+@pytest.mark.parametrize("cm, texts, label", [
+    (np.array([[0.9, 0.1], [0.25, 0.75]]), ["0.90", "0.10", "0.25", "0.75"], "value"),
+    (np.array([[5.0, 1.0], [0.0, 7.0]]), ["5", "1", "0", "7"], "images"),  # counts held as floats
+    (np.array([[5, 1], [0, 7]]), ["5", "1", "0", "7"], "images"),
+])
+def test_confusion_matrix_cells_show_fractions_and_counts(cm, texts, label):
+    fig = plots.plot_confusion_matrix(cm)
+    assert [t.get_text() for t in fig.axes[0].texts] == texts
+    assert fig.axes[1].get_ylabel() == label

@@ -8,6 +8,9 @@
 ``pixelK`` is the pixel in row ``K // 28``, column ``K % 28``, 0-255.
 ``test.csv`` is the same without the ``label`` column.
 
+The file must be plain UTF-8 text; a byte-order mark at the start (as Excel
+writes) is skipped, and a ZIP or gzip file is refused with a hint to unpack it.
+
 Reading is done twice only when something is wrong: NumPy's fast parser
 reads a good file in one pass; if it fails, or a value is out of range, a
 slow line-by-line pass finds the first bad line and says what is wrong with it.
@@ -16,17 +19,19 @@ from __future__ import annotations
 
 import re
 import warnings
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 
-from minicnn.data.idx import DataError
+from minicnn.data.idx import GZIP_MAGIC, DataError
 
 __all__ = ["load_mnist_csv"]
 
 NUM_PIXELS = 28 * 28
 PIXEL_COLUMNS = [f"pixel{k}" for k in range(NUM_PIXELS)]
 _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def load_mnist_csv(path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -36,11 +41,13 @@ def load_mnist_csv(path) -> tuple[np.ndarray, np.ndarray | None]:
     labels of shape (N,), or ``None`` for the labels of a file without a
     ``label`` column. Raises :class:`DataError` naming the 1-based line and the
     problem for a wrong header, a wrong number of values, a value that is not
-    an integer, or one out of range (pixels 0-255, labels 0-9).
+    an integer, or one out of range (pixels 0-255, labels 0-9), and naming the
+    file for one that is not plain UTF-8 text (a ZIP or gzip file, another encoding).
     """
     path = Path(path)
-    with path.open(encoding="utf-8", newline="") as f:
-        header = [name.strip().strip('"') for name in f.readline().rstrip("\r\n").split(",")]
+    with closing(_lines(path)) as lines:
+        _, first = next(lines, (1, ""))  # an empty file has one empty line
+    header = [name.strip().strip('"') for name in first.split(",")]
     columns = _check_header(header, path)
     has_labels = columns[0] == "label"
 
@@ -73,8 +80,9 @@ def _fast_parse(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # "input contained no data" becomes an error
+            # comments=None: "0#junk" is a bad value, not 0 and a comment.
             return np.loadtxt(path, delimiter=",", dtype=np.int64, skiprows=1, ndmin=2,
-                              encoding="utf-8")
+                              encoding="utf-8-sig", comments=None)
     except (ValueError, UserWarning):
         return None
 
@@ -87,16 +95,39 @@ def _in_range(table: np.ndarray, has_labels: bool) -> bool:
     return bool(ok)
 
 
+def _lines(path: Path):
+    """(1-based number, text without the line break) of each line of the UTF-8 file ``path``.
+
+    A byte-order mark before the first line is skipped. A ZIP or gzip file,
+    or bytes that are not UTF-8, raise a DataError.
+    """
+    with path.open("rb") as f:
+        start = f.read(4)
+    if start.startswith(ZIP_MAGIC):
+        raise DataError(f"{path}: expected a plain-text CSV file, found a ZIP archive; "
+                        f"unzip it and pass the .csv file inside")
+    if start.startswith(GZIP_MAGIC):
+        raise DataError(f"{path}: expected a plain-text CSV file, found a gzip-compressed file; "
+                        f"decompress it first (gunzip)")
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            for number, line in enumerate(f, start=1):
+                yield number, line.rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: expected a plain-text CSV file in UTF-8, found bytes that are not "
+                        f"UTF-8 ({exc.reason}); save it as UTF-8 CSV") from None
+
+
 def _diagnose(path: Path, columns: list[str]) -> None:
     """Read line by line and raise a DataError for the first bad line."""
     rows = 0
-    with path.open(encoding="utf-8", newline="") as f:
-        next(f)  # the header, already checked
-        for number, line in enumerate(f, start=2):
+    with closing(_lines(path)) as lines:
+        next(lines)  # the header, already checked
+        for number, line in lines:
             if not line.strip():
                 continue
             rows += 1
-            values = line.rstrip("\r\n").split(",")
+            values = line.split(",")
             if len(values) != len(columns):
                 raise DataError(f"{path}, line {number}: expected {len(columns)} comma-separated "
                                 f"values (one per header column), found {len(values)}")

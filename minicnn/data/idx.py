@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
                         f"found {len(data)}")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_TYPES[type_code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python ints, not np.prod: a corrupt header's sizes can multiply past int64.
+    expected = math.prod(dims) * dtype.itemsize
     found = len(data) - header_size
     if found != expected:
         problem = "truncated" if found < expected else "too long"

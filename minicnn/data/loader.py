@@ -31,7 +31,8 @@ __all__ = ["DataLoader", "train_val_split"]
 class DataLoader:
     """Iterate over ``(x, y)`` mini-batches of a labelled image set.
 
-    ``images``: (N, H, W) or (N, C, H, W), usually uint8; ``labels``: (N,).
+    ``images``: (N, H, W) or (N, C, H, W), usually uint8; ``labels``: (N,)
+    class indices (integers, or floats that are whole numbers); both arrays.
     ``shuffle``: a new random order each epoch, drawn from ``generator`` (a
     ``numpy.random.Generator``, required then); ``transform(x, generator)``
     maps a uint8 batch on the device to the float network input (default:
@@ -109,9 +110,20 @@ def train_val_split(images, labels, val_fraction: float, seed):
 
 
 def _check_pair(images, labels) -> None:
+    for name, value, convert in (("images", images, "np.asarray(images, dtype=np.uint8)"),
+                                 ("labels", labels, "np.asarray(labels)")):
+        if not hasattr(value, "shape"):
+            raise TypeError(f"{name} must be an array (NumPy or CuPy), got {type(value).__name__}; "
+                            f"convert it first, e.g. {convert}")
     if np.ndim(images) not in (3, 4):
         raise ValueError(f"expected images of shape (N, H, W) or (N, C, H, W), found {np.shape(images)}")
     if np.ndim(labels) != 1:
         raise ValueError(f"expected labels of shape (N,), found {np.shape(labels)}")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels; expected one label per image")
+    if labels.dtype.kind == "f":
+        fractional = ~np.isfinite(labels) | (labels != np.round(labels))
+        if fractional.any():
+            raise ValueError(f"labels must be whole numbers (class indices), found {labels[fractional][0]}")
+    elif labels.dtype.kind not in "iub":
+        raise TypeError(f"labels must be integer class indices, found dtype {labels.dtype}")

@@ -74,8 +74,9 @@ def to_float(images, dtype=np.float32):
     """Images as floats of shape (N, C, H, W): uint8 divided by 255, floats kept.
 
     (N, H, W) input gets the channel axis, (N, 1, H, W); float input is taken
-    to be in [0, 1] already and only cast to ``dtype``.
+    to be in [0, 1] already and only cast to ``dtype``, a floating-point type.
     """
+    _check_float_dtype(dtype)
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim != 4:
@@ -85,6 +86,12 @@ def to_float(images, dtype=np.float32):
     if np.issubdtype(images.dtype, np.floating):
         return images.astype(dtype, copy=False)
     raise TypeError(f"expected uint8 (0-255) or floating-point (0-1) images, found {images.dtype}")
+
+
+def _check_float_dtype(dtype) -> None:
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"dtype must be a floating-point type such as np.float32 (the pixels become "
+                        f"fractions), got {np.dtype(dtype).name}")
 
 
 def normalize(images, mean: float = MNIST_MEAN, std: float = MNIST_STD, dtype=np.float32):
@@ -204,6 +211,7 @@ class MnistTransform:
     def __init__(self, augment: bool = True, degrees: float = 10.0, translate: float = 0.1,
                  scale: tuple[float, float] | None = None, dtype=np.float32):
         _check_affine_args(degrees, translate, scale)
+        _check_float_dtype(dtype)
         self.augment, self.degrees, self.translate, self.scale = augment, degrees, translate, scale
         self.dtype = np.dtype(dtype)
 
