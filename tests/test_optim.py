@@ -9,11 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from minicnn.nn import Linear, Parameter
+import minicnn
+from minicnn import backend as B
+from minicnn.nn import Linear, Parameter, ReLU, Sequential
 from minicnn.optim import (
     SGD, Adam, CosineAnnealingLR, ExponentialLR, OneCycleLR, ReduceLROnPlateau,
     RMSprop, StepLR,
 )
+from strategies import using
 
 
 def param(values, dtype=np.float64):
@@ -216,6 +219,88 @@ def test_empty_or_wrong_params_raise():
         SGD([np.ones(2)], lr=0.1)
 
 
+@pytest.mark.parametrize("make, got", [
+    (lambda model: SGD(None, lr=0.1),
+     "params must be an iterable of Parameters, e.g. model.parameters(); got None"),
+    (lambda model: SGD(model, lr=0.1),
+     "params must be an iterable of Parameters, got a Sequential (a Module); pass model.parameters()"),
+    (lambda model: Adam([{"params": None}]), "the 'params' of parameter group 0 must be an iterable of "
+                                             "Parameters, e.g. model.parameters(); got None"),
+    (lambda model: Adam([{"params": model}]), "the 'params' of parameter group 0 must be an iterable of "
+                                              "Parameters, got a Sequential (a Module); pass model.parameters()"),
+    (lambda model: RMSprop(3), "params must be an iterable of Parameters, e.g. model.parameters(); "
+                               "got an object of type int"),
+], ids=["none", "module", "group-none", "group-module", "int"])
+def test_params_that_are_not_an_iterable_of_parameters_raise(make, got):
+    model = Sequential(ReLU(), Linear(3, 2))  # iterable, over its layers
+    with pytest.raises(TypeError) as info:
+        make(model)
+    assert str(info.value).split(": ", 1)[1] == got
+
+
+# --- gradients that do not fit their parameter ------------------------------------------------
+@pytest.fixture(params=["numpy", "numba"])
+def cpu_backend(request):
+    if request.param not in minicnn.available_backends():
+        pytest.skip(f"the {request.param} backend does not load here")
+    with using(request.param):
+        yield request.param
+
+
+@pytest.mark.parametrize("make", ALL_OPTIONS, ids=["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("grad_shape", [(4, 3), (2,), ()], ids=["not-summed-over-batch", "too-short", "scalar"])
+def test_gradient_of_another_shape_raises_and_changes_nothing(cpu_backend, make, grad_shape):
+    # Numba's Adam kernel once took the first 3 elements of a (4, 3) gradient and read past a (2,) one.
+    weight, bias = param(np.ones((2, 3)), np.float32), param(W0, np.float32)
+    opt = make([weight, bias])
+    weight.grad = np.ones((2, 3), np.float32)
+    bias.grad = np.ones(grad_shape, np.float32)
+    with pytest.raises(ValueError) as info:
+        opt.step()
+    assert str(info.value) == (f"{type(opt).__name__}: parameter 1 has shape (3,) but its gradient has shape "
+                               f"{grad_shape}")
+    np.testing.assert_array_equal(weight.data, np.ones((2, 3)))  # checked before any update
+    np.testing.assert_array_equal(bias.data, np.float32(W0))
+    assert opt.state == {}
+
+
+@pytest.mark.parametrize("make", ALL_OPTIONS, ids=["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("grad, message", [
+    (np.ones(3), "has dtype float32 but its gradient has dtype float64"),
+    (np.ones(3, np.float16), "has dtype float32 but its gradient has dtype float16"),
+    (np.ones(3, np.int64), "has dtype float32 but its gradient has dtype int64"),
+    ([1.0, 1.0, 1.0], "is a numpy.ndarray but its gradient is a list"),
+], ids=["float64", "float16", "int64", "list"])
+def test_gradient_of_another_dtype_or_kind_raises(cpu_backend, make, grad, message):
+    # Before: SGD kept a float64 (or float16) momentum buffer for a float32 parameter, and
+    # failed on an int one; Numba's Adam failed on float16; a list failed inside the arithmetic.
+    p = param(W0, np.float32)
+    opt = make([p])
+    p.grad = grad
+    with pytest.raises(TypeError) as info:
+        opt.step()
+    assert str(info.value) == f"{type(opt).__name__}: parameter 0 {message}"
+    np.testing.assert_array_equal(p.data, np.float32(W0))
+
+
+@pytest.mark.gpu
+def test_gradient_on_another_device_raises():
+    try:
+        B._load("cupy")
+    except minicnn.BackendUnavailableError as exc:
+        pytest.skip(f"no CuPy GPU backend here: {exc}")
+    import cupy
+
+    on_host, on_gpu = param(W0), Parameter(cupy.asarray(W0))
+    on_host.grad, on_gpu.grad = cupy.ones(3), np.ones(3)
+    with pytest.raises(TypeError) as info:
+        SGD([on_host], lr=0.1).step()
+    assert str(info.value) == "SGD: parameter 0 is a numpy.ndarray but its gradient is a cupy.ndarray"
+    with pytest.raises(TypeError) as info:
+        Adam([on_gpu]).step()
+    assert str(info.value) == "Adam: parameter 0 is a cupy.ndarray but its gradient is a numpy.ndarray"
+
+
 # --- state dicts --------------------------------------------------------------------------
 def two_params(dtype=np.float64):
     return [param([[1.0, -2.0], [0.5, 3.0]], dtype), param([0.25, -0.75], dtype)]
@@ -338,9 +423,11 @@ def test_one_cycle_by_hand():
 
 def test_one_cycle_errors_past_total_steps_and_handles_a_one_step_warmup():
     sched = OneCycleLR(sgd(), max_lr=1.0, total_steps=3)
-    lrs_over(sched, 3)
-    with pytest.raises(ValueError, match="total_steps is 3"):
+    last = lrs_over(sched, 3)[-1]
+    with pytest.raises(ValueError, match="^OneCycleLR: cannot step past the end of the cycle: stepped 3 times, "
+                                         "and total_steps is 3$"):
         sched.step()
+    assert sched.last_epoch == 3 and sched.get_last_lr() == [last]  # the failed step counted for nothing
     lrs = lrs_over(OneCycleLR(sgd(), max_lr=1.0, total_steps=10, pct_start=0.1), 9)
     assert lrs[0] == 1.0 and all(math.isfinite(lr) for lr in lrs)
 
@@ -375,6 +462,68 @@ def test_plateau_cooldown_min_lr_and_mode_max():
     for accuracy in [0.5, 0.6, 0.7, 0.65, 0.69]:  # rising, then two epochs below the best 0.7
         sched.step(accuracy)
     assert sched.get_last_lr() == [pytest.approx(0.1)]
+
+
+@pytest.mark.parametrize("metric, got", [
+    (None, "None"),
+    (np.array([0.5, 0.4]), "an array of shape (2,)"),
+    ("0.5", "'0.5'"),
+    (True, "True"),
+])
+def test_plateau_metric_must_be_one_number(metric, got):
+    sched = ReduceLROnPlateau(sgd())
+    with pytest.raises(TypeError) as info:
+        sched.step(metric)
+    assert str(info.value) == ("ReduceLROnPlateau.step: the metric must be a number (a scalar such as the "
+                               f"epoch's validation loss), got {got}")
+    assert sched.last_epoch == 0
+    for scalar in (np.array(0.5), np.float32(0.4), 0.3):  # a 0-d array and NumPy scalars are numbers
+        sched.step(scalar)
+    assert sched.best == pytest.approx(0.3)
+
+
+def two_groups(lr=1.0):
+    return SGD([{"params": [param([1.0])]}, {"params": [param([1.0])]}], lr=lr)
+
+
+def tampered(state, **changes):
+    return {**state, **changes}
+
+
+@pytest.mark.parametrize("make, state, error, message", [
+    (lambda: StepLR(two_groups(), step_size=2), StepLR(sgd(), step_size=2).state_dict(), ValueError,
+     "StepLR.load_state_dict: state has 1 base_lr(s), the optimizer has 2 parameter groups"),
+    (lambda: ReduceLROnPlateau(two_groups()), ReduceLROnPlateau(sgd()).state_dict(), ValueError,
+     "ReduceLROnPlateau.load_state_dict: state has 1 min_lr(s), the optimizer has 2 parameter groups"),
+    (lambda: OneCycleLR(two_groups(), max_lr=1.0, total_steps=5),
+     OneCycleLR(sgd(), max_lr=1.0, total_steps=5).state_dict(), ValueError,
+     "OneCycleLR.load_state_dict: state has 1 base_lr(s), the optimizer has 2 parameter groups"),
+    (lambda: StepLR(sgd(), step_size=2), None, TypeError,
+     "StepLR.load_state_dict: expected a dict as returned by state_dict(), got None"),
+    (lambda: StepLR(sgd(), step_size=2), [("step_size", 2)], TypeError,
+     "StepLR.load_state_dict: expected a dict as returned by state_dict(), got an object of type list"),
+    (lambda: StepLR(sgd(), step_size=2), tampered(StepLR(sgd(), step_size=2).state_dict(), step_size=0),
+     ValueError, "StepLR: step_size must be an int >= 1, got 0"),  # the constructor's message
+    (lambda: CosineAnnealingLR(sgd(), T_max=4),
+     tampered(CosineAnnealingLR(sgd(), T_max=4).state_dict(), T_max=2.5),
+     ValueError, "CosineAnnealingLR: T_max must be an int >= 1, got 2.5"),
+    (lambda: ReduceLROnPlateau(sgd()), tampered(ReduceLROnPlateau(sgd()).state_dict(), factor=1.0),
+     ValueError, "ReduceLROnPlateau: factor must be a number in [0, 1), got 1.0"),
+    (lambda: ExponentialLR(sgd(), gamma=0.5),
+     tampered(ExponentialLR(sgd(), gamma=0.5).state_dict(), last_epoch=-1),
+     ValueError, "ExponentialLR: last_epoch must be an int >= 0, got -1"),
+    (lambda: OneCycleLR(sgd(), max_lr=1.0, total_steps=5),
+     tampered(OneCycleLR(sgd(), max_lr=1.0, total_steps=5).state_dict(), last_epoch=6),
+     ValueError, "OneCycleLR: last_epoch must be at most total_steps (5), got 6"),
+], ids=["base-lrs", "min-lrs", "max-lrs", "none", "list", "step-size-0", "t-max", "factor", "last-epoch",
+        "past-total-steps"])
+def test_scheduler_load_state_dict_refuses_a_state_that_does_not_fit(make, state, error, message):
+    sched = make()
+    before = sched.state_dict()
+    with pytest.raises(error) as info:
+        sched.load_state_dict(state)
+    assert str(info.value) == message
+    assert sched.state_dict() == before
 
 
 def test_scheduler_state_dict_round_trip_and_bad_arguments():

@@ -160,3 +160,100 @@ def test_weights_file_is_not_a_checkpoint(tmp_path):
 
 def test_top_level_names():
     assert minicnn.save is save and minicnn.load is load
+
+
+def _trained(rng, model, opt, steps=2):
+    x, y = rng.standard_normal((5, 4)).astype(np.float32), np.array([0, 1, 2, 0, 1])
+    loss = nn.CrossEntropyLoss()
+    for _ in range(steps):
+        loss(model(x), y)
+        model.backward(loss.backward())
+        opt.step()
+        opt.zero_grad()
+
+
+@pytest.mark.parametrize("saved_scheduler, other_model, message", [
+    (lambda opt: optim.StepLR(opt, step_size=2), False,
+     "the scheduler state does not fit: ExponentialLR.load_state_dict: missing keys [], "
+     "unexpected keys ['step_size']"),
+    (lambda opt: optim.ExponentialLR(opt, gamma=0.9), True,
+     "state dict does not fit Sequential: missing keys: 0.weight, 0.bias; unexpected keys: 1.weight, 1.bias. "
+     "Expected keys: 0.weight, 0.bias"),
+    (lambda opt: None, False, "holds no scheduler state"),
+], ids=["scheduler", "model", "no-scheduler"])
+def test_failed_checkpoint_load_changes_nothing(tmp_path, saved_scheduler, other_model, message):
+    rng = np.random.default_rng(0)
+    saved = nn.Sequential(nn.ReLU(), nn.Linear(4, 3, generator=rng)) if other_model else \
+        nn.Sequential(nn.Linear(4, 3, generator=rng))  # the same parameter shapes, other names
+    saved_opt = optim.Adam(saved.parameters(), lr=0.01)
+    _trained(rng, saved, saved_opt, steps=3)
+    path = save_checkpoint(tmp_path / "ck.npz", saved, saved_opt, saved_scheduler(saved_opt), epoch=3)
+
+    model = nn.Sequential(nn.Linear(4, 3, generator=np.random.default_rng(9)))
+    opt = optim.Adam(model.parameters(), lr=0.5)
+    _trained(rng, model, opt, steps=1)
+    scheduler = optim.ExponentialLR(opt, gamma=0.5)
+    scheduler.step()
+    weights = {k: v.copy() for k, v in model.state_dict().items()}
+    opt_state, scheduler_state = opt.state_dict(), scheduler.state_dict()
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path, model, opt, scheduler)
+    assert str(info.value) == f"{path}{' ' if message.startswith('holds') else ': '}{message}"
+    np.testing.assert_equal(model.state_dict(), weights)
+    np.testing.assert_equal(opt.state_dict(), opt_state)
+    assert opt.state_dict()["state"][0]["step"] == 1 and opt.param_groups[0]["lr"] == 0.25
+    assert scheduler.state_dict() == scheduler_state
+
+
+@pytest.mark.parametrize("extra, error, message", [
+    (dict(foo={1, 2}), TypeError, "extra['foo'] is a set; a checkpoint holds numbers, strings, booleans, None, "
+                                  "arrays, and lists, tuples and dicts of these"),
+    (dict(history={"val": [0.5, 1j]}), TypeError, "extra['history']['val'][1] is a complex; a checkpoint holds "
+                                                  "numbers, strings, booleans, None, arrays, and lists, tuples "
+                                                  "and dicts of these"),
+    (dict(foo=np.array([{"a": 1}], dtype=object)), TypeError,
+     "extra['foo'] is an array of Python objects, which loading without pickle cannot read; expected an array "
+     "of numbers, booleans or strings"),
+    (dict(foo={"__array__": "x"}), ValueError,
+     "extra['foo'] has the key '__array__', which checkpoints reserve to mark arrays"),
+], ids=["set", "nested-complex", "object-array", "array-marker"])
+def test_extras_a_checkpoint_cannot_hold_are_named_and_nothing_is_written(tmp_path, extra, error, message):
+    with pytest.raises(error) as info:
+        save_checkpoint(tmp_path / "ck.npz", nn.Sequential(nn.Linear(2, 2)), **extra)
+    assert str(info.value) == f"save_checkpoint: {message}"
+    assert os.listdir(tmp_path) == []
+
+
+def test_extra_keys_with_slashes_keep_their_arrays_apart(tmp_path):
+    extra = {"a/b": np.array([1.0]), "a": {"b": np.array([2.0]), "c%2Fd": np.array([3.0]), "c/d": np.array([4.0])},
+             "train/loss": [0.5, 0.25], "__array__x": "kept"}
+    path = save_checkpoint(tmp_path / "ck.npz", nn.Sequential(nn.Linear(2, 2)), **extra)
+    np.testing.assert_equal(load_checkpoint(path, nn.Sequential(nn.Linear(2, 2))), extra)
+
+
+def test_paths_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    model = nn.Sequential(nn.Linear(2, 2))
+    assert save(model, "~/w.npz") == tmp_path / "home" / "w.npz"
+    assert save_checkpoint("~/ck.npz", model, epoch=1) == tmp_path / "home" / "ck.npz"
+    assert sorted(os.listdir(tmp_path)) == ["home"]  # no folder named "~"
+    load(model, "~/w.npz")
+    assert load_checkpoint("~/ck.npz", model) == {"epoch": 1}
+
+
+def test_directories_and_files_in_the_way_are_named(tmp_path):
+    model = nn.Sequential(nn.Linear(2, 2))
+    for call in (lambda p: load(model, p), lambda p: load_checkpoint(p, model)):
+        with pytest.raises(CheckpointError) as info:
+            call(tmp_path)
+        assert str(info.value) == (f"{tmp_path} is a directory; expected a file path such as "
+                                   f"{tmp_path / 'model.npz'}")
+    (tmp_path / "notes.txt").write_text("a file")
+    for call in (lambda p: save(model, p), lambda p: save_checkpoint(p, model), lambda p: load(model, p),
+                 lambda p: load_checkpoint(p, model)):
+        target = tmp_path / "notes.txt" / "runs" / "w.npz"
+        with pytest.raises(CheckpointError) as info:
+            call(target)
+        assert str(info.value) == f"{target}: {tmp_path / 'notes.txt'} is a file, not a directory"
+    assert os.listdir(tmp_path) == ["notes.txt"]

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 from minicnn.optim.optimizer import Optimizer, check_argument, check_int
 
@@ -62,12 +63,21 @@ def _check_optimizer(owner, optimizer) -> Optimizer:
     return optimizer
 
 
+def _check_choice(owner, name: str, value, choices) -> None:
+    """``ValueError("OneCycleLR: anneal_strategy must be 'cos' or 'linear', got 'exp'")`` unless in ``choices``."""
+    if value not in choices:
+        allowed = " or ".join(map(repr, choices))
+        raise ValueError(f"{type(owner).__name__}: {name} must be {allowed}, got {value!r}")
+
+
 class LRScheduler:
     """Base class: sets ``lr = get_lr()`` at epoch 0 and after every :meth:`step`.
 
     A subclass stores its arguments, then calls ``super().__init__(optimizer)``
-    and implements :meth:`get_lr`, the learning rates at ``last_epoch``.
-    ``base_lrs`` are the groups' learning rates at epoch 0.
+    and implements :meth:`get_lr`, the learning rates at ``last_epoch``, and
+    :meth:`_check_hyperparameters`, which the constructor and
+    :meth:`load_state_dict` share.  ``base_lrs`` are the groups' learning
+    rates at epoch 0.
     """
 
     def __init__(self, optimizer, base_lrs=None):
@@ -81,6 +91,9 @@ class LRScheduler:
     def get_lr(self) -> list[float]:
         """The learning rate of each group at ``last_epoch``."""
         raise NotImplementedError
+
+    def _check_hyperparameters(self, state: dict) -> None:
+        """Raise ``ValueError`` naming the first hyperparameter in ``state`` out of range (as the constructor)."""
 
     def step(self) -> None:
         """Move to the next epoch (batch, for OneCycleLR) and set its learning rates."""
@@ -101,12 +114,27 @@ class LRScheduler:
         return copy.deepcopy({key: value for key, value in self.__dict__.items() if key != "optimizer"})
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Resume from :meth:`state_dict`; ``ValueError`` when it is a different scheduler's."""
+        """Resume from :meth:`state_dict`.
+
+        Raises ``ValueError`` when the state does not fit: another scheduler's
+        keys, one learning rate per group of another optimizer, a
+        hyperparameter the constructor would refuse; nothing is changed then.
+        """
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            got = "None" if state_dict is None else f"an object of type {type(state_dict).__name__}"
+            raise TypeError(f"{name}: expected a dict as returned by state_dict(), got {got}")
         expected = {key for key in self.__dict__ if key != "optimizer"}
         missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
         if missing or unexpected:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
-                             f"unexpected keys {unexpected}")
+            raise ValueError(f"{name}: missing keys {missing}, unexpected keys {unexpected}")
+        n_groups = len(self.optimizer.param_groups)
+        for key in ("base_lrs", "max_lrs", "min_lrs"):  # one value per group; zip would drop the rest
+            if key in state_dict and len(state_dict[key]) != n_groups:
+                raise ValueError(f"{name}: state has {len(state_dict[key])} {key[:-1]}(s), the optimizer has "
+                                 f"{n_groups} parameter group{'s' if n_groups != 1 else ''}")
+        check_int(self, "last_epoch", state_dict["last_epoch"], 0)
+        self._check_hyperparameters(state_dict)
         self.__dict__.update(copy.deepcopy(state_dict))
 
 
@@ -114,10 +142,13 @@ class StepLR(LRScheduler):
     """``lr = base_lr * gamma ** (epoch // step_size)``: multiply by gamma every step_size epochs."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
-        check_int(self, "step_size", step_size, 1)
-        check_argument(self, "gamma", gamma, "> 0")
         self.step_size, self.gamma = step_size, gamma
+        self._check_hyperparameters(vars(self))
         super().__init__(optimizer)
+
+    def _check_hyperparameters(self, state):
+        check_int(self, "step_size", state["step_size"], 1)
+        check_argument(self, "gamma", state["gamma"], "> 0")
 
     def get_lr(self):
         return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
@@ -127,9 +158,12 @@ class ExponentialLR(LRScheduler):
     """``lr = base_lr * gamma ** epoch``: multiply by gamma every epoch."""
 
     def __init__(self, optimizer, gamma):
-        check_argument(self, "gamma", gamma, "> 0")
         self.gamma = gamma
+        self._check_hyperparameters(vars(self))
         super().__init__(optimizer)
+
+    def _check_hyperparameters(self, state):
+        check_argument(self, "gamma", state["gamma"], "> 0")
 
     def get_lr(self):
         return [base_lr * self.gamma ** self.last_epoch for base_lr in self.base_lrs]
@@ -139,10 +173,13 @@ class CosineAnnealingLR(LRScheduler):
     """Half a cosine from base_lr (epoch 0) down to eta_min (epoch T_max)."""
 
     def __init__(self, optimizer, T_max, eta_min=0):
-        check_int(self, "T_max", T_max, 1)
-        check_argument(self, "eta_min", eta_min, ">= 0")
         self.T_max, self.eta_min = T_max, eta_min
+        self._check_hyperparameters(vars(self))
         super().__init__(optimizer)
+
+    def _check_hyperparameters(self, state):
+        check_int(self, "T_max", state["T_max"], 1)
+        check_argument(self, "eta_min", state["eta_min"], ">= 0")
 
     def get_lr(self):
         t = self.last_epoch
@@ -174,8 +211,7 @@ class OneCycleLR(LRScheduler):
         check_argument(self, "pct_start", pct_start, "in [0, 1]")
         check_argument(self, "div_factor", div_factor, "> 0")
         check_argument(self, "final_div_factor", final_div_factor, "> 0")
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        _check_choice(self, "anneal_strategy", anneal_strategy, ("cos", "linear"))
         self.total_steps = total_steps
         self.anneal_strategy = anneal_strategy
         self.warmup_end = pct_start * total_steps - 1  # T1 (a float, as in PyTorch)
@@ -184,6 +220,24 @@ class OneCycleLR(LRScheduler):
         self.min_lrs = [lr / final_div_factor for lr in initial_lrs]
         super().__init__(optimizer, base_lrs=initial_lrs)
 
+    def _check_hyperparameters(self, state):
+        # What the constructor stored, checked as it checked the arguments they come from.
+        check_int(self, "total_steps", state["total_steps"], 1)
+        _check_choice(self, "anneal_strategy", state["anneal_strategy"], ("cos", "linear"))
+        for key in ("max_lrs", "min_lrs"):
+            for i, value in enumerate(state[key]):
+                check_argument(self, f"{key}[{i}]", value, "> 0")
+        if state["last_epoch"] > state["total_steps"]:
+            raise ValueError(f"OneCycleLR: last_epoch must be at most total_steps ({state['total_steps']}), "
+                             f"got {state['last_epoch']}")
+
+    def step(self):
+        """Move to the next batch; ``ValueError`` (and no change) past ``total_steps``."""
+        if self.last_epoch >= self.total_steps:
+            raise ValueError(f"OneCycleLR: cannot step past the end of the cycle: stepped {self.last_epoch} "
+                             f"times, and total_steps is {self.total_steps}")
+        super().step()
+
     def _anneal(self, start, end, fraction):
         if self.anneal_strategy == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1)
@@ -191,8 +245,6 @@ class OneCycleLR(LRScheduler):
 
     def get_lr(self):
         t = self.last_epoch
-        if t > self.total_steps:
-            raise ValueError(f"OneCycleLR: stepped {t} times, but total_steps is {self.total_steps}")
         t1, t2 = self.warmup_end, self.total_steps - 1
         lrs = []
         for initial_lr, max_lr, min_lr in zip(self.base_lrs, self.max_lrs, self.min_lrs):
@@ -220,30 +272,31 @@ class ReduceLROnPlateau(LRScheduler):
                  threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
         # No super().__init__: there is no get_lr, the lr only changes in step(metric).
         self.optimizer = _check_optimizer(self, optimizer)
-        if mode not in ("min", "max"):
-            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        check_argument(self, "factor", factor, "in [0, 1)")
-        check_int(self, "patience", patience, 0)
-        check_argument(self, "threshold", threshold, ">= 0")
-        check_int(self, "cooldown", cooldown, 0)
-        check_argument(self, "eps", eps, ">= 0")
         n_groups = len(optimizer.param_groups)
         min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n_groups
         if len(min_lrs) != n_groups:
             raise ValueError(f"ReduceLROnPlateau: expected {n_groups} min_lr values (one per group), "
                              f"got {len(min_lrs)}")
-        for value in min_lrs:
-            check_argument(self, "min_lr", value, ">= 0")
         self.mode, self.factor, self.patience = mode, factor, patience
         self.threshold, self.threshold_mode = threshold, threshold_mode
         self.cooldown, self.min_lrs, self.eps = cooldown, min_lrs, eps
+        self._check_hyperparameters(vars(self))
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch = 0
         self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def _check_hyperparameters(self, state):
+        _check_choice(self, "mode", state["mode"], ("min", "max"))
+        _check_choice(self, "threshold_mode", state["threshold_mode"], ("rel", "abs"))
+        check_argument(self, "factor", state["factor"], "in [0, 1)")
+        check_int(self, "patience", state["patience"], 0)
+        check_argument(self, "threshold", state["threshold"], ">= 0")
+        check_int(self, "cooldown", state["cooldown"], 0)
+        check_argument(self, "eps", state["eps"], ">= 0")
+        for value in state["min_lrs"]:
+            check_argument(self, "min_lr", value, ">= 0")
 
     def _is_better(self, a, best) -> bool:
         """Whether metric ``a`` improves on ``best`` by more than the threshold."""
@@ -261,6 +314,11 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metric) -> None:
         """Record this epoch's ``metric`` (a number) and reduce the lr if it has stalled."""
+        is_number = isinstance(metric, numbers.Real) and not isinstance(metric, bool)
+        if not (is_number or getattr(metric, "shape", None) == ()):  # a 0-d array, e.g. xp.mean(losses)
+            got = f"an array of shape {metric.shape}" if hasattr(metric, "shape") else repr(metric)
+            raise TypeError(f"ReduceLROnPlateau.step: the metric must be a number (a scalar such as the "
+                            f"epoch's validation loss), got {got}")
         current = float(metric)
         self.last_epoch += 1
         if self._is_better(current, self.best):

@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 
 from minicnn.backend import get_array_module, to_numpy
-from minicnn.nn.module import Parameter
+from minicnn.nn.module import Module, Parameter
 
 _RULES = {
     ">= 0": lambda v: v >= 0,
@@ -60,6 +61,29 @@ def check_int(owner, name: str, value, minimum: int) -> None:
     """``ValueError("StepLR: step_size must be an int >= 1, got 0")`` unless ``value`` is such an int."""
     if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum):
         raise ValueError(f"{type(owner).__name__}: {name} must be an int >= {minimum}, got {value!r}")
+
+
+def _as_list(owner, params, what: str) -> list:
+    """``list(params)``; ``TypeError`` naming ``what`` when ``params`` is a Module or not iterable."""
+    name = type(owner).__name__
+    if isinstance(params, Module):
+        raise TypeError(f"{name}: {what} must be an iterable of Parameters, got a {type(params).__name__} "
+                        f"(a Module); pass model.parameters()")
+    if not isinstance(params, Iterable):
+        got = "None" if params is None else f"an object of type {type(params).__name__}"
+        raise TypeError(f"{name}: {what} must be an iterable of Parameters, e.g. model.parameters(); got {got}")
+    return list(params)
+
+
+def _library(x) -> str:
+    """The package an array type comes from: 'numpy', 'cupy' ('builtins' for a list)."""
+    return type(x).__module__.split(".")[0]
+
+
+def _kind(x) -> str:
+    """``numpy.ndarray``, ``cupy.ndarray``, ``list``: what ``x`` is, for error messages."""
+    library = _library(x)
+    return type(x).__name__ if library == "builtins" else f"{library}.{type(x).__name__}"
 
 
 def cast_to(like, *values):
@@ -86,7 +110,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self.state: dict[Parameter, dict] = {}
-        groups = list(params)
+        groups = _as_list(self, params, "params")
         if not groups:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -100,7 +124,8 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError(f"{name}: a parameter group is a dict with a 'params' entry, got {group!r}")
         params = group["params"]
-        params = [params] if isinstance(params, Parameter) else list(params)
+        where = f"the 'params' of parameter group {len(self.param_groups)}"
+        params = [params] if isinstance(params, Parameter) else _as_list(self, params, where)
         if not params:
             raise ValueError(f"{name}: parameter group {len(self.param_groups)} has no parameters")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
@@ -138,12 +163,37 @@ class Optimizer:
                 p.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient."""
+        """Update every parameter that has a gradient.
+
+        Each gradient must be an array like its parameter (the same kind of
+        array, NumPy or CuPy, shape and dtype), as backward writes it; when one
+        is not, the error names the parameter by its index in
+        :meth:`state_dict` and no parameter is changed.
+        """
+        for index, p in enumerate(self._params()):
+            if p.grad is not None:
+                self._check_grad(index, p)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 self._update(p, group, self.state.setdefault(p, {}))
+
+    def _check_grad(self, index: int, p: Parameter) -> None:
+        """Raise unless ``p.grad`` is an array of ``p``'s kind, shape and dtype.
+
+        A gradient of the wrong shape would be broadcast, or read past its end
+        by a compiled kernel; one of another dtype would leak into the state
+        (a float64 momentum buffer for a float32 parameter).
+        """
+        name, g = type(self).__name__, p.grad
+        if _library(g) != _library(p.data) or not hasattr(g, "dtype"):
+            raise TypeError(f"{name}: parameter {index} is a {_kind(p.data)} but its gradient is a {_kind(g)}")
+        if g.shape != p.data.shape:
+            raise ValueError(f"{name}: parameter {index} has shape {tuple(p.shape)} but its gradient has shape "
+                             f"{tuple(g.shape)}")
+        if g.dtype != p.data.dtype:
+            raise TypeError(f"{name}: parameter {index} has dtype {p.dtype} but its gradient has dtype {g.dtype}")
 
     # --- state ---------------------------------------------------------
     def _params(self) -> list[Parameter]:
