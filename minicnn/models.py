@@ -26,11 +26,13 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import nn
+from minicnn.nn._validate import check_generator
 
 
-def _rng(generator, seed):
+def _rng(owner, generator, seed):
     if generator is not None and seed is not None:
-        raise ValueError("pass either generator or seed, not both")
+        raise ValueError(f"{owner}: pass either generator or seed, not both")
+    check_generator(generator, owner)
     return generator if generator is not None else np.random.default_rng(seed)
 
 
@@ -38,7 +40,7 @@ class MnistCNN(nn.Sequential):
     """Two conv blocks and two fully connected layers ending in LogSoftmax (see the module docstring)."""
 
     def __init__(self, num_classes=10, dtype=None, generator=None, seed=None):
-        rng = _rng(generator, seed)
+        rng = _rng(type(self).__name__, generator, seed)
         super().__init__(OrderedDict([
             ("conv1", nn.Conv2d(1, 32, 3, padding=1, dtype=dtype, generator=rng)),
             ("relu1", nn.ReLU()),
@@ -58,7 +60,7 @@ class MnistBNCNN(nn.Sequential):
     """MnistCNN with BatchNorm2d after each convolution and Dropout after each pooled block."""
 
     def __init__(self, num_classes=10, dtype=None, generator=None, seed=None):
-        rng = _rng(generator, seed)
+        rng = _rng(type(self).__name__, generator, seed)
         super().__init__(OrderedDict([
             ("conv1", nn.Conv2d(1, 32, 3, padding=1, dtype=dtype, generator=rng)),
             ("bn1", nn.BatchNorm2d(32, dtype=dtype)),

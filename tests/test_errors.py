@@ -110,8 +110,17 @@ CONSTRUCTOR_CASES = [
     ("linear-in", lambda: nn.Linear(0, 3), "Linear: in_features must be a positive int, got 0"),
     ("linear-out", lambda: nn.Linear(3, "2"), "Linear: out_features must be a positive int, got '2'"),
     ("bn-features", lambda: nn.BatchNorm2d(0), "BatchNorm2d: num_features must be a positive int, got 0"),
-    ("bn-momentum", lambda: nn.BatchNorm2d(3, momentum=1.5), "BatchNorm2d: momentum must be in \\[0, 1\\], got 1.5"),
-    ("bn-eps", lambda: nn.BatchNorm2d(3, eps=0), "BatchNorm2d: eps must be positive, got 0"),
+    ("bn-momentum", lambda: nn.BatchNorm2d(3, momentum=1.5), "BatchNorm2d: momentum must be a number in \\[0, 1\\], got 1.5"),
+    ("bn-momentum-none", lambda: nn.BatchNorm2d(3, momentum=None), "BatchNorm2d: momentum must be a number in \\[0, 1\\], got None"),
+    ("bn-momentum-str", lambda: nn.BatchNorm2d(3, momentum="0.1"), "BatchNorm2d: momentum must be a number in \\[0, 1\\], got '0.1'"),
+    ("bn-momentum-bool", lambda: nn.BatchNorm2d(3, momentum=True), "BatchNorm2d: momentum must be a number in \\[0, 1\\], got True"),
+    ("bn-eps", lambda: nn.BatchNorm2d(3, eps=0), "BatchNorm2d: eps must be a finite number > 0, got 0"),
+    ("bn-eps-nan", lambda: nn.BatchNorm2d(3, eps=float("nan")), "BatchNorm2d: eps must be a finite number > 0, got nan"),
+    ("bn-eps-inf", lambda: nn.BatchNorm2d(3, eps=float("inf")), "BatchNorm2d: eps must be a finite number > 0, got inf"),
+    ("bn-features-bool", lambda: nn.BatchNorm2d(True), "BatchNorm2d: num_features must be a positive int, got True"),
+    ("conv-channels-bool", lambda: nn.Conv2d(True, 4, 3), "Conv2d\\(True, 4\\): in_channels must be a positive int, got True"),
+    ("linear-features-bool", lambda: nn.Linear(True, 2), "Linear: in_features must be a positive int, got True"),
+    ("dropout-bool", lambda: nn.Dropout(False), "Dropout: p must be a probability in \\[0, 1\\), got False"),
     ("dropout-1", lambda: nn.Dropout(1.0), "Dropout: p must be a probability in \\[0, 1\\), got 1.0"),
     ("dropout-negative", lambda: nn.Dropout(-0.1), "Dropout: p must be a probability in \\[0, 1\\), got -0.1"),
     ("dropout-str", lambda: nn.Dropout("0.5"), "Dropout: p must be a probability in \\[0, 1\\), got '0.5'"),
@@ -206,3 +215,30 @@ def test_a_parameter_gradient_must_have_the_parameter_shape():
             "has its parameter's shape (a bias's gradient is summed over the batch)")):
         bias.accumulate_grad(np.ones((4, 3), f32))
     assert bias.grad is None
+
+
+@pytest.mark.parametrize("make,owner", [
+    (lambda g: nn.Conv2d(1, 2, 3, generator=g), "Conv2d\\(1, 2\\)"),
+    (lambda g: nn.Linear(2, 3, generator=g), "Linear"),
+    (lambda g: nn.Dropout(0.5, generator=g), "Dropout"),
+    (lambda g: models.MnistCNN(generator=g), "MnistCNN"),
+], ids=["conv", "linear", "dropout", "model"])
+def test_a_seed_where_a_generator_belongs_is_named(make, owner):
+    with pytest.raises(TypeError, match=f"{owner}: generator must be a numpy.random.Generator or None, got int 0; "
+                                        f"for a seed, pass np.random.default_rng\\(seed\\)"):
+        make(0)
+
+
+@pytest.mark.parametrize("x", [np.array([1, -2]), np.array([True, False]), np.array([1 - 5j])],
+                         ids=["int", "bool", "complex"])
+def test_relu_wants_floating_point_like_every_layer(x):
+    with pytest.raises(ValueError, match=f"ReLU: expected a floating-point array, got dtype {x.dtype}"):
+        nn.ReLU()(x)
+
+
+@pytest.mark.parametrize("mode", ["False", 0, None])
+def test_train_mode_must_be_a_bool(mode):
+    model = models.MnistCNN(seed=0)
+    with pytest.raises(TypeError, match=f"MnistCNN.train: mode must be True or False, got {re.escape(repr(mode))}"):
+        model.train(mode)
+    assert model.training and model.conv1.training

@@ -49,3 +49,15 @@ def check_grad(grad_output, shape, layer: str):
                          f"forward output), got {tuple(grad_output.shape)}")
     if not np.issubdtype(grad_output.dtype, np.floating):
         raise ValueError(f"{layer}.backward: expected a floating-point grad_output, got dtype {grad_output.dtype}")
+
+
+def is_positive_int(value) -> bool:
+    """An int (Python or NumPy, not a bool) of at least 1: a size or a count."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
+
+
+def check_generator(generator, owner: str) -> None:
+    """``generator`` must be a ``numpy.random.Generator`` or None (a fresh unseeded one)."""
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(f"{owner}: generator must be a numpy.random.Generator or None, got "
+                        f"{type(generator).__name__} {generator!r}; for a seed, pass np.random.default_rng(seed)")

@@ -45,6 +45,8 @@ class ReLU(Module):
     def forward(self, x):
         if not hasattr(x, "dtype"):
             raise ValueError(f"ReLU: expected an array, got {type(x).__name__}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"ReLU: expected a floating-point array, got dtype {x.dtype}")
         y = kernels_for(x).relu_forward(x)  # reference: xp.maximum(x, 0), in x's dtype
         self._cache = y  # y > 0 exactly where x > 0, so backward needs only y
         return y

@@ -24,8 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
-from minicnn.nn._validate import check_array, check_dtype, check_grad
+from minicnn.nn._validate import check_array, check_dtype, check_grad, is_positive_int
 from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 class BatchNorm2d(Module):
@@ -33,12 +37,12 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=None):
         super().__init__()
-        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
+        if not is_positive_int(num_features):
             raise ValueError(f"BatchNorm2d: num_features must be a positive int, got {num_features!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm2d: momentum must be in [0, 1], got {momentum!r}")
-        if eps <= 0:
-            raise ValueError(f"BatchNorm2d: eps must be positive, got {eps!r}")
+        if not _is_real(momentum) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm2d: momentum must be a number in [0, 1], got {momentum!r}")
+        if not _is_real(eps) or not 0 < eps < np.inf:
+            raise ValueError(f"BatchNorm2d: eps must be a finite number > 0, got {eps!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         dtype = dtype or default_float()
         self.weight = new_parameter(np.ones(self.num_features), dtype)   # gamma

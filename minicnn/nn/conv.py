@@ -25,7 +25,7 @@ import numpy as np
 from minicnn.backend import kernels_for
 from minicnn.backend.numpy_kernels import output_size
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype, check_grad, pair
+from minicnn.nn._validate import check_array, check_dtype, check_generator, check_grad, is_positive_int, pair
 from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
@@ -37,8 +37,9 @@ class Conv2d(Module):
         super().__init__()
         name = f"Conv2d({in_channels}, {out_channels})"
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        check_generator(generator, name)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size", name, 1)
         self.stride = pair(stride, "stride", name, 1)

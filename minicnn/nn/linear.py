@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype, check_grad
+from minicnn.nn._validate import check_array, check_dtype, check_generator, check_grad, is_positive_int
 from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
 
 
@@ -26,8 +26,9 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, dtype=None, generator=None):
         super().__init__()
         for arg, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"Linear: {arg} must be a positive int, got {value!r}")
+        check_generator(generator, "Linear")
         self.in_features, self.out_features = int(in_features), int(out_features)
         dtype = dtype or default_float()
         self.weight = new_parameter(
