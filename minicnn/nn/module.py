@@ -40,7 +40,8 @@ def no_grad():
     forward returns, so memory holds only the arrays in flight, and a
     :class:`Sequential` whose layers treat samples independently runs a host
     batch of more than ``block_size`` samples ``block_size`` at a time (the
-    same outputs, faster: see :class:`Sequential`).  Max-pooling also skips
+    same outputs up to rounding, since BLAS may sum a smaller matrix product
+    in another order; faster: see :class:`Sequential`).  Max-pooling also skips
     recording its argmax.  A ``backward`` after such a forward raises, as if
     no forward had run.  Blocks nest; leaving one restores the previous
     state.  The state is per thread.
@@ -189,7 +190,7 @@ class Module:
         """True if each output sample depends on the same input sample alone (in the current mode).
 
         Then a batch may be computed in parts along its first axis with the
-        same result, which :class:`Sequential` does under :func:`no_grad`.
+        same result (up to rounding), which :class:`Sequential` does under :func:`no_grad`.
         False unless a subclass says otherwise (BatchNorm2d in training mode,
         for one, mixes the samples through the batch statistics).
         """
