@@ -4,7 +4,12 @@
 
 See minicnn/bench.py for what is measured and how.
 """
-from minicnn.bench import main
+import sys
+
+from minicnn.bench import build_parser, run_with_args
+from minicnn.cli import run_command
 
 if __name__ == "__main__":
-    main()
+    parser = build_parser()
+    # Errors as `minicnn bench` reports them: one line, exit status 1 or 2, no traceback.
+    sys.exit(run_command(parser, parser.parse_args(), run_with_args))

@@ -34,6 +34,7 @@ reference only: minicnn never imports it outside this module and the tests.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -44,7 +45,8 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.backend import _REGISTRY, BackendUnavailableError, _load
+from minicnn.backend import _REGISTRY, BackendUnavailableError, _load, available_backends
+from minicnn.cli import output_file
 from minicnn.serialization import write_json_atomic
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
@@ -382,6 +384,17 @@ def plot(report: dict, path) -> None:
     save_figure(fig, path)
 
 
+def _check_plot_format(parser, path) -> None:
+    """The format :func:`minicnn.plots.save_figure` takes from the extension must be one matplotlib writes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fmt = os.path.splitext(path)[1][1:].lower() or "png"
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in formats:
+        parser.error(f"--plot {path}: matplotlib cannot write .{fmt} files; expected one of "
+                     f"{', '.join('.' + f for f in sorted(formats))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark minicnn's backends (and PyTorch as a reference).")
     p.add_argument("--backends", nargs="+", choices=list(_REGISTRY), help="default: every backend that loads")
@@ -392,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of idle before each timed block, so no other backend's threads still spin "
                         "(default 0.5)")
     p.add_argument("--json", help="write the full report as JSON here")
-    p.add_argument("--plot", help="write a bar chart (PNG) here")
+    p.add_argument("--plot", help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
     return p
 
 
@@ -402,11 +415,27 @@ def main(argv=None) -> dict:
 
 
 def run_with_args(args, parser) -> dict:
-    """Run the benchmark the parsed options ask for; print the tables, write the JSON and plot."""
-    if args.repeats < 1 or args.train_steps < 1:
-        parser.error("--repeats and --train-steps must be at least 1")
-    if not args.settle >= 0:
-        parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
+    """Run the benchmark the parsed options ask for; print the tables, write the JSON and plot.
+
+    The options, the output paths and the backends are checked first, so that nothing
+    goes wrong after minutes of measuring.
+    """
+    for option, value in (("--repeats", args.repeats), ("--train-steps", args.train_steps)):
+        if value < 1:
+            parser.error(f"{option} must be at least 1, got {value}")
+    if not (math.isfinite(args.settle) and args.settle >= 0):
+        parser.error(f"--settle must be a finite number of seconds >= 0, got {args.settle}")
+    if args.json:
+        output_file(parser, "--json", args.json)
+    if args.plot:
+        _check_plot_format(parser, args.plot)
+        output_file(parser, "--plot", args.plot)
+    for name in args.backends or []:
+        try:
+            _load(name)
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(f"--backends {name}: {exc}. Available here: "
+                                          f"{', '.join(available_backends())}") from None
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
                  train_steps=args.train_steps, settle=args.settle)
     print(f"\nMachine: {describe(report)}; date {report['date']}; medians of {report['repeats']} rounds\n")

@@ -5,12 +5,22 @@
     minicnn predict WEIGHTS IMAGE [IMAGE ...]  the digit in each photo or scan, with its probability
     minicnn summary [--model MnistCNN]         layers, output shapes, parameter counts
     minicnn bench [...]                        the backend benchmarks (see minicnn/bench.py)
+
+An error a user can cause ends in one line on stderr, ``minicnn COMMAND: error: ...``,
+never in a traceback.  Exit status 2: a bad option, found before any long work (with the
+usage line, as argparse does), or a backend that cannot load here (from ``--backend`` or
+``MINICNN_BACKEND``).  Exit status 1: a problem found while working (a missing or corrupt
+file, an image without a digit, a training run whose loss diverged).
+``examples/train_mnist.py`` and ``benchmarks/bench_backends.py`` report errors through the
+same :func:`run_command`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +28,112 @@ import numpy as np
 import minicnn
 from minicnn import models
 
+# The files that `minicnn train --out` writes its test-set reports to, and evaluate --out would replace.
+TRAINING_REPORTS = ("curves.png", "confusion_matrix.png", "classification_report.txt")
+
+
+# --- checks made before any long work: a bad path costs nothing ----------------------
+
+def output_folder(parser: argparse.ArgumentParser, option: str, path) -> Path:
+    """Create the folder ``path`` that ``option`` names (and its parents) and check that files can be written there.
+
+    Anything wrong is a usage error (exit status 2) naming the option, the path and the problem.
+    """
+    path = Path(path)
+    _check_writable(parser, f"{option} {path}", path)
+    return path
+
+
+def output_file(parser: argparse.ArgumentParser, option: str, path) -> Path:
+    """Check that the file ``path`` that ``option`` names can be written (creating its folder).
+
+    As :func:`output_folder`, anything wrong is a usage error naming the option, the path and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        parser.error(f"{option} {path}: is a folder, expected a file name")
+    _check_writable(parser, f"{option} {path}", path.parent)
+    return path
+
+
+def _check_writable(parser, what: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        # When the longest part of the path that exists is a file, name that file.
+        blocker = next((f for f in (folder, *folder.parents) if os.path.exists(f)), None)
+        if blocker is not None and not os.path.isdir(blocker):
+            parser.error(f"{what}: {blocker} is a file, not a folder")
+        parser.error(f"{what}: {exc.strerror or exc}")
+
+
+# --- running a command --------------------------------------------------------------
+
+def _select_backend(args) -> None:
+    """Load the backend that ``--backend`` or ``MINICNN_BACKEND`` asks for now, before any work."""
+    if getattr(args, "backend", None):
+        minicnn.set_backend(args.backend)
+        return
+    try:
+        minicnn.get_backend()
+    except (ValueError, minicnn.BackendUnavailableError) as exc:
+        # An unknown name (ValueError) too: either way the setting cannot be used here.
+        setting = os.environ.get("MINICNN_BACKEND", "")
+        raise minicnn.BackendUnavailableError(f"MINICNN_BACKEND={setting}: {exc}") from None
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, func) -> int:
+    """Call ``func(args, parser)``; return 0, or print an error a user can cause as one line and return its status.
+
+    ``parser.prog`` starts the line (``minicnn train: error: ...``).  A bad option is
+    reported by ``parser.error`` inside ``func`` (exit status 2, with the usage); a backend
+    that cannot load also exits with status 2.  Bad files and inputs (``ValueError``,
+    which includes the package's data and checkpoint errors), a diverged training run
+    and, as a last resort, any file that cannot be read or written (``OSError``) return 1.
+    """
+    from minicnn.training import TrainingDivergedError
+
+    try:
+        _select_backend(args)
+        func(args, parser)
+    except minicnn.BackendUnavailableError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except (ValueError, TrainingDivergedError) as exc:
+        return _error(parser, exc)
+    except OSError as exc:
+        return _error(parser, f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc)
+    return 0
+
+
+def _error(parser, message) -> int:
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _warn(parser, message) -> None:
+    print(f"{parser.prog}: warning: {message}", file=sys.stderr)
+
+
+# --- the commands ---------------------------------------------------------------------
 
 def _model_for(weights: Path, name: str | None):
-    """A model of the named kind, or of the kind whose keys the weights file holds."""
-    if name is None:
-        from minicnn.serialization import _read_npz
+    """A model of the named kind, or of the kind whose keys the weights file holds, with finite weights."""
+    from minicnn.backend import to_numpy
+    from minicnn.serialization import _read_npz
 
+    if weights.is_dir():
+        raise minicnn.CheckpointError(f"{weights} is a folder; expected a weights file such as "
+                                      f"{os.path.join(weights, 'model.npz')}")
+    if name is None:
         keys = set(_read_npz(weights))
         name = "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN"
-    return minicnn.load(models.get_model(name, seed=0), weights)
+    model = minicnn.load(models.get_model(name, seed=0), weights)
+    broken = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(to_numpy(v)))]
+    if broken:
+        raise minicnn.CheckpointError(f"{weights}: NaN or infinite values in {', '.join(broken)}; every "
+                                      f"prediction would be meaningless (did the training diverge?)")
+    return model
 
 
 def _add_common(p, weights=True):
@@ -43,13 +150,42 @@ def cmd_train(args, parser):
     recipes.run(parser, args)
 
 
+def _read_history(parser, path: Path) -> dict | None:
+    """The per-epoch columns of the history.json that ``train --out`` wrote, or None (with a warning when unusable)."""
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not JSON
+        problem = str(exc)
+    else:
+        # History.to_dict(): {"epoch": [1, 2], "train_loss": [...], ...}, lists of one length of numbers or None.
+        columns = list(history.values()) if isinstance(history, dict) else []
+        lists = columns and all(isinstance(c, list) and len(c) == len(columns[0]) for c in columns)
+        if lists and len(columns[0]) > 0 and all(v is None or isinstance(v, (int, float)) for c in columns for v in c):
+            return history
+        problem = 'expected per-epoch columns of numbers, {"train_loss": [...], ...}, as train --out writes them'
+    _warn(parser, f"{path}: {problem}; no training curves")
+    return None
+
+
 def cmd_evaluate(args, parser):
     from minicnn import metrics, plots
     from minicnn.data import DataLoader, load_mnist, mnist_eval_transform
     from minicnn.recipes import save_reports
     from minicnn.training import evaluate
 
+    for option, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            parser.error(f"{option} must be positive, got {value}")
     model = _model_for(args.weights, args.model)
+    out = None
+    if args.out:
+        same_folder = Path(args.out).resolve() == args.weights.resolve().parent
+        here = [n for n in TRAINING_REPORTS if (Path(args.out) / n).exists()] if same_folder else []
+        if here and not args.overwrite:
+            parser.error(f"--out {args.out} holds the training reports of {args.weights} ({', '.join(here)}), "
+                         f"which this evaluation would replace; choose another folder, such as "
+                         f"{Path(args.out) / 'report'}, or add --overwrite")
+        out = output_folder(parser, "--out", args.out)
     images, labels = load_mnist("test", root=args.data_dir)
     if args.limit:
         images, labels = images[:args.limit], labels[:args.limit]
@@ -59,38 +195,54 @@ def cmd_evaluate(args, parser):
     print(f"Test accuracy: {result['accuracy']:.4f} ({result['accuracy'] * 100:.2f}%) on "
           f"{result['samples']:,} images, test loss {result['loss']:.4f}\n")
     print(metrics.classification_report(y_true, y_pred, target_names=[str(d) for d in range(10)]))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out:
         history_file = args.weights.parent / "history.json"
-        history = json.loads(history_file.read_text()) if history_file.is_file() else None
-        save_reports(out, history, y_true, y_pred)
+        history = _read_history(parser, history_file) if history_file.is_file() else None
+        written = save_reports(out, history, y_true, y_pred)
         probs = np.exp(result["outputs"])
         plots.plot_predictions(images[:25], y_true[:25], y_pred[:25], probs[:25], path=out / "predictions.png")
         plots.plot_misclassified(images, y_true, y_pred, probs, path=out / "misclassified.png")
         plots.plot_filters(model, path=out / "filters.png")
         plots.plot_feature_maps(model, images[0], path=out / "feature_maps.png")
-        print(f"\nWrote curves, confusion matrix, report, predictions, misclassified, filters and feature maps "
-              f"to {out}")
+        written += ["predictions.png", "misclassified.png", "filters.png", "feature_maps.png"]
+        print()
+        if not history_file.is_file():
+            print(f"No history.json beside {args.weights}: no training curves")
+        print(f"Wrote {', '.join(written)} to {out}")
+
+
+def _input_name(path: str, taken: dict) -> str:
+    """``digit_28x28.png`` for ``digit.png``, or ``digit_2_28x28.png``, ``digit_3_28x28.png``... if that is taken."""
+    stem = Path(path).stem
+    name, n = f"{stem}_28x28.png", 1
+    while taken.get(name, path) != path:
+        n += 1
+        name = f"{stem}_{n}_28x28.png"
+    taken[name] = path
+    return name
 
 
 def cmd_predict(args, parser):
     from PIL import Image
 
     from minicnn.imaging import predict, preprocess_digit
+    from minicnn.serialization import write_atomic
 
     model = _model_for(args.weights, args.model)
-    inputs, names = [], []
+    folder = output_folder(parser, "--save-input", args.save_input) if args.save_input else None
+    inputs, taken = [], {}
     for path in args.images:
         x, raw = preprocess_digit(path, return_raw=True)
         inputs.append(x)
-        names.append(path)
-        if args.save_input:
-            folder = Path(args.save_input)
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(raw).save(folder / f"{Path(path).stem}_28x28.png")
+        if folder:
+            name = _input_name(path, taken)
+            first = f"{Path(path).stem}_28x28.png"
+            if name != first:
+                _warn(parser, f"{folder / first} holds the input of {taken[first]}, so the input of {path} "
+                              f"is saved as {folder / name}")
+            write_atomic(folder / name, lambda f: Image.fromarray(raw).save(f, format="PNG"))
     digits, confidence = predict(model, np.stack(inputs))
-    for name, d, p in zip(names, digits, confidence):
+    for name, d, p in zip(args.images, digits, confidence):
         print(f"{name}: {d} ({p * 100:.1f}%)")
 
 
@@ -109,50 +261,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on MNIST (the options of examples/train_mnist.py)")
     recipes.add_arguments(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, command_parser=p)
 
     p = sub.add_parser("evaluate", help="test accuracy, classification report and plots of saved weights")
     _add_common(p)
-    p.add_argument("--out", help="folder for the plots and the report")
+    p.add_argument("--out", metavar="DIR", help="folder for the plots and the report; the training curves "
+                                                "come from the history.json beside the weights, when there is one")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --out to be the weights' own folder, replacing the training run's reports "
+                        f"({', '.join(TRAINING_REPORTS)}) there; without it, evaluate refuses")
     p.add_argument("--data-dir", default=None, help="folder of MNIST-layout IDX files (default: bundled MNIST)")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size (default 1000)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, command_parser=p)
 
     p = sub.add_parser("predict", help="read the digit in each image file")
     _add_common(p)
     p.add_argument("images", nargs="+", help="image files, one handwritten digit each")
-    p.add_argument("--save-input", metavar="DIR", help="also save each preprocessed 28x28 input there")
-    p.set_defaults(func=cmd_predict)
+    p.add_argument("--save-input", metavar="DIR",
+                   help="also save each preprocessed 28x28 input there, as NAME_28x28.png "
+                        "(NAME_2_28x28.png, ... for inputs of the same name)")
+    p.set_defaults(func=cmd_predict, command_parser=p)
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
     p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN")
-    p.set_defaults(func=cmd_summary)
+    p.set_defaults(func=cmd_summary, command_parser=p)
 
-    bench_parser = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
-                                  parents=[bench.build_parser()], add_help=False)
-    bench_parser.set_defaults(func=lambda args, parser: bench.run_with_args(args, bench_parser))
+    p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
+                       parents=[bench.build_parser()], add_help=False)
+    p.set_defaults(func=bench.run_with_args, command_parser=p)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "backend", None):
-        try:
-            minicnn.set_backend(args.backend)
-        except (ValueError, minicnn.BackendUnavailableError) as exc:
-            parser.exit(2, f"minicnn: error: {exc}\n")
-    for option in ("batch_size", "limit"):
-        value = getattr(args, option, None)
-        if value is not None and value < 1:
-            parser.error(f"--{option.replace('_', '-')} must be positive, got {value}")
-    try:
-        args.func(args, parser)
-    except (ValueError, FileNotFoundError) as exc:  # bad files and inputs: a message, not a traceback
-        print(f"minicnn {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    args = build_parser().parse_args(argv)
+    return run_command(args.command_parser, args, args.func)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ and the learning rate annealed along a cosine from 1e-3 to 0 over the whole
 run, stepped every batch (``--scheduler`` picks another).  Each epoch prints
 its loss, accuracy and time; the end prints the test accuracy.  With
 ``--out DIR``, the weights (``model.npz``), the per-epoch history
-(``history.json``) and the final metrics (``metrics.json``) are written there.
+(``history.json``), the final metrics (``metrics.json``) and the test-set
+reports (curves, confusion matrix, classification report) are written there.
+DIR is checked before the data is read, and the files are written to a
+temporary folder inside it first and then moved into place, so a run that
+fails leaves DIR as it was, never new weights beside old plots.
 
 Read :func:`run` top to bottom: data, loaders, model, loss, optimizer,
 schedule, :func:`minicnn.training.fit`, :func:`minicnn.training.evaluate`.
@@ -17,6 +21,9 @@ schedule, :func:`minicnn.training.fit`, :func:`minicnn.training.evaluate`.
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +31,7 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
+from minicnn.cli import output_folder
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
 from minicnn.serialization import write_json_atomic, write_text_atomic
@@ -51,7 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="folder of MNIST-layout IDX files (default: MINICNN_DATA, else the bundled MNIST)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
-    p.add_argument("--out", default=None, help="folder for weights, history.json and metrics.json")
+    p.add_argument("--out", default=None,
+                   help="folder for model.npz, history.json, metrics.json and the reports (replaced together, "
+                        "only when the run succeeds)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -62,7 +72,7 @@ def _positive(parser, name, value, allow_zero=False):
 
 
 def main(argv=None) -> dict:
-    """Parse ``argv`` (as ``examples/train_mnist.py`` and ``minicnn train`` do) and train."""
+    """Parse ``argv`` (as ``examples/train_mnist.py`` and ``minicnn train`` do) and train; errors raise."""
     parser = build_parser()
     return run(parser, parser.parse_args(argv))
 
@@ -71,10 +81,13 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
     _positive(parser, "--epochs", args.epochs, allow_zero=True)
     _positive(parser, "--batch-size", args.batch_size)
-    _positive(parser, "--lr", args.lr)
     _positive(parser, "--limit", args.limit)
+    _positive(parser, "--seed", args.seed, allow_zero=True)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"--lr must be a finite number > 0, got {args.lr}")
     if not 0.0 <= args.val_split < 1.0:
         parser.error(f"--val-split must be in [0, 1), got {args.val_split}")
+    out = output_folder(parser, "--out", args.out) if args.out else None
 
     if args.backend:
         minicnn.set_backend(args.backend)
@@ -86,7 +99,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
         images, labels = images[:args.limit], labels[:args.limit]
     val_loader = None
     if args.val_split > 0:
+        n = len(images)
         (images, labels), (val_images, val_labels) = train_val_split(images, labels, args.val_split, seed=args.seed)
+        for part, count in (("training", len(images)), ("validation", len(val_images))):
+            if count == 0:
+                parser.error(f"--val-split {args.val_split} of {n:,} image{'s' * (n != 1)}"
+                             f"{f' (--limit {args.limit})' if args.limit else ''} leaves 0 {part} images")
         val_loader = DataLoader(val_images, val_labels, batch_size=1000, transform=mnist_eval_transform())
 
     rng = np.random.default_rng(args.seed)
@@ -116,7 +134,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
                   scheduler=scheduler, scheduler_interval=interval,
                   progress=False if args.quiet else None)
     seconds = time.perf_counter() - start
-    test = evaluate(model, test_loader, criterion, return_predictions=bool(args.out))
+    test = evaluate(model, test_loader, criterion, return_predictions=out is not None)
     print(f"Test accuracy: {test['accuracy']:.4f} ({test['accuracy'] * 100:.2f}%), "
           f"test loss {test['loss']:.4f}, training time {seconds:.1f}s")
 
@@ -124,24 +142,41 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
                "backend": backend.name, "seconds": seconds, "model": args.model, "seed": args.seed,
                "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler,
                "augment": not args.no_augment, "train_samples": int(len(images))}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        minicnn.save(model, out / "model.npz")
-        write_json_atomic(out / "history.json", history.to_dict())
-        write_json_atomic(out / "metrics.json", metrics)
-        save_reports(out, history.to_dict(), test["targets"], test["predictions"])
-        print(f"Wrote the weights, history, metrics, curves, confusion matrix and report to {out}")
+    if out is not None:
+        def write(folder: Path) -> list[str]:
+            minicnn.save(model, folder / "model.npz")
+            write_json_atomic(folder / "history.json", history.to_dict())
+            write_json_atomic(folder / "metrics.json", metrics)
+            return ["model.npz", "history.json", "metrics.json",
+                    *save_reports(folder, history.to_dict(), test["targets"], test["predictions"])]
+
+        print(f"Wrote {', '.join(write_together(out, write))} to {out}")
     return metrics
 
 
-def save_reports(out: Path, history: dict | None, targets, predictions) -> None:
-    """Training curves (when there is a history), confusion matrix and classification report."""
+def write_together(out: Path, write) -> list[str]:
+    """Call ``write(folder)`` on an empty temporary folder inside ``out``, then move the files it names into ``out``.
+
+    ``write`` returns the names of the files it wrote.  When it fails, ``out`` is left as it was; the moves
+    (``os.replace``, one rename each) only start once every file is complete.  Returns the names.
+    """
+    with tempfile.TemporaryDirectory(prefix=".writing-", dir=out) as staging:
+        names = write(Path(staging))
+        for name in names:
+            os.replace(Path(staging) / name, out / name)
+    return names
+
+
+def save_reports(out: Path, history: dict | None, targets, predictions) -> list[str]:
+    """Training curves (when there is a history), confusion matrix and classification report; returns the file names."""
     from minicnn import metrics, plots
 
+    names = []
     if history:
         plots.plot_history(history, path=out / "curves.png")
+        names.append("curves.png")
     plots.plot_confusion_matrix(metrics.confusion_matrix(targets, predictions, num_classes=10),
                                 path=out / "confusion_matrix.png")
     report = metrics.classification_report(targets, predictions, target_names=[str(d) for d in range(10)])
     write_text_atomic(out / "classification_report.txt", report + "\n")
+    return names + ["confusion_matrix.png", "classification_report.txt"]

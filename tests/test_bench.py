@@ -1,7 +1,11 @@
 """The backend benchmark (minicnn.bench, `minicnn bench`) end to end, kept tiny: it checks what the
 benchmark reports and writes, not how fast anything is."""
 import json
+import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +74,7 @@ def test_pytorch_reference_row(torch):
 
 
 @pytest.mark.parametrize("argv", [["--repeats", "0"], ["--train-steps", "0"], ["--settle", "-1"],
-                                  ["--settle", "nan"], ["--backends", "fortran"]])
+                                  ["--settle", "nan"], ["--settle", "inf"], ["--backends", "fortran"]])
 def test_bad_options_get_usage(argv, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "--no-torch", *argv])
@@ -109,3 +113,43 @@ def test_ceiling_lines_give_each_runner_its_share():
     assert lines[3] == ("  inference:  8.48 GFLOP per batch of 1000 -> at most 8,000 img/s "
                         "(numba 25%, pytorch-cpu 31%)")
     assert len(lines) == 4, "the cuda backend has no ceiling in this report, so no line of its own"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--settle", "inf"], "--settle must be a finite number of seconds >= 0, got inf"),
+    (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["--json", "{tmp}"], "--json {tmp}: is a folder, expected a file name"),
+    (["--json", "{tmp}/file/bench.json"], "--json {tmp}/file/bench.json: {tmp}/file is a file, not a folder"),
+    (["--plot", "{tmp}/file/bench.png"], "--plot {tmp}/file/bench.png: {tmp}/file is a file, not a folder"),
+    (["--plot", "{tmp}/bench.xyz"], "--plot {tmp}/bench.xyz: matplotlib cannot write .xyz files; expected one of "),
+])
+def test_options_and_output_paths_are_checked_before_measuring(argv, message, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--backends", "numpy", "--no-torch", *TINY, *(a.format(tmp=tmp_path) for a in argv)])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", "nothing measured"
+    assert captured.err.strip().splitlines()[-1].startswith(f"minicnn bench: error: {message.format(tmp=tmp_path)}")
+    if argv[0] == "--plot" and "xyz" in argv[1]:
+        assert ".png" in captured.err and ".svg" in captured.err
+
+
+@pytest.mark.skipif("cupy" in minicnn.available_backends(), reason="CuPy loads here, so --backends cupy is no error")
+def test_unavailable_backend_is_one_line_before_measuring(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--backends", "numpy", "cupy", "--no-torch", *TINY])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("minicnn bench: error: --backends cupy: backend 'cupy' needs CuPy")
+    assert captured.err.endswith(f". Available here: {', '.join(minicnn.available_backends())}\n")
+
+
+def test_benchmark_script_reports_errors_in_one_line(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_backends.py"
+    result = subprocess.run([sys.executable, str(script), "--no-torch", *TINY, "--plot", str(tmp_path / "b.xyz")],
+                            capture_output=True, text=True, env=os.environ)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"bench_backends.py: error: --plot {tmp_path / 'b.xyz'}: matplotlib cannot write .xyz files")

@@ -1,9 +1,13 @@
 """The minicnn command end to end on a small model."""
 import contextlib
+import errno
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,7 @@ from PIL import Image
 import minicnn
 from minicnn import cli, models
 from minicnn.data import load_mnist
+from minicnn.imaging import preprocess_digit
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +113,209 @@ def test_bad_arguments_get_usage(argv, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "minicnn.cli", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == f"minicnn {minicnn.__version__}"
+
+
+# --- errors a user can cause: one line, the right exit status, found before the long work --------------
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAIN = ["train", "--epochs", "1", "--limit", "64", "--no-augment", "--quiet"]
+CUPY_LOADS = "cupy" in minicnn.available_backends()
+
+
+def _last_error_line(capsys):
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.out, captured.err.strip().splitlines()[-1]
+
+
+def _run_script(*argv, env=None):
+    """Run a Python file or module in a fresh interpreter: (exit status, stderr lines)."""
+    result = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("where, blocker", [("run.txt", "run.txt"), ("run.txt/sub/dir", "run.txt"),
+                                            ("x" * 300, None)])
+def test_train_checks_out_before_training(where, blocker, tmp_path, capsys):
+    (tmp_path / "run.txt").write_text("not a folder")
+    out = tmp_path / where
+    with pytest.raises(SystemExit) as info:
+        cli.main([*TINY_TRAIN, "--out", str(out)])
+    assert info.value.code == 2
+    printed, line = _last_error_line(capsys)
+    assert printed == "", "the check comes before any training"
+    problem = f"{tmp_path / blocker} is a file, not a folder" if blocker else "File name too long"
+    assert line == f"minicnn train: error: --out {out}: {problem}"
+
+
+def test_train_usage_and_option_errors_name_the_subcommand_and_option(capsys):
+    for argv, message in ((["--seed", "-1"], "--seed must be non-negative, got -1"),
+                          (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+                          (["--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+                          (["--limit", "1", "--val-split", "0.9"],
+                           "--val-split 0.9 of 1 image (--limit 1) leaves 0 training images"),
+                          (["--limit", "2", "--val-split", "0.2"],
+                           "--val-split 0.2 of 2 images (--limit 2) leaves 0 validation images")):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["train", "--epochs", "1", "--quiet", *argv])
+        assert info.value.code == 2, argv
+        captured = capsys.readouterr()
+        assert captured.err.startswith("usage: minicnn train "), argv
+        assert captured.err.strip().splitlines()[-1] == f"minicnn train: error: {message}"
+        assert "Epoch" not in captured.out, "checked before any training"
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+def test_diverging_training_is_one_line(capsys):
+    assert cli.main(["train", "--lr", "1e30", "--epochs", "1", "--limit", "256", "--no-augment", "--quiet"]) == 1
+    _, line = _last_error_line(capsys)
+    assert line.startswith("minicnn train: error: loss became nan at epoch 1, batch ")
+    assert line.endswith("; the model holds the weights from the end of epoch 0 (try a lower learning rate)")
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["--lr", "1e30", "--limit", "256"], 1, "loss became nan at epoch 1, batch "),
+    (["--data-dir", "{tmp}/nowhere"], 1, "the MNIST data folder {tmp}/nowhere "),
+    (["--data-dir", "{tmp}"], 1, "train-images-idx3-ubyte not found: "),
+    (["--out", "{tmp}/file"], 2, "--out {tmp}/file: {tmp}/file is a file, not a folder"),
+])
+def test_example_script_reports_errors_as_minicnn_train_does(argv, status, message, tmp_path):
+    (tmp_path / "file").write_text("")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    code, err = _run_script(ROOT / "examples" / "train_mnist.py", "--epochs", "1", "--limit", "64", "--no-augment",
+                            "--quiet", *argv)
+    assert code == status
+    assert err[-1].startswith(f"train_mnist.py: error: {message.format(tmp=tmp_path)}")
+
+
+@pytest.mark.parametrize("command", [["summary"], ["train", "--limit", "64"], ["evaluate", "w.npz"],
+                                     ["predict", "w.npz", "x.png"], ["bench", "--no-torch"]])
+def test_unusable_backend_setting_is_one_line(command):
+    code, err = _run_script("-m", "minicnn.cli", *command, env={"MINICNN_BACKEND": "fortran"})
+    assert code == 2
+    assert err == [f"minicnn {command[0]}: error: MINICNN_BACKEND=fortran: unknown backend 'fortran'; the known "
+                   f"backends are 'numpy', 'numba', 'cupy'. Available here: {', '.join(minicnn.available_backends())}"]
+
+
+@pytest.mark.skipif(CUPY_LOADS, reason="CuPy loads here, so MINICNN_BACKEND=cupy is no error")
+def test_missing_cupy_in_the_environment_is_one_line():
+    code, err = _run_script("-m", "minicnn.cli", "summary", env={"MINICNN_BACKEND": "cupy"})
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("minicnn summary: error: MINICNN_BACKEND=cupy: backend 'cupy' needs CuPy")
+
+
+def test_evaluate_and_predict_check_their_output_folder_first(trained, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    weights = str(trained / "model.npz")
+    for argv, option in ((["evaluate", weights, "--limit", "100"], "--out"),
+                         (["predict", weights, "x.png"], "--save-input")):
+        with pytest.raises(SystemExit) as info:
+            cli.main([*argv, option, str(tmp_path / "file" / "sub")])
+        assert info.value.code == 2
+        printed, line = _last_error_line(capsys)
+        assert printed == "", "no report before the check"
+        assert line == f"minicnn {argv[0]}: error: {option} {tmp_path / 'file' / 'sub'}: {tmp_path / 'file'} " \
+                       f"is a file, not a folder"
+
+
+def test_a_file_that_cannot_be_written_is_named_in_one_line(capsys):
+    def fails(args, parser):
+        raise PermissionError(13, "Permission denied", "/some/where/report.txt")
+
+    parser = cli.build_parser()
+    assert cli.run_command(parser, parser.parse_args(["summary"]), fails) == 1
+    assert capsys.readouterr().err == "minicnn: error: /some/where/report.txt: Permission denied\n"
+
+
+def test_saved_inputs_of_the_same_name_are_all_kept(trained, tmp_path, capsys):
+    images, _ = load_mnist("test")
+    files = []
+    for i, folder in enumerate(("a", "b", "c")):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "digit.png")
+        Image.fromarray(255 - images[i]).save(files[-1])
+    seen = tmp_path / "seen"
+    assert cli.main(["predict", str(trained / "model.npz"), *map(str, files), "--save-input", str(seen)]) == 0
+    assert sorted(p.name for p in seen.iterdir()) == ["digit_28x28.png", "digit_2_28x28.png", "digit_3_28x28.png"]
+    for i, name in enumerate(["digit_28x28.png", "digit_2_28x28.png", "digit_3_28x28.png"]):
+        _, raw = preprocess_digit(str(files[i]), return_raw=True)
+        assert np.array_equal(np.asarray(Image.open(seen / name)), raw), name
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"minicnn predict: warning: {seen / 'digit_28x28.png'} holds the input of {files[0]}, so the "
+                   f"input of {files[i]} is saved as {seen / name}"
+                   for i, name in ((1, "digit_2_28x28.png"), (2, "digit_3_28x28.png"))]
+
+
+def test_failed_train_out_leaves_the_old_run_as_it_was(trained, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    def disk_full(*args, path=None, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(minicnn.plots, "plot_confusion_matrix", disk_full)
+    assert cli.main([*TINY_TRAIN, "--out", str(run)]) == 1
+    _, line = _last_error_line(capsys)
+    assert line.startswith("minicnn train: error: ") and line.endswith("confusion_matrix.png: No space left on device")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before, "no new file beside the old ones"
+
+
+def test_evaluate_will_not_replace_the_training_reports_unless_asked(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(SystemExit) as info:
+        cli.main(["evaluate", str(run / "model.npz"), "--limit", "50", "--out", str(run)])
+    assert info.value.code == 2
+    printed, line = _last_error_line(capsys)
+    assert printed == ""
+    assert line == (f"minicnn evaluate: error: --out {run} holds the training reports of {run / 'model.npz'} "
+                    f"(curves.png, confusion_matrix.png, classification_report.txt), which this evaluation would "
+                    f"replace; choose another folder, such as {run / 'report'}, or add --overwrite")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert cli.main(["evaluate", str(run / "model.npz"), "--limit", "50", "--out", str(run), "--overwrite"]) == 0
+    assert "on 50 images" in capsys.readouterr().out
+    assert "50" in (run / "classification_report.txt").read_text()
+
+
+def test_evaluate_says_which_files_it_wrote(trained, tmp_path, capsys):
+    shutil.copy(trained / "model.npz", tmp_path / "model.npz")
+    assert cli.main(["evaluate", str(tmp_path / "model.npz"), "--limit", "50", "--out", str(tmp_path / "r")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == [f"No history.json beside {tmp_path / 'model.npz'}: no training curves",
+                          "Wrote confusion_matrix.png, classification_report.txt, predictions.png, misclassified.png, "
+                          f"filters.png, feature_maps.png to {tmp_path / 'r'}"]
+    assert not (tmp_path / "r" / "curves.png").exists()
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    ("[1, 2]", 'expected per-epoch columns of numbers, {"train_loss": [...], ...}, as train --out writes them'),
+    ('{"train_loss": [1.0, "x"]}', 'expected per-epoch columns of numbers, {"train_loss": [...], ...}, '
+                                   'as train --out writes them'),
+])
+def test_unusable_history_skips_the_curves_with_a_warning(content, problem, trained, tmp_path, capsys):
+    shutil.copy(trained / "model.npz", tmp_path / "model.npz")
+    (tmp_path / "history.json").write_text(content)
+    assert cli.main(["evaluate", str(tmp_path / "model.npz"), "--limit", "50", "--out", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f"minicnn evaluate: warning: {tmp_path / 'history.json'}: {problem}; no training curves\n"
+    assert captured.out.strip().splitlines()[-1].startswith("Wrote confusion_matrix.png, ")
+    assert not (tmp_path / "r" / "curves.png").exists()
+
+
+def test_weights_folder_and_non_finite_weights_are_named(trained, tmp_path, capsys):
+    assert cli.main(["evaluate", str(trained), "--limit", "10"]) == 1
+    assert capsys.readouterr().err == (f"minicnn evaluate: error: {trained} is a folder; expected a weights file "
+                                       f"such as {trained / 'model.npz'}\n")
+    model = minicnn.load(models.MnistCNN(seed=0), trained / "model.npz")
+    model.fc1.weight.data[0, 0] = np.nan
+    path = minicnn.save(model, tmp_path / "nan.npz")
+    for argv in (["evaluate", str(path), "--limit", "10"], ["predict", str(path), "x.png"]):
+        assert cli.main(argv) == 1
+        assert capsys.readouterr().err == (f"minicnn {argv[0]}: error: {path}: NaN or infinite values in fc1.weight; "
+                                           f"every prediction would be meaningless (did the training diverge?)\n")
