@@ -124,6 +124,11 @@ def test_minicnn_data_environment_variable(tmp_path, monkeypatch):
         load_mnist("test")
 
 
+def test_a_missing_root_names_where_it_came_from(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere \(from root, --data-dir on the command line\) is not a directory"):
+        load_mnist("test", root=tmp_path / "nowhere")
+
+
 def test_missing_file_names_both_names_looked_for(tmp_path):
     make_folder(tmp_path, split="test")
     with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte not found: expected .*"

@@ -171,8 +171,14 @@ def test_random_affine_is_deterministic_given_the_seed(rng):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"degrees": -1}, ValueError, r"degrees must be >= 0 .* got -1"),
-    ({"translate": 1.5}, ValueError, r"translate must be in \[0, 1\] .* got 1.5"),
+    ({"degrees": -1}, ValueError, r"degrees must be a finite number >= 0 .* got -1"),
+    ({"degrees": None}, ValueError, r"degrees must be a finite number >= 0 .* got None"),
+    ({"degrees": float("inf")}, ValueError, r"degrees must be a finite number >= 0 .* got inf"),
+    ({"degrees": "10"}, ValueError, r"degrees must be a finite number >= 0 .* got '10'"),
+    ({"translate": 1.5}, ValueError, r"translate must be a number in \[0, 1\] .* got 1.5"),
+    ({"translate": True}, ValueError, r"translate must be a number in \[0, 1\] .* got True"),
+    ({"scale": 0.9}, ValueError, r"scale must be None or \(lo, hi\) with 0 < lo <= hi, got 0.9"),
+    ({"scale": (0.9, "1.1")}, ValueError, r"scale must be None or \(lo, hi\) with 0 < lo <= hi, got \(0.9, '1.1'\)"),
     ({"scale": (1.2, 0.8)}, ValueError,
      r"scale must be None or \(lo, hi\) with 0 < lo <= hi, got \(1.2, 0.8\)"),
     ({"scale": (0, 1)}, ValueError, r"scale must be None or \(lo, hi\)"),
@@ -183,6 +189,14 @@ def test_random_affine_arguments_are_checked(kwargs, error, message):
     kwargs = {"generator": np.random.default_rng(0), **kwargs}
     with pytest.raises(error, match=message):
         random_affine(x, **kwargs)
+
+
+@pytest.mark.parametrize("batch,got", [(np.zeros((28, 28), np.float32), "shape \\(28, 28\\)"),
+                                       ([[0.0]], "list")], ids=["one-image", "list"])
+def test_random_affine_wants_a_batch(batch, got):
+    with pytest.raises(ValueError, match=f"random_affine expects a batch of images \\(N, H, W\\) or "
+                                         f"\\(N, C, H, W\\), got {got}; for one image use image\\[None\\]"):
+        random_affine(batch, np.random.default_rng(0))
 
 
 def test_warp_needs_one_matrix_per_image():
@@ -233,5 +247,5 @@ def test_pipelines(rng):
     assert "augment=True, degrees=10.0" in repr(train)
     with pytest.raises(ValueError, match="needs a numpy.random.Generator"):
         train(images, None)
-    with pytest.raises(ValueError, match="degrees must be >= 0"):
+    with pytest.raises(ValueError, match="degrees must be a finite number >= 0"):
         mnist_train_transform(degrees=-5)

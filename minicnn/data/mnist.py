@@ -92,7 +92,7 @@ def load_mnist(split: str = "train", root=None) -> tuple[np.ndarray, np.ndarray]
 def _folder(root) -> tuple[Path, str]:
     """The folder to read, and where that choice came from (for error messages)."""
     if root is not None:
-        folder, origin = Path(root).expanduser(), "the root argument"
+        folder, origin = Path(root).expanduser(), "root, --data-dir on the command line"
     elif os.environ.get("MINICNN_DATA", "").strip():
         folder, origin = Path(os.environ["MINICNN_DATA"].strip()).expanduser(), "MINICNN_DATA"
     else:

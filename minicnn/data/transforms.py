@@ -57,6 +57,9 @@ Docs: docs/data.md#augmentation-a-random-affine-warp
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from minicnn.backend import get_array_module
@@ -182,6 +185,10 @@ def random_affine(batch, generator: np.random.Generator, degrees: float = 10.0,
         raise TypeError(f"random_affine needs a numpy.random.Generator (np.random.default_rng(seed)), "
                         f"got {type(generator).__name__}")
     _check_affine_args(degrees, translate, scale)
+    if getattr(batch, "ndim", None) not in (3, 4):
+        raise ValueError(f"random_affine expects a batch of images (N, H, W) or (N, C, H, W), got "
+                         f"{'shape ' + str(tuple(batch.shape)) if hasattr(batch, 'shape') else type(batch).__name__}"
+                         f"; for one image use image[None]")
     N, (H, W) = batch.shape[0], batch.shape[-2:]
     angles = generator.uniform(-degrees, degrees, N)
     tx = generator.uniform(-translate * W, translate * W, N)
@@ -190,12 +197,19 @@ def random_affine(batch, generator: np.random.Generator, degrees: float = 10.0,
     return warp_affine(batch, inverse_affine_matrices(angles, tx, ty, scales, H, W), fill)
 
 
+def _real(value) -> bool:
+    """A finite real number (a bool is not one)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
 def _check_affine_args(degrees, translate, scale) -> None:
-    if not degrees >= 0:
-        raise ValueError(f"degrees must be >= 0 (angles are drawn from [-degrees, degrees]), got {degrees}")
-    if not 0 <= translate <= 1:
-        raise ValueError(f"translate must be in [0, 1] (a fraction of the image size), got {translate}")
-    if scale is not None and (len(scale) != 2 or not 0 < scale[0] <= scale[1]):
+    if not _real(degrees) or not degrees >= 0:
+        raise ValueError(f"degrees must be a finite number >= 0 (angles are drawn from [-degrees, degrees]), "
+                         f"got {degrees!r}")
+    if not _real(translate) or not 0 <= translate <= 1:
+        raise ValueError(f"translate must be a number in [0, 1] (a fraction of the image size), got {translate!r}")
+    if scale is not None and (not isinstance(scale, (tuple, list)) or len(scale) != 2
+                              or not all(_real(v) for v in scale) or not 0 < scale[0] <= scale[1]):
         raise ValueError(f"scale must be None or (lo, hi) with 0 < lo <= hi, got {scale!r}")
 
 
