@@ -1,6 +1,8 @@
 """Input checks shared by the layers: clear ``ValueError``s instead of NumPy tracebacks."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 
@@ -49,6 +51,11 @@ def check_grad(grad_output, shape, layer: str):
                          f"forward output), got {tuple(grad_output.shape)}")
     if not np.issubdtype(grad_output.dtype, np.floating):
         raise ValueError(f"{layer}.backward: expected a floating-point grad_output, got dtype {grad_output.dtype}")
+
+
+def is_real(value) -> bool:
+    """A real number (Python or NumPy, not a bool): a rate, a probability, a tolerance."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def is_positive_int(value) -> bool:

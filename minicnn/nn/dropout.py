@@ -10,12 +10,10 @@ Docs: docs/regularisation.md#dropout
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn._validate import check_generator, check_grad
+from minicnn.nn._validate import check_generator, check_grad, is_real
 from minicnn.nn.module import Module, backward_before_forward
 
 
@@ -28,7 +26,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, generator=None):
         super().__init__()
-        if not isinstance(p, numbers.Real) or isinstance(p, (bool, np.bool_)) or not 0.0 <= p < 1.0:
+        if not is_real(p) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         check_generator(generator, "Dropout")
         self.p = float(p)
