@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
+from minicnn.nn._validate import is_positive_int
 from minicnn.nn.module import Module, no_grad
 
 __all__ = ["parameter_counts", "summary", "summary_rows"]
@@ -87,13 +88,11 @@ def summary_rows(model: Module, input_shape=(1, 28, 28), batch_size=None) -> lis
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary expects a minicnn Module, got {type(model).__name__}")
-    if (not isinstance(input_shape, (tuple, list)) or not input_shape
-            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in input_shape)):
+    if not isinstance(input_shape, (tuple, list)) or not input_shape or not all(map(is_positive_int, input_shape)):
         raise ValueError(f"summary: input_shape must be a tuple of positive ints, one sample's shape such as "
                          f"(1, 28, 28), got {input_shape!r}")
     input_shape = tuple(int(d) for d in input_shape)
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
-                                   or batch_size < 1):
+    if batch_size is not None and not is_positive_int(batch_size):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     layers = [(name, m) for name, m in model.named_modules()
               if m is not model and (not m._modules or m._parameters)]

@@ -451,7 +451,7 @@ def _parallel_float(*arrays) -> bool:
     """True if the arrays are C-contiguous float32 or float64 arrays of one shape and dtype, large
     enough for two parallel chunks (below that, starting the threads costs more than NumPy's loop)."""
     first = arrays[0]
-    return first.dtype in (np.float32, np.float64) and first.size >= 2 * _CHUNK and all(
+    return _compiled_dtype(first) and first.size >= 2 * _CHUNK and all(
         a.flags.c_contiguous and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
 
 

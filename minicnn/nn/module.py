@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from minicnn.backend import _REGISTRY, _load, get_array_module, get_backend, to_numpy
+from minicnn.nn._validate import is_positive_int
 
 
 _grad_state = threading.local()
@@ -436,8 +437,7 @@ class Sequential(Module):
 
     def forward(self, x):
         block = self.block_size
-        if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer))
-                                  or block < 1):
+        if block is not None and not is_positive_int(block):
             raise ValueError(f"Sequential.block_size must be a positive int or None, got {block!r}")
         if (is_grad_enabled() or block is None or not isinstance(x, np.ndarray) or x.ndim < 1
                 or len(x) <= block or not self.per_sample()):
