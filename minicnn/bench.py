@@ -45,7 +45,7 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.backend import _REGISTRY, BackendUnavailableError, _load, available_backends
+from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
 from minicnn.cli import output_file
 from minicnn.serialization import write_json_atomic
 
@@ -229,7 +229,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
         settle=0.5, log=print) -> dict:
     """Measure every requested backend (default: all that load) and return a JSON-able report."""
     x, y = _mnist_batch(INFER_BATCH)
-    names = list(backends) if backends else [n for n in _REGISTRY if _available(n)]
+    names = list(backends) if backends else [n for n in backend_names() if _available(n)]
     previous = minicnn.get_backend().name
     runners = []
     for name in names:
@@ -288,7 +288,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
 
 def _available(name):
     try:
-        _load(name)
+        load_backend(name)
         return True
     except BackendUnavailableError:
         return False
@@ -397,7 +397,7 @@ def _check_plot_format(parser, path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark minicnn's backends (and PyTorch as a reference).")
-    p.add_argument("--backends", nargs="+", choices=list(_REGISTRY), help="default: every backend that loads")
+    p.add_argument("--backends", nargs="+", choices=backend_names(), help="default: every backend that loads")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is their median (default 5)")
     p.add_argument("--train-steps", type=int, default=20, help="training steps per round (default 20)")
@@ -432,7 +432,7 @@ def run_with_args(args, parser) -> dict:
         output_file(parser, "--plot", args.plot)
     for name in args.backends or []:
         try:
-            _load(name)
+            load_backend(name)
         except BackendUnavailableError as exc:
             raise BackendUnavailableError(f"--backends {name}: {exc}. Available here: "
                                           f"{', '.join(available_backends())}") from None

@@ -45,7 +45,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from minicnn.backend import get_backend, to_numpy
 from minicnn.data.transforms import normalize
-from minicnn.nn.module import no_grad
+from minicnn.nn.grad_mode import no_grad
 
 __all__ = ["as_network_input", "digit_to_mnist", "otsu_threshold", "predict", "preprocess_digit"]
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn.backend import to_numpy
-from minicnn.nn.module import Module, no_grad
+from minicnn.nn.grad_mode import no_grad
+from minicnn.nn.module import Module
 
 try:
     from tqdm.auto import tqdm
