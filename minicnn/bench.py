@@ -48,6 +48,7 @@ from minicnn import models, nn, optim
 from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
 from minicnn.cli import output_file
 from minicnn.serialization import write_json_atomic
+from minicnn.training import forward_in_blocks
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
 
@@ -95,8 +96,8 @@ class _Minicnn:
 
     def infer(self):
         self.model.eval()
-        with minicnn.no_grad():  # as PyTorch's runner does with torch.no_grad()
-            return self.model(self.x_inf)
+        # Under no_grad, as PyTorch's runner does with torch.no_grad(), and in blocks, as evaluate runs.
+        return forward_in_blocks(self.model, self.x_inf)
 
     def layer_times(self, reps):
         """Median forward and backward seconds of each layer at batch 64."""

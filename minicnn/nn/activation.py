@@ -26,9 +26,6 @@ from minicnn.nn.module import Module
 class ReLU(Module):
     """``max(x, 0)``, element-wise."""
 
-    def per_sample(self) -> bool:
-        return True
-
     def forward(self, x):
         if not hasattr(x, "dtype"):
             raise ValueError(f"ReLU: expected an array, got {type(x).__name__}")
@@ -54,9 +51,6 @@ class _AlongDim(Module):
         if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
             raise ValueError(f"{type(self).__name__}: dim must be an int, got {dim!r}")
         self.dim = int(dim)
-
-    def per_sample(self) -> bool:
-        return self.dim > 0  # a negative dim names axis 0 when the input has -dim axes
 
     def forward(self, x):
         if not hasattr(x, "ndim") or x.ndim < 1 or not np.issubdtype(x.dtype, np.floating):

@@ -49,9 +49,6 @@ class BatchNorm2d(Module):
         self.register_buffer("running_var", backend.asarray(np.ones(self.num_features), dtype=dtype))
         self.register_buffer("num_batches_tracked", backend.asarray(np.array(0), dtype=np.int64))
 
-    def per_sample(self) -> bool:
-        return not self.training  # training normalises by the batch's own statistics
-
     def forward(self, x):
         check_array(x, repr(self), 4, "(N, C, H, W)")
         if x.shape[1] != self.num_features:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import numpy as np
-
-from minicnn.nn._validate import is_positive_int
-from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.module import Module
 
 
@@ -21,20 +17,9 @@ class Sequential(Module):
     ``Sequential(a, b, c)`` names its children ``"0"``, ``"1"``, ``"2"``;
     ``Sequential(OrderedDict(conv=..., relu=...))`` uses the given names.
 
-    Under :func:`no_grad`, when every child is :meth:`~Module.per_sample`, a
-    batch of more than ``block_size`` samples goes through all the layers
-    ``block_size`` samples at a time and the outputs are concatenated.  Each
-    layer then works on arrays a fraction of the size, which the memory
-    allocator hands back from block to block, and more of them stay in cache;
-    the whole batch's arrays (hundreds of megabytes for 1000 MNIST images) are
-    fresh memory that the operating system maps and zeroes on every call.
-    Host (NumPy) arrays only: on a GPU the whole batch runs at once, which
-    keeps the GPU busy, and CuPy's memory pool already reuses its arrays.
-    ``block_size`` is a class attribute; set it on an instance to change it
-    there, or to ``None`` to turn blocking off.
+    For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
+    runs it a block of samples at a time.
     """
-
-    block_size = 128
 
     def __init__(self, *layers):
         super().__init__()
@@ -62,19 +47,7 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
-    def per_sample(self) -> bool:
-        return all(layer.per_sample() for layer in self._modules.values())
-
     def forward(self, x):
-        block = self.block_size
-        if block is not None and not is_positive_int(block):
-            raise ValueError(f"Sequential.block_size must be a positive int or None, got {block!r}")
-        if (is_grad_enabled() or block is None or not isinstance(x, np.ndarray) or x.ndim < 1
-                or len(x) <= block or not self.per_sample()):
-            return self._forward_all(x)
-        return np.concatenate([self._forward_all(x[i:i + block]) for i in range(0, len(x), block)])
-
-    def _forward_all(self, x):
         for layer in self._modules.values():
             x = layer(x)
         return x

@@ -53,9 +53,6 @@ class Conv2d(Module):
         check_window(x, self.kernel_size, self.padding, repr(self), "kernel")
         check_dtype(x, self.weight.dtype, repr(self))
 
-    def per_sample(self) -> bool:
-        return True
-
     def forward(self, x):
         self._check(x)
         bias = None if self.bias is None else self.bias.data

@@ -32,9 +32,6 @@ class Dropout(Module):
         self.p = float(p)
         self.generator = generator if generator is not None else np.random.default_rng()
 
-    def per_sample(self) -> bool:
-        return not self.training or self.p == 0.0
-
     def forward(self, x):
         if not hasattr(x, "dtype") or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"Dropout: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")

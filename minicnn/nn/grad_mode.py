@@ -25,11 +25,9 @@ def no_grad():
 
     Inside ``with no_grad():`` (or in a function decorated ``@no_grad()``),
     every module drops what its forward cached for backward as soon as the
-    forward returns, so memory holds only the arrays in flight, and a
-    :class:`Sequential` whose layers treat samples independently runs a host
-    batch of more than ``block_size`` samples ``block_size`` at a time (the
-    same outputs up to rounding, since BLAS may sum a smaller matrix product
-    in another order; faster: see :class:`Sequential`).  Max-pooling also skips
+    forward returns, so memory holds only the arrays in flight
+    (:func:`minicnn.training.forward_in_blocks` also runs a large batch in
+    blocks).  Max-pooling also skips
     recording its argmax.  A ``backward`` after such a forward raises, as if
     no forward had run.  Blocks nest; leaving one restores the previous
     state.  The state is per thread.

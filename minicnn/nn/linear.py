@@ -37,9 +37,6 @@ class Linear(Module):
         self.bias = new_parameter(
             init.uniform_fan_in((self.out_features,), self.in_features, generator), dtype) if bias else None
 
-    def per_sample(self) -> bool:
-        return True
-
     def forward(self, x):
         check_array(x, repr(self), 2, "(N, in_features)")
         if x.shape[1] != self.in_features:
@@ -65,9 +62,6 @@ class Linear(Module):
 
 class Flatten(Module):
     """Merge every dimension after the first: (N, ...) -> (N, prod(...))."""
-
-    def per_sample(self) -> bool:
-        return True
 
     def forward(self, x):
         if not hasattr(x, "ndim") or x.ndim < 1:

@@ -26,10 +26,9 @@ from minicnn.nn.parameter import Parameter
 from minicnn.nn.state import StateDictError  # noqa: F401  (also importable from here)
 
 
-def backward_before_forward(name: str) -> RuntimeError:
-    """The error every module raises when ``backward`` finds nothing cached by a forward."""
-    return RuntimeError(f"{name}: backward called before forward (a forward inside no_grad() "
-                        f"keeps nothing for backward)")
+def _dotted(prefix: str, name: str) -> str:
+    """``"0.weight"`` from ``("0", "weight")``; the name alone at the top."""
+    return f"{prefix}.{name}" if prefix else name
 
 
 class Module:
@@ -92,16 +91,6 @@ class Module:
             self._forget()
         return out
 
-    def per_sample(self) -> bool:
-        """True if each output sample depends on the same input sample alone (in the current mode).
-
-        Then a batch may be computed in parts along its first axis with the
-        same result (up to rounding), which :class:`Sequential` does under :func:`no_grad`.
-        False unless a subclass says otherwise (BatchNorm2d in training mode,
-        for one, mixes the samples through the batch statistics).
-        """
-        return False
-
     def save_for_backward(self, *tensors, output=None) -> None:
         """Keep ``tensors`` for :meth:`backward`, and the shape of ``output`` (the forward's result)
         as the shape its ``grad_output`` must have.  Under :func:`no_grad` nothing is kept."""
@@ -112,7 +101,8 @@ class Module:
         """What forward saved, after the checks every backward needs: that a forward ran (and kept
         something), and that ``grad_output`` is a floating array of the forward output's shape."""
         if self._cache is None:
-            raise backward_before_forward(self._label())
+            raise RuntimeError(f"{self._label()}: backward called before forward (a forward inside no_grad() "
+                               f"keeps nothing for backward)")
         shape, tensors = self._cache
         if shape is not None:
             check_grad(grad_output, shape, self._label())
@@ -130,7 +120,7 @@ class Module:
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child.named_modules(_dotted(prefix, name))
 
     def modules(self) -> Iterator["Module"]:
         for _, m in self.named_modules():
@@ -145,16 +135,16 @@ class Module:
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         for prefix, m in self.named_modules():
             for name, p in m._parameters.items():
-                yield (f"{prefix}.{name}" if prefix else name), p
+                yield _dotted(prefix, name), p
 
     def parameters(self) -> Iterator[Parameter]:
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self) -> Iterator[tuple[str, object]]:
-        for prefix, m in self.named_modules():
-            for name in m._buffers:
-                yield (f"{prefix}.{name}" if prefix else name), m._buffers[name]
+        for key, m, name, is_param in self._state_slots():
+            if not is_param:
+                yield key, m._buffers[name]
 
     # --- modes and gradients ------------------------------------------
     def train(self, mode: bool = True) -> "Module":
@@ -178,37 +168,26 @@ class Module:
 
         The arrays are the module's own (not copies), on the module's device.
         """
-        state = OrderedDict()
-        for prefix, m in self.named_modules():
-            for name, p in m._parameters.items():
-                state[f"{prefix}.{name}" if prefix else name] = p.data
-            for name in m._buffers:
-                state[f"{prefix}.{name}" if prefix else name] = m._buffers[name]
-        return state
+        return OrderedDict((key, m._parameters[name].data if is_param else m._buffers[name])
+                           for key, m, name, is_param in self._state_slots())
 
     def _state_slots(self):
         """(dotted name, owner module, attribute, is_parameter) for every state entry."""
         for prefix, m in self.named_modules():
             for name in m._parameters:
-                yield (f"{prefix}.{name}" if prefix else name), m, name, True
+                yield _dotted(prefix, name), m, name, True
             for name in m._buffers:
-                yield (f"{prefix}.{name}" if prefix else name), m, name, False
+                yield _dotted(prefix, name), m, name, False
 
     def load_state_dict(self, state_dict, strict: bool = True) -> "Module":
         """Copy arrays from ``state_dict`` into this module; see :func:`minicnn.nn.state.load_state_dict`."""
         return state.load_state_dict(self, state_dict, strict)
 
-    # --- dtype and device ---------------------------------------------
     def to(self, target) -> "Module":
         """Convert parameters and floating buffers in place to a floating dtype or a backend's
         device; returns ``self``.  See :func:`minicnn.nn.state.convert`."""
         return state.convert(self, target)
 
-    def _after_to(self) -> None:
-        """Hook for modules that keep derived state (drop caches)."""
-        self._forget()
-
-    # --- printing -----------------------------------------------------
     def extra_repr(self) -> str:
         return ""
 

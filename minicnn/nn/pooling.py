@@ -31,9 +31,6 @@ class MaxPool2d(Module):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel size "
                              f"{self.kernel_size} (a window must contain at least one input)")
 
-    def per_sample(self) -> bool:
-        return True
-
     def forward(self, x):
         check_array(x, repr(self), 4, "(N, C, H, W)")
         check_window(x, self.kernel_size, self.padding, repr(self), "window")

@@ -122,5 +122,5 @@ def convert(module, target):
         else:
             setattr(m, attr, convert(m._buffers[attr]))
     for m in module.modules():
-        m._after_to()
+        m._forget()  # what a forward saved has the old dtype or device
     return module
