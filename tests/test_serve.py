@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -254,8 +255,11 @@ def test_which_hosts_are_this_machine_only(host, loopback):
 # --- the command line -----------------------------------------------------------------------
 
 def test_minicnn_serve_starts_on_loopback_says_where_and_stops_on_ctrl_c(weights, tmp_path):
+    # A shell without job control starts background jobs with SIGINT ignored, and their children
+    # inherit that (Python then never raises KeyboardInterrupt): give the server Ctrl+C back.
     process = subprocess.Popen([sys.executable, "-m", "minicnn.cli", "serve", str(weights), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()
         match = re.fullmatch(r"Serving MnistCNN from model\.npz at (http://127\.0\.0\.1:(\d+)/) \(Ctrl\+C to stop\)\n",
@@ -265,7 +269,7 @@ def test_minicnn_serve_starts_on_loopback_says_where_and_stops_on_ctrl_c(weights
         assert status == 200 and '<canvas id="pad"' in page
         with socket.create_connection(("127.0.0.1", int(match.group(2))), timeout=5):
             pass
-        process.send_signal(2)  # SIGINT, as Ctrl+C
+        process.send_signal(signal.SIGINT)  # as Ctrl+C
         assert process.wait(timeout=30) == 0
         assert "Traceback" not in process.stderr.read()
     finally:
