@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="a web page to draw or upload a digit and see what the network reads")
     _add_common(p)
     serve_command.add_arguments(p)
-    p.set_defaults(func=serve_command.run, command_parser=p)
+    p.set_defaults(func=lambda args, parser: serve_command.run(args, parser, _model_for), command_parser=p)
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
     p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN")

@@ -233,10 +233,11 @@ def border_values(a):
 def marker_seven(paper, pen, spot=None, noise=3.0, margin=0):
     """A soft marker-drawn 7 (a 34 px stroke, blurred) on noisy paper, cropped to the stroke's core.
 
-    The crop cuts 6 px into the bounding box of the stroke's darker half,
-    so the bar runs out of the top edge and the stem out of the bottom one. ``spot``: a 20 x 20 patch of that gray inside the paper (a
-    glare or a shadow), brighter or darker than anything else. ``margin``:
-    that many pixels of paper around the crop, the same strokes not touching the edges.
+    The crop cuts 6 px into the bounding box of the stroke's darker half, so
+    the bar runs out of the top edge and the stem out of the bottom one.
+    ``spot``: a 20 x 20 patch of that gray inside the paper (a glare or a
+    shadow), brighter or darker than anything else. ``margin``: that many
+    pixels of paper around the crop, the same strokes not touching the edges.
     """
     img = Image.new("L", (200, 240), 0)
     ImageDraw.Draw(img).line([(30, 40), (170, 40), (80, 210)], fill=255, width=34)

@@ -10,6 +10,7 @@ Docs: docs/serve.md
 from __future__ import annotations
 
 import argparse
+import sys
 
 # The packages of the `web` extra: a missing one means the extra is not installed.
 WEB_EXTRA = {"flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous", "click", "blinker"}
@@ -32,10 +33,11 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def run(args, parser: argparse.ArgumentParser) -> None:
-    """Check the options, load the model, listen, print where, and serve until interrupted."""
-    from minicnn.cli import _model_for, _warn
+def run(args, parser: argparse.ArgumentParser, load_model) -> None:
+    """Check the options, load the model, listen, print where, and serve until interrupted.
 
+    ``load_model(weights, name)`` is the command line's loader, the one ``minicnn predict`` uses.
+    """
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
     if not args.max_upload_mb > 0:
@@ -47,11 +49,11 @@ def run(args, parser: argparse.ArgumentParser) -> None:
             raise
         parser.exit(2, f"{parser.prog}: error: the web page needs Flask ({exc.name} is not installed): "
                        f"{INSTALL_HINT}\n")
-    model = _model_for(args.weights, args.model)
+    model = load_model(args.weights, args.model)
     title = f"{type(model).__name__} from {args.weights.name}"
     httpd = server.listen(server.create_app(model, title, args.max_upload_mb), args.host, args.port)
     if not server.is_loopback(args.host):
-        _warn(parser, f"listening on {args.host}, not only on this machine: anyone who can reach port "
-                      f"{httpd.port} of it can use the page")
+        print(f"{parser.prog}: warning: listening on {args.host}, not only on this machine: anyone who can "
+              f"reach port {httpd.port} of it can use the page", file=sys.stderr)
     print(f"Serving {title} at {_url(args.host, httpd.port)} (Ctrl+C to stop)", flush=True)
     httpd.serve_forever()  # returns on Ctrl+C and closes the socket
