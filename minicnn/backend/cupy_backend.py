@@ -30,8 +30,8 @@ def make_backend() -> Backend:
         maxpool2d_forward=k.maxpool2d_forward,
         maxpool2d_backward=k.maxpool2d_backward,
         transpose01=k.transpose01,
+        relu_backward=k.relu_backward,
         # Written with the array module of their arguments: these run on CuPy arrays as they are.
         relu_forward=numpy_kernels.relu_forward,
-        relu_backward=numpy_kernels.relu_backward,
         adam_update=numpy_kernels.adam_update,
     )
