@@ -32,6 +32,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available_backends",
+    "device_backend",
     "get_array_module",
     "get_backend",
     "kernels_for",
@@ -82,12 +83,18 @@ class Backend:
     relu_backward: Callable
     adam_update: Callable
     extras: dict = field(default_factory=dict)
+    #: The array type of a device backend (``cupy.ndarray``); None for the host (NumPy arrays).
+    array_type: type | None = None
 
     def asarray(self, a, dtype=None):
-        """``a`` as an array of this backend's device (no copy when already there)."""
+        """``a`` as an array of this backend's device (no copy when already there).
+
+        The one place where data crosses between devices on the way in: a host
+        array is copied up, an array of another device comes down first.
+        """
         if self.device == "cpu":
             return np.asarray(to_numpy(a), dtype=dtype)
-        return self.xp.asarray(to_numpy(a) if not _is_cupy(a) else a, dtype=dtype)
+        return self.xp.asarray(a if device_backend(a) is self else to_numpy(a), dtype=dtype)
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
@@ -100,6 +107,18 @@ _current: Backend | None = None
 
 def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
+
+
+def device_backend(a) -> Backend | None:
+    """The loaded device backend whose arrays ``a`` is one of; None for host arrays (and anything else)."""
+    if isinstance(a, np.ndarray):
+        return None
+    for backend in _loaded.values():
+        if backend.array_type is not None and isinstance(a, backend.array_type):
+            return backend
+    if _is_cupy(a):  # a CuPy array made before the backend was asked for
+        return _load("cupy")
+    return None
 
 
 def available_backends() -> list[str]:
@@ -177,12 +196,9 @@ def get_backend() -> Backend:
 
 
 def get_array_module(x):
-    """``cupy`` for CuPy arrays, ``numpy`` for everything else."""
-    if _is_cupy(x):
-        import cupy
-
-        return cupy
-    return np
+    """``cupy`` for CuPy arrays (a device backend's array module for its arrays), ``numpy`` for everything else."""
+    backend = device_backend(x)
+    return np if backend is None else backend.xp
 
 
 def kernels_for(x) -> Backend:
@@ -191,8 +207,9 @@ def kernels_for(x) -> Backend:
     CuPy arrays get the CuPy kernels; host arrays get the active backend's
     kernels when it is a CPU backend (``numpy`` or ``numba``), else NumPy's.
     """
-    if _is_cupy(x):
-        return _load("cupy")
+    backend = device_backend(x)
+    if backend is not None:
+        return backend
     current = get_backend()
     return current if current.device == "cpu" else _load("numpy")
 
@@ -201,7 +218,7 @@ def to_numpy(a) -> np.ndarray:
     """``a`` as a NumPy array on the host (CuPy arrays and tensors are copied down)."""
     if isinstance(a, np.ndarray):
         return a
-    if _is_cupy(a):
+    if device_backend(a) is not None:
         return a.get()
     if hasattr(a, "detach") and hasattr(a, "cpu"):  # a PyTorch tensor, duck-typed
         return a.detach().cpu().numpy()

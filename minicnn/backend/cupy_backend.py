@@ -25,6 +25,7 @@ def make_backend() -> Backend:
         name="cupy",
         xp=cupy,
         device="cuda",
+        array_type=cupy.ndarray,
         im2col=k.im2col,
         col2im=k.col2im,
         maxpool2d_forward=k.maxpool2d_forward,
