@@ -236,6 +236,6 @@ def _on_data(kernel):
 
 def make_backend() -> Backend:
     names = ("im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
-             "relu_backward", "adam_update")
+             "relu_backward", "adam_update", "adam_update_many")
     return Backend(name="fakecupy", xp=xp, device="fake", array_type=DeviceArray,
                    **{name: _on_data(getattr(reference, name)) for name in names})

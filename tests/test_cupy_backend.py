@@ -152,14 +152,12 @@ def test_adam_source_updates_every_tensor_as_the_reference(c_kernels, dtype, wei
     vs = [np.abs(v) for v in vs]
     expected = [tuple(a.copy() for a in arrays) for arrays in zip(params, grads, ms, vs)]
     beta1, beta2, lr, eps, t = 0.9, 0.999, 1e-2, 1e-8, 3
-    scalars = np.array([lr, beta1, 1 - beta1, beta2, 1 - beta2, eps, 1 - beta1 ** t, 1 - beta2 ** t,
-                        weight_decay], dtype=dtype)
-    for p, g, m, v in expected:
-        ref.adam_update(p, g + dtype(weight_decay) * p if weight_decay else g, m, v,
-                        *(dtype(s) for s in scalars[:8]))
+    scalars = [dtype(s) for s in (lr, beta1, 1 - beta1, beta2, 1 - beta2, eps, 1 - beta1 ** t, 1 - beta2 ** t,
+                                  weight_decay)]
+    ref.adam_update_many(*(list(arrays) for arrays in zip(*expected)), *scalars)
     starts = np.concatenate([[0], np.cumsum([np.prod(s) for s in shapes])]).astype(np.int64)
     tables = [np.array([a.ctypes.data for a in arrays], dtype=np.uint64) for arrays in (params, grads, ms, vs)]
-    _call(c_kernels[dtype], _source("minicnn_adam"), dtype, int(starts[-1]), len(shapes), starts, *tables, scalars)
+    _call(c_kernels[dtype], _source("minicnn_adam"), dtype, int(starts[-1]), len(shapes), starts, *tables, *scalars)
     for got, want in zip(zip(params, grads, ms, vs), expected):
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-6 if dtype == np.float32 else 1e-14)
@@ -378,3 +376,94 @@ def test_gpu_no_grad_runs_the_batch_whole_and_equals_a_normal_forward(on_gpu):
     assert sizes == [300] and isinstance(out, cupy.ndarray)
     np.testing.assert_allclose(B.to_numpy(out), B.to_numpy(model(x)), rtol=1e-5, atol=1e-5)
     assert model[0]._cache is not None  # the normal forward cached; the no_grad one had not
+
+
+# --- fused kernels, training on the device, CUDA graphs ------------------------
+
+def test_a_graphed_step_refuses_models_whose_state_a_replay_would_not_repeat():
+    from minicnn import models, nn, optim
+    from minicnn.cuda_graph import GraphedTrainStep
+
+    model = models.MnistBNCNN(seed=0)
+    with pytest.raises(ValueError, match="is a BatchNorm2d, whose state changes between steps"):
+        GraphedTrainStep(model, nn.NLLLoss(), optim.Adam(model.parameters()))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_fused_relu_backward_and_adam_equal_reference(on_gpu, dtype):
+    cupy = on_gpu
+    rng = np.random.default_rng(8)
+    y = np.maximum(rng.standard_normal((4, 5)), 0).astype(dtype)
+    g = rng.standard_normal((4, 5)).astype(dtype)
+    np.testing.assert_array_equal(ck.relu_backward(cupy.asarray(g), cupy.asarray(y)).get(), ref.relu_backward(g, y))
+    shapes = [(32, 1, 3, 3), (32,), (128, 3136), (10,)]
+    host = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(4)]
+    host[3] = [np.abs(v) for v in host[3]]
+    device = [[cupy.asarray(a) for a in arrays] for arrays in host]
+    scalars = [dtype(s) for s in (1e-3, 0.9, 0.1, 0.999, 0.001, 1e-8, 1 - 0.9 ** 2, 1 - 0.999 ** 2, 0.01)]
+    for _ in range(2):  # the second call reuses the cached address tables
+        ref.adam_update_many(*host, *scalars)
+        ck.adam_update_many(*device, *scalars)
+    for h_arrays, d_arrays in zip(host, device):
+        for h, d in zip(h_arrays, d_arrays):
+            np.testing.assert_allclose(d.get(), h, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
+
+
+def _short_fit(images, labels, epochs=1):
+    from minicnn import models, nn, optim
+    from minicnn.data import DataLoader, mnist_train_transform
+    from minicnn.training import fit
+
+    loader = DataLoader(images, labels, batch_size=32, shuffle=True, generator=np.random.default_rng(0),
+                        transform=mnist_train_transform())
+    model = models.MnistCNN(seed=0)
+    history = fit(model, nn.NLLLoss(), optim.Adam(model.parameters()), loader, epochs, progress=False, log=None)
+    return history, {k: B.to_numpy(v) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.gpu
+def test_gpu_fit_equals_fit_on_the_host(on_gpu):
+    rng = np.random.default_rng(9)
+    images, labels = rng.integers(0, 256, (256, 28, 28)).astype(np.uint8), rng.integers(0, 10, 256)
+    gpu_history, gpu_weights = _short_fit(images, labels)
+    minicnn.set_backend("numpy")
+    host_history, host_weights = _short_fit(images, labels)
+    minicnn.set_backend("cupy")
+    assert gpu_history["train_loss"] == pytest.approx(host_history["train_loss"], rel=1e-4)
+    for key, value in host_weights.items():
+        np.testing.assert_allclose(gpu_weights[key], value, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_gpu_graphed_steps_equal_ordinary_steps(on_gpu):
+    from minicnn import models, nn, optim
+    from minicnn.cuda_graph import GraphedTrainStep
+
+    cupy = on_gpu
+    rng = np.random.default_rng(10)
+    batches = [(cupy.asarray(rng.standard_normal((16, 1, 28, 28)).astype(np.float32)),
+                cupy.asarray(rng.integers(0, 10, 16))) for _ in range(6)]
+    runs = {}
+    for graphed in (False, True):
+        model = models.MnistCNN(seed=0)
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = nn.NLLLoss()
+        step = GraphedTrainStep(model, loss_fn, opt, warmup=2) if graphed else None
+        losses = []
+        for x, y in batches:  # 2 warm-up steps, the capture, 3 replays
+            if graphed:
+                loss, _ = step(x, y)
+            else:
+                loss = loss_fn(model(x), y)
+                model.backward(loss_fn.backward())
+                opt.step()
+            opt.zero_grad()
+            losses.append(float(loss))
+        runs[graphed] = losses, {k: B.to_numpy(v) for k, v in model.state_dict().items()}
+    assert step.graph is not None and step.calls == 6
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
+    for key, value in runs[False][1].items():
+        np.testing.assert_allclose(runs[True][1][key], value, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot replay a step recorded for"):
+        step(batches[0][0][:8], batches[0][1][:8])

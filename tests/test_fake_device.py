@@ -206,3 +206,36 @@ def test_model_and_optimizer_move_between_host_and_device(fake, tmp_path):
         np.testing.assert_array_equal(runs[True][key], value)
     loaded = minicnn.load(models.MnistCNN(seed=1), tmp_path / "m.npz")  # on the host, the active backend
     assert all(isinstance(v, np.ndarray) for v in loaded.state_dict().values())
+
+
+def test_adam_updates_a_group_in_one_fused_call_and_falls_back_when_steps_differ(fake, monkeypatch):
+    import dataclasses
+
+    calls = []
+
+    def counting(params, *args):
+        calls.append(len(params))
+        return fake.adam_update_many(params, *args)
+
+    monkeypatch.setitem(B._loaded, "fakecupy", dataclasses.replace(fake, adam_update_many=counting))
+    start = [np.random.default_rng(0).standard_normal(3), np.random.default_rng(1).standard_normal(2)]
+    a, b = (nn.Parameter(fake.asarray(v)) for v in start)
+    opt = optim.Adam([a, b], lr=0.1, weight_decay=0.01)
+    a.grad, b.grad = fake.asarray(np.ones(3)), fake.asarray(np.ones(2))
+    opt.step()
+    assert calls == [2]  # one call for the whole group
+    b.grad = None
+    opt.step()  # only a: a group of one
+    assert calls == [2, 1]
+    b.grad = fake.asarray(np.ones(2))
+    opt.step()  # a is at step 3, b at step 2: different bias corrections, one update each
+    assert calls == [2, 1]
+    # The same three steps on the host, one parameter at a time, give the same numbers.
+    minicnn.set_backend("numpy")
+    host = [nn.Parameter(v.copy()) for v in start]
+    host_opt = optim.Adam(host, lr=0.1, weight_decay=0.01)
+    for grads in ((np.ones(3), np.ones(2)), (np.ones(3), None), (np.ones(3), np.ones(2))):
+        host[0].grad, host[1].grad = grads
+        host_opt.step()
+    np.testing.assert_array_equal(B.to_numpy(a.data), host[0].data)
+    np.testing.assert_array_equal(B.to_numpy(b.data), host[1].data)

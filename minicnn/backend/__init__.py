@@ -69,6 +69,8 @@ class Backend:
     ``relu_forward(x)``, ``relu_backward(grad_output, y)``  max(x, 0) and its gradient
     ``adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, 1 - beta1, beta2, 1 - beta2, eps,
     correction1, correction2)``  one Adam step, in place
+    ``adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, ..., correction2, weight_decay)``
+    the same for lists of same-dtype arrays at once (None where a backend has no fused kernel)
     """
 
     name: str
@@ -83,6 +85,7 @@ class Backend:
     relu_backward: Callable
     adam_update: Callable
     extras: dict = field(default_factory=dict)
+    adam_update_many: Callable | None = None
     #: The array type of a device backend (``cupy.ndarray``); None for the host (NumPy arrays).
     array_type: type | None = None
 

@@ -35,4 +35,5 @@ def make_backend() -> Backend:
         # Written with the array module of their arguments: these run on CuPy arrays as they are.
         relu_forward=numpy_kernels.relu_forward,
         adam_update=numpy_kernels.adam_update,
+        adam_update_many=k.adam_update_many,
     )

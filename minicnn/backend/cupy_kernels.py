@@ -32,8 +32,8 @@ Notation: N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW as in the reference;
 ``adam``        i -> one element of every parameter of an optimizer step:
                 the Adam rule (see :mod:`minicnn.optim.adam`) for all of a
                 model's parameters in one launch, through tables of their
-                addresses; the step's scalars are read from device memory, so
-                a captured CUDA graph replays them as they are updated.
+                addresses, where the reference takes about ten array
+                operations per parameter.
 
 :func:`cuda_source` is the whole program for one element type ``T``; it is
 compiled once per process and dtype (CuPy also caches the binary on disk).
@@ -201,15 +201,13 @@ _RELU_BWD = KernelSource(
 _ADAM = KernelSource(
     name="minicnn_adam",
     params=("long long n_tensors", "const long long* starts", "T* const* params", "const T* const* grads",
-            "T* const* exp_avgs", "T* const* exp_avg_sqs", "const T* scalars"),
+            "T* const* exp_avgs", "T* const* exp_avg_sqs", "T lr", "T beta1", "T one_minus_beta1", "T beta2",
+            "T one_minus_beta2", "T eps", "T correction1", "T correction2", "T weight_decay"),
     body="""
     /* Element i of the concatenation of all tensors: tensor t holds i in [starts[t], starts[t+1]). */
     long long t = 0;
     while (t + 1 < n_tensors && starts[t + 1] <= i) ++t;
     const long long e = i - starts[t];
-    const T lr = scalars[0], beta1 = scalars[1], one_minus_beta1 = scalars[2], beta2 = scalars[3],
-            one_minus_beta2 = scalars[4], eps = scalars[5], correction1 = scalars[6],
-            correction2 = scalars[7], weight_decay = scalars[8];
     T* p = params[t];
     T g = grads[t][e];
     if (weight_decay != 0) g = g + weight_decay * p[e];
@@ -346,41 +344,61 @@ def relu_backward(grad_output, y):
     return dx
 
 
-class AdamTables:
-    """The device tables of one group of same-dtype tensors for :data:`_ADAM`.
+class _AdamTables:
+    """The device tables of one list of same-dtype tensors for :data:`_ADAM`: offsets and addresses.
 
     ``starts`` (n+1 offsets into the concatenation) and the address tables of
-    the parameters and moments are uploaded once and kept while the arrays
-    stay the same; the gradients' table is rewritten in place when their
-    arrays change (a backward pass allocates new ones), and the step's nine
-    scalars are copied into ``scalars`` before every launch.
+    the parameters and moments are copied up once and kept while those arrays
+    stay the same; the gradients' table is copied up again only when their
+    addresses change (a backward pass allocates new gradient arrays, which
+    CuPy's memory pool mostly hands out at the same addresses step after step).
     """
 
     def __init__(self, params, exp_avgs, exp_avg_sqs):
         import cupy
 
         sizes = [p.size for p in params]
-        self.key = tuple(a.data.ptr for a in (*params, *exp_avgs, *exp_avg_sqs))
         self.total = int(sum(sizes))
-        self.dtype = params[0].dtype
         self.starts = cupy.asarray(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
         self.tables = [cupy.asarray(np.array([a.data.ptr for a in arrays], dtype=np.uint64))
                        for arrays in (params, exp_avgs, exp_avg_sqs)]
         self.grads = cupy.zeros(len(params), dtype=np.uint64)
         self.grads_key = None
-        self.scalars = cupy.zeros(9, dtype=self.dtype)
-        self.arrays = (list(params), list(exp_avgs), list(exp_avg_sqs))  # keep the addresses alive
+        self.alive = (list(params), list(exp_avgs), list(exp_avg_sqs), [])  # the addresses stay valid
+
+    def grad_table(self, grads):
+        key = tuple(g.data.ptr for g in grads)
+        if key != self.grads_key:
+            self.grads.set(np.array(key, dtype=np.uint64))
+            self.grads_key, self.alive = key, self.alive[:3] + (list(grads),)
+        return self.grads
 
 
-def adam_update_many(tables: AdamTables, grads, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                     correction1, correction2, weight_decay=0.0):
-    """One Adam step of every tensor of ``tables`` in a single launch (see :data:`_ADAM`)."""
-    grads_key = tuple(g.data.ptr for g in grads)
-    if grads_key != tables.grads_key:
-        tables.grads.set(np.array(grads_key, dtype=np.uint64))
-        tables.grads_key, tables.grads_alive = grads_key, list(grads)
-    tables.scalars.set(np.array([lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, correction1,
-                                 correction2, weight_decay], dtype=tables.dtype))
-    params, exp_avgs, exp_avg_sqs = tables.tables
-    launch(_ADAM, tables.dtype, tables.total, len(grads), tables.starts, params, tables.grads, exp_avgs,
-           exp_avg_sqs, tables.scalars)
+_adam_tables: dict = {}
+
+
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                     eps, correction1, correction2, weight_decay):
+    """One Adam step of every tensor in the lists, in one launch (see :data:`_ADAM`), in place.
+
+    The lists hold same-dtype CuPy arrays, each tensor's four of one shape;
+    the scalars are those of :func:`minicnn.backend.numpy_kernels.adam_update`
+    plus ``weight_decay`` (added to the gradient).  Arrays that are not
+    C-contiguous take the reference, tensor by tensor.
+    """
+    if not all(a.flags.c_contiguous for arrays in (params, grads, exp_avgs, exp_avg_sqs) for a in arrays):
+        from minicnn.backend import numpy_kernels
+
+        return numpy_kernels.adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1,
+                                              beta2, one_minus_beta2, eps, correction1, correction2, weight_decay)
+    key = tuple(a.data.ptr for arrays in (params, exp_avgs, exp_avg_sqs) for a in arrays)
+    tables = _adam_tables.get(key)
+    if tables is None:
+        if len(_adam_tables) >= 16:  # optimizers come and go: keep the tables of the latest few
+            _adam_tables.pop(next(iter(_adam_tables)))
+        tables = _adam_tables[key] = _AdamTables(params, exp_avgs, exp_avg_sqs)
+    dtype = params[0].dtype
+    p_table, m_table, v_table = tables.tables
+    launch(_ADAM, dtype, tables.total, len(params), tables.starts, p_table, tables.grad_table(grads), m_table,
+           v_table, *(dtype.type(v) for v in (lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                                              correction1, correction2, weight_decay)))

@@ -171,3 +171,17 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, be
     m_hat = exp_avg / correction1
     v_hat = exp_avg_sq / correction2
     param -= lr * m_hat / (get_array_module(v_hat).sqrt(v_hat) + eps)
+
+
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                     eps, correction1, correction2, weight_decay):
+    """:func:`adam_update` for lists of tensors, ``weight_decay * param`` added to each gradient first.
+
+    The reference for the fused kernels that update a whole parameter group in
+    one launch (:func:`minicnn.backend.cupy_kernels.adam_update_many`).
+    """
+    for param, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs):
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                    correction1, correction2)
