@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from minicnn.backend import to_numpy
-from minicnn.nn.module import Module, StateDictError
+from minicnn.nn.module import Module
+from minicnn.nn.state import StateDictError
 
 _META = "__meta__"
 _ARRAY = "__array__"
@@ -100,7 +101,7 @@ def _write_npz_atomic(path, arrays: dict) -> Path:
     return write_atomic(_file_path(path), lambda f: np.savez(f, **arrays))
 
 
-def _read_npz(path: Path) -> dict:
+def read_npz(path: Path) -> dict:
     """The arrays of the file at ``path`` (a path from :func:`_file_path`)."""
     if not path.is_file():
         raise CheckpointError(f"no such weights file: {path}")
@@ -128,7 +129,7 @@ def load(model: Module, path, strict: bool = True) -> Module:
     the keys or shapes that differ, and the keys the model expects.
     """
     path = _file_path(path)
-    return _load_model(model, _read_npz(path), path, strict)
+    return _load_model(model, read_npz(path), path, strict)
 
 
 def _load_model(model: Module, arrays: dict, path: Path, strict: bool = True) -> Module:
@@ -213,7 +214,7 @@ def load_checkpoint(path, model: Module, optimizer=None, scheduler=None) -> dict
     it and the model, optimizer and scheduler are as they were.
     """
     path = _file_path(path)
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     if _META not in arrays:
         raise CheckpointError(f"{path} holds weights only, not a training checkpoint "
                               f"(written by minicnn.save, not minicnn.save_checkpoint)")

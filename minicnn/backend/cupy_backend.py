@@ -19,21 +19,8 @@ def make_backend() -> Backend:
     if devices < 1:
         raise BackendUnavailableError("backend 'cupy': CuPy is installed but no NVIDIA GPU was found")
     from minicnn.backend import cupy_kernels as k
-    from minicnn.backend import numpy_kernels
 
-    return Backend(
-        name="cupy",
-        xp=cupy,
-        device="cuda",
-        array_type=cupy.ndarray,
-        im2col=k.im2col,
-        col2im=k.col2im,
-        maxpool2d_forward=k.maxpool2d_forward,
-        maxpool2d_backward=k.maxpool2d_backward,
-        transpose01=k.transpose01,
-        relu_backward=k.relu_backward,
-        # Written with the array module of their arguments: these run on CuPy arrays as they are.
-        relu_forward=numpy_kernels.relu_forward,
-        adam_update=numpy_kernels.adam_update,
-        adam_update_many=k.adam_update_many,
-    )
+    # ReLU's forward and the rest of the layers' array code run as written, on CuPy arrays; the kernels of
+    # cupy_kernels.__all__ override the reference where a CUDA function of their own pays.
+    return Backend(name="cupy", xp=cupy, device="cuda", array_type=cupy.ndarray,
+                   overrides={name: getattr(k, name) for name in k.__all__})

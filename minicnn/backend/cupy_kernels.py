@@ -4,7 +4,7 @@ Each kernel runs one CUDA thread per *output* element ``i`` (a grid-stride
 loop covers any size) and computes it from the inputs it needs (a gather),
 so no two threads ever write the same element: no atomics, and results are
 bit-for-bit deterministic.  The kernels compute exactly the values of the
-readable reference in :mod:`minicnn.backend.numpy_kernels` (the tests check
+readable reference in :mod:`minicnn.nn.functional` (the tests check
 it on a GPU where there is one; everywhere, they compile the CUDA source with
 NVRTC, NVIDIA's runtime compiler, which needs no GPU, and run the kernel
 bodies as C on the CPU).
@@ -46,7 +46,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from minicnn.backend.numpy_kernels import output_size
+from minicnn.nn.unfold import window
+
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_backward",
+           "adam_update_many"]
 
 #: The element types the kernels are compiled for, and their C names.
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -241,14 +244,6 @@ def cuda_source(ctype: str) -> str:
     return f"typedef {ctype} T;\n\n" + "\n".join(kernel_function(s) for s in SOURCES)
 
 
-def geometry(shape, kernel_size, stride, padding):
-    """``(N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)`` as Python ints, the kernels' scalar arguments."""
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    N, C, H, W = (int(s) for s in shape)
-    return (N, C, H, W, int(KH), int(KW), int(SH), int(SW), int(PH), int(PW),
-            output_size(H, KH, SH, PH), output_size(W, KW, SW, PW))
-
-
 @lru_cache(maxsize=None)
 def _module(dtype):
     import cupy
@@ -268,13 +263,13 @@ def launch(src: KernelSource, dtype, n: int, *args) -> None:
     kernel((blocks,), (THREADS,), (np.int64(n),) + args)
 
 
-# --- the kernels behind the Backend interface -------------------------------
+# --- the overrides of the CuPy backend ---------------------------------------
 
 def im2col(x, kernel_size, stride, padding, pad_value=0.0):
-    """As :func:`minicnn.backend.numpy_kernels.im2col`: an (N, C*KH*KW, OH*OW) view of K-major memory."""
+    """As :func:`minicnn.nn.functional.im2col`: an (N, C*KH*KW, OH*OW) view of K-major memory."""
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x.shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, kernel_size, stride, padding)
     col_t = cupy.empty((C * KH * KW, N, OH * OW), dtype=x.dtype)
     launch(_IM2COL, x.dtype, col_t.size, cupy.ascontiguousarray(x), N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW,
            x.dtype.type(pad_value), col_t)
@@ -282,10 +277,10 @@ def im2col(x, kernel_size, stride, padding, pad_value=0.0):
 
 
 def col2im(col, x_shape, kernel_size, stride, padding):
-    """As :func:`minicnn.backend.numpy_kernels.col2im`, computed as a gather (one thread per input pixel)."""
+    """As :func:`minicnn.nn.functional.col2im`, computed as a gather (one thread per input pixel)."""
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x_shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     col_t = cupy.ascontiguousarray(col.transpose(1, 0, 2))  # free when col is already a K-major view
     img = cupy.empty((N, C, H, W), dtype=col.dtype)
     launch(_COL2IM, col.dtype, img.size, col_t, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, img)
@@ -293,13 +288,13 @@ def col2im(col, x_shape, kernel_size, stride, padding):
 
 
 def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
-    """As :func:`minicnn.backend.numpy_kernels.maxpool2d_forward`: ``(out, argmax (N*C, OH*OW))``.
+    """As :func:`minicnn.nn.functional.maxpool2d_forward`: ``(out, argmax (N*C, OH*OW))``.
 
     The kernel always writes ``argmax``; ``with_argmax=False`` only returns ``None`` for it.
     """
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x.shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, kernel_size, stride, padding)
     out = cupy.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = cupy.empty((N * C, OH * OW), dtype=np.int64)
     launch(_MAXPOOL_FWD, x.dtype, out.size, cupy.ascontiguousarray(x), argmax, H, W, KH, KW, SH, SW, PH, PW,
@@ -308,10 +303,10 @@ def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):
-    """As :func:`minicnn.backend.numpy_kernels.maxpool2d_backward`, as a gather."""
+    """As :func:`minicnn.nn.functional.maxpool2d_backward`, as a gather."""
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x_shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     dx = cupy.empty((N, C, H, W), dtype=grad_output.dtype)
     launch(_MAXPOOL_BWD, grad_output.dtype, dx.size, cupy.ascontiguousarray(grad_output),
            cupy.ascontiguousarray(argmax), H, W, KH, KW, SH, SW, PH, PW, OH, OW, dx)
@@ -319,7 +314,7 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
 
 
 def transpose01(a, bias=None):
-    """As :func:`minicnn.backend.numpy_kernels.transpose01`; with a bias, one kernel does both."""
+    """As :func:`minicnn.nn.unfold.transpose01`; with a bias, one kernel does both."""
     import cupy
 
     if bias is None:
@@ -332,13 +327,13 @@ def transpose01(a, bias=None):
 
 
 def relu_backward(grad_output, y):
-    """As :func:`minicnn.backend.numpy_kernels.relu_backward`, in one kernel."""
+    """As :func:`minicnn.nn.functional.relu_backward`, in one kernel."""
     import cupy
 
     if grad_output.shape != y.shape or grad_output.dtype != y.dtype or y.dtype not in CTYPES:
-        from minicnn.backend.numpy_kernels import relu_backward as reference
+        from minicnn.nn.functional import relu_backward as reference
 
-        return reference(grad_output, y)
+        return reference.reference(grad_output, y)
     dx = cupy.empty_like(grad_output, order="C")
     launch(_RELU_BWD, y.dtype, dx.size, cupy.ascontiguousarray(grad_output), cupy.ascontiguousarray(y), dx)
     return dx
@@ -382,15 +377,15 @@ def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_
     """One Adam step of every tensor in the lists, in one launch (see :data:`_ADAM`), in place.
 
     The lists hold same-dtype CuPy arrays, each tensor's four of one shape;
-    the scalars are those of :func:`minicnn.backend.numpy_kernels.adam_update`
+    the scalars are those of :func:`minicnn.optim.adam.adam_update`
     plus ``weight_decay`` (added to the gradient).  Arrays that are not
     C-contiguous take the reference, tensor by tensor.
     """
     if not all(a.flags.c_contiguous for arrays in (params, grads, exp_avgs, exp_avg_sqs) for a in arrays):
-        from minicnn.backend import numpy_kernels
+        from minicnn.optim.adam import adam_update_many as reference
 
-        return numpy_kernels.adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1,
-                                              beta2, one_minus_beta2, eps, correction1, correction2, weight_decay)
+        return reference.reference(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1, beta2,
+                                   one_minus_beta2, eps, correction1, correction2, weight_decay)
     key = tuple(a.data.ptr for arrays in (params, exp_avgs, exp_avg_sqs) for a in arrays)
     tables = _adam_tables.get(key)
     if tables is None:

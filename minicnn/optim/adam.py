@@ -22,8 +22,46 @@ Docs: docs/optimizers.md#adam
 """
 from __future__ import annotations
 
-from minicnn.backend import get_array_module, kernels_for
+from minicnn.backend import get_array_module, kernel
 from minicnn.optim.optimizer import Optimizer, cast_to, check_argument
+
+
+@kernel
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                eps, correction1, correction2):
+    """One Adam step, in place on ``param``, ``exp_avg`` (m) and ``exp_avg_sq`` (v).
+
+    m     <- beta1 * m + (1 - beta1) * g
+    v     <- beta2 * v + (1 - beta2) * g^2
+    param <- param - lr * (m / correction1) / (sqrt(v / correction2) + eps)
+
+    with ``correction1 = 1 - beta1^t`` and ``correction2 = 1 - beta2^t``; every
+    scalar already has ``param``'s dtype.  The arrays share one shape.
+    Written with in-place operators only (and the array module's ``sqrt``),
+    so this same code runs on the GPU; the Numba backend overrides it with one pass.
+    """
+    exp_avg *= beta1
+    exp_avg += one_minus_beta1 * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += one_minus_beta2 * grad * grad
+    m_hat = exp_avg / correction1
+    v_hat = exp_avg_sq / correction2
+    param -= lr * m_hat / (get_array_module(v_hat).sqrt(v_hat) + eps)
+
+
+@kernel
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                     eps, correction1, correction2, weight_decay):
+    """:func:`adam_update` for lists of same-dtype tensors, ``weight_decay * param`` added to each gradient.
+
+    The reference for a backend's fused kernel that updates a whole parameter
+    group in one launch (:func:`minicnn.backend.cupy_kernels.adam_update_many`).
+    """
+    for param, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs):
+        if weight_decay != 0:
+            grad = grad + weight_decay * param  # a new array: the gradient itself is not changed
+        adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                    correction1, correction2)
 
 
 class Adam(Optimizer):
@@ -65,16 +103,13 @@ class Adam(Optimizer):
         g = p.grad
         if weight_decay != 0:
             g = g + weight_decay * p.data  # a new array: p.grad itself is not changed
-        # m, v and p.data in place, by the rule above: the reference kernel
-        # (numpy_kernels.adam_update) is those lines as array operations.
-        kernels_for(p.data).adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], *scalars)
+        # m, v and p.data in place, by the rule above (adam_update).
+        adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], *scalars)
 
     def _update_group(self, params, group):
-        fused = kernels_for(params[0].data).adam_update_many
         states = [self.state.setdefault(p, {}) for p in params]
-        steps = {s.get("step", 0) for s in states}
-        if fused is None or len(steps) > 1 or len({p.dtype for p in params}) > 1:
-            return super()._update_group(params, group)
+        if len({s.get("step", 0) for s in states}) > 1 or len({p.dtype for p in params}) > 1:
+            return super()._update_group(params, group)  # different bias corrections or dtypes
         scalars = [self._advance(p, group, s) for p, s in zip(params, states)][0]  # one t: equal scalars
-        fused([p.data for p in params], [p.grad for p in params], [s["exp_avg"] for s in states],
-              [s["exp_avg_sq"] for s in states], *scalars)
+        adam_update_many([p.data for p in params], [p.grad for p in params], [s["exp_avg"] for s in states],
+                         [s["exp_avg_sq"] for s in states], *scalars)
