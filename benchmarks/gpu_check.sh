@@ -12,7 +12,8 @@
 #                  a test that skips fails the step
 #   train-1epoch   examples/train_mnist.py --backend cupy, 60,000 images, batch 64, augmentation on
 #   train-5epochs  the same for five epochs: epoch times and test accuracy
-#   bench          benchmarks/bench_backends.py, cupy beside PyTorch on CUDA: bench.json, bench.png
+#   bench          benchmarks/bench_backends.py: cupy, cupy-graph (CUDA graph) and PyTorch eager on CUDA,
+#                  training at batch 64 and 256, inference at 1000, GPU memory: bench.json, bench.png
 # Each step writes OUTDIR/STEP.log; OUTDIR/summary.txt has one line per step and OUTDIR/summary.json
 # the same with the figures read from the logs.  The exit status is 0 when every step passed.
 # PYTHON names the interpreter (default python3); GPU_CHECK_TIME_SCALE multiplies every time limit.
@@ -74,7 +75,7 @@ step gpu-tests 150 "$PY" benchmarks/gpu_check_report.py tests "$OUT/gpu-tests.xm
 step train-1epoch 75 "$PY" examples/train_mnist.py --backend cupy --epochs 1 --quiet --out "$OUT/train-1epoch"
 step train-5epochs 120 "$PY" examples/train_mnist.py --backend cupy --epochs 5 --quiet --out "$OUT/train-5epochs"
 step bench 120 "$PY" benchmarks/bench_backends.py --backends cupy --torch-devices cuda --cuda-graph \
-    --repeats 5 --train-steps 50 --json "$OUT/bench.json" --plot "$OUT/bench.png"
+    --train-batches 64 256 --repeats 5 --train-steps 50 --settle 0.1 --json "$OUT/bench.json" --plot "$OUT/bench.png"
 
 [ $DRY -eq 1 ] && exit 0
 "$PY" benchmarks/gpu_check_report.py summary "$OUT" || FAILED=1

@@ -105,7 +105,12 @@ def _training(out: Path, name: str) -> str:
 
 def _bench(out: Path) -> str:
     results = json.loads((out / "bench.json").read_text())["results"]
-    return "; ".join(f"{name} train {r['train_images_per_s']:,.0f} img/s, infer {r['infer_images_per_s']:,.0f} img/s"
+    def train(r):
+        by_batch = r.get("train_images_per_s_by_batch") or {"64": r["train_images_per_s"]}
+        return ", ".join(f"train b{b} {v:,.0f}" for b, v in by_batch.items())
+
+    return "; ".join(f"{name} {train(r)}, infer {r['infer_images_per_s']:,.0f} img/s"
+                     + (f", {r['gpu_memory_mib']:,.0f} MiB" if r.get("gpu_memory_mib") is not None else "")
                      for name, r in results.items())
 
 

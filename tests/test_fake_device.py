@@ -241,3 +241,14 @@ def test_adam_updates_a_group_in_one_fused_call_and_falls_back_when_steps_differ
         host_opt.step()
     np.testing.assert_array_equal(B.to_numpy(a.data), host[0].data)
     np.testing.assert_array_equal(B.to_numpy(b.data), host[1].data)
+
+
+def test_the_benchmark_runs_on_the_device(fake):
+    from minicnn import bench
+
+    report = bench.run(["fakecupy"], torch_reference=False, repeats=1, train_steps=1, infer_calls=1, layer_reps=1,
+                       settle=0, log=lambda line: None, train_batches=(64, 16))
+    row = report["results"]["fakecupy"]
+    assert row["device"] == "fake" and row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
+    assert set(row["train_images_per_s_by_batch"]) == {"64", "16"} and len(row["layers"]) == 11
+    assert report["ceilings"] == []  # a matrix-product ceiling only for real devices

@@ -74,7 +74,8 @@ def test_the_report_reads_the_figures_of_each_step(tmp_path):
     (tmp_path / "train-1epoch" / "metrics.json").write_text(json.dumps(
         {"test_accuracy": 0.98765, "backend": "cupy", "batch_size": 64, "augment": True}))
     (tmp_path / "bench.json").write_text(json.dumps({"results": {
-        "cupy": {"train_images_per_s": 51234.0, "infer_images_per_s": 401000.0},
+        "cupy": {"train_images_per_s": 51234.0, "infer_images_per_s": 401000.0, "gpu_memory_mib": 612.4,
+                 "train_images_per_s_by_batch": {"64": 51234.0, "256": 90000.0}},
         "pytorch-cuda": {"train_images_per_s": 40000.0, "infer_images_per_s": 500000.0}}}))
     (tmp_path / "gpu-tests.xml").write_text(
         '<testsuites><testsuite tests="12" failures="1" errors="0" skipped="2"/></testsuites>')
@@ -82,7 +83,8 @@ def test_the_report_reads_the_figures_of_each_step(tmp_path):
     assert gpu_check_report.detail(tmp_path, "train-1epoch") == (
         "epoch seconds 1.93; test accuracy 98.77%; backend cupy, batch 64, augment True")
     assert gpu_check_report.detail(tmp_path, "bench") == (
-        "cupy train 51,234 img/s, infer 401,000 img/s; pytorch-cuda train 40,000 img/s, infer 500,000 img/s")
+        "cupy train b64 51,234, train b256 90,000, infer 401,000 img/s, 612 MiB; "
+        "pytorch-cuda train b64 40,000, infer 500,000 img/s")
     assert gpu_check_report.detail(tmp_path, "gpu-tests") == "9 passed, 1 failed, 0 errors, 2 skipped"
     assert gpu_check_report.detail(tmp_path, "train-5epochs") == "train_mnist.py: error: it went wrong"
     (tmp_path / "steps.tsv").write_text("bench\tok\t0\t12.5\t120\ngpu-tests\tFAIL\t1\t80.0\t150\n")
