@@ -136,7 +136,7 @@ def test_options_and_output_paths_are_checked_before_measuring(argv, message, tm
 
 
 @pytest.mark.skipif("cupy" in minicnn.available_backends(), reason="CuPy loads here, so --backends cupy is no error")
-def test_unavailable_backend_is_one_line_before_measuring(capsys):
+def test_unavailable_backend_is_one_line_before_measuring(capsys, without_cupy):
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "--backends", "numpy", "cupy", "--no-torch", *TINY])
     assert info.value.code == 2
@@ -222,9 +222,9 @@ def test_pytorch_on_cuda_says_no_cuda_where_there_is_none(torch, capsys):
 
 
 @pytest.mark.skipif("cupy" in minicnn.available_backends(), reason="CuPy loads here, so --cuda-graph is no error")
-def test_cuda_graph_without_cupy_is_one_line_before_measuring(capsys):
+def test_cuda_graph_without_cupy_is_one_line_before_measuring(capsys, without_cupy):
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "--backends", "numpy", "--no-torch", *TINY, "--cuda-graph"])
     assert info.value.code == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.startswith("minicnn bench: error: --cuda-graph: backend 'cupy'")
+    assert captured.out == "" and captured.err.startswith("minicnn bench: error: --cuda-graph: backend 'cupy' needs CuPy")

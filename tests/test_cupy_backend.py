@@ -22,7 +22,7 @@ from minicnn import backend as B
 from minicnn.backend import cupy_kernels as ck
 from minicnn.backend import numpy_kernels as ref
 from minicnn.nn.unfold import window
-from strategies import using
+from strategies import training_step, using
 
 # --- the CUDA sources, compiled as C --------------------------------------
 
@@ -334,28 +334,21 @@ def test_gpu_model_and_optimizer_move_mid_training(on_gpu):
     x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 8)
 
-    def step(model, opt, b):
-        crit = nn.NLLLoss()
-        crit(model(b.asarray(x)), b.asarray(y))
-        model.backward(crit.backward())
-        opt.step()
-        opt.zero_grad()
-
     runs = {}
     for move in (False, True):
         cpu = minicnn.set_backend("numpy")
         model = models.MnistCNN(seed=0)
         opt = optim.Adam(model.parameters())
-        step(model, opt, cpu)
-        step(model, opt, cpu)
+        training_step(model, opt, cpu, x, y)
+        training_step(model, opt, cpu, x, y)
         if move:
             gpu = minicnn.set_backend("cupy")
             model.to("cupy")
             opt.load_state_dict(opt.state_dict())
             assert all(isinstance(s["exp_avg"], cupy.ndarray) for s in opt.state.values())
-            step(model, opt, gpu)
+            training_step(model, opt, gpu, x, y)
         else:
-            step(model, opt, cpu)
+            training_step(model, opt, cpu, x, y)
         runs[move] = {k: B.to_numpy(v) for k, v in model.state_dict().items()}
     minicnn.set_backend("cupy")
     for k, v in runs[False].items():

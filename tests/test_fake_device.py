@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fakecupy
+from strategies import training_step
 import minicnn
 from minicnn import backend as B
 from minicnn import models, nn, optim
@@ -178,32 +179,21 @@ def test_model_and_optimizer_move_between_host_and_device(fake, tmp_path):
     x, y = _digits(8)
     x = (x[:, None] / 255).astype(np.float32)
 
-    def step(model, opt, b):
-        loss_fn = nn.NLLLoss()
-        loss_fn(model(b.asarray(x)), b.asarray(y))
-        model.backward(loss_fn.backward())
-        opt.step()
-        opt.zero_grad()
-
-    runs = {}
-    for move in (False, True):
-        host = minicnn.set_backend("numpy")
-        model = models.MnistCNN(seed=0)
-        opt = optim.Adam(model.parameters())
-        step(model, opt, host)
-        if move:
-            model.to("fakecupy")
-            opt.load_state_dict(opt.state_dict())
-            step(model, opt, fake)
-            minicnn.save(model, tmp_path / "m.npz")  # saved from the device, loads on the host
-            model.to("numpy")
-            opt.load_state_dict(opt.state_dict())
-        else:
-            step(model, opt, host)
-        step(model, opt, host)
-        runs[move] = {k: B.to_numpy(v) for k, v in model.state_dict().items()}
-    for key, value in runs[False].items():
-        np.testing.assert_array_equal(runs[True][key], value)
+    host = minicnn.set_backend("numpy")
+    stayed, moved = models.MnistCNN(seed=0), models.MnistCNN(seed=0)
+    stayed_opt, moved_opt = optim.Adam(stayed.parameters()), optim.Adam(moved.parameters())
+    for _ in range(3):
+        training_step(stayed, stayed_opt, host, x, y)
+    training_step(moved, moved_opt, host, x, y)  # one step on the host, one on the device, one back home
+    moved.to("fakecupy")
+    moved_opt.load_state_dict(moved_opt.state_dict())
+    training_step(moved, moved_opt, fake, x, y)
+    minicnn.save(moved, tmp_path / "m.npz")  # saved from the device, loads on the host
+    moved.to("numpy")
+    moved_opt.load_state_dict(moved_opt.state_dict())
+    training_step(moved, moved_opt, host, x, y)
+    for key, value in stayed.state_dict().items():
+        np.testing.assert_array_equal(moved.state_dict()[key], value)
     loaded = minicnn.load(models.MnistCNN(seed=1), tmp_path / "m.npz")  # on the host, the active backend
     assert all(isinstance(v, np.ndarray) for v in loaded.state_dict().values())
 
