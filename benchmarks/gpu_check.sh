@@ -16,7 +16,7 @@
 #                  training at batch 64 and 256, inference at 1000, GPU memory: bench.json, bench.png
 # Each step writes OUTDIR/STEP.log; OUTDIR/summary.txt has one line per step and OUTDIR/summary.json
 # the same with the figures read from the logs.  The exit status is 0 when every step passed.
-# PYTHON names the interpreter (default python3); GPU_CHECK_TIME_SCALE multiplies every time limit.
+# PYTHON names the interpreter (default python3, else python); GPU_CHECK_TIME_SCALE multiplies every time limit.
 set -u
 
 usage() { echo "usage: $0 OUTDIR [--dry-run]" >&2; exit 2; }
@@ -29,7 +29,7 @@ case "$OUT" in -*) usage ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$(command -v python3 || command -v python)}
 SCALE=${GPU_CHECK_TIME_SCALE:-1}
 if [ $DRY -eq 0 ]; then
     if ! mkdir -p "$OUT" 2>/dev/null || [ ! -w "$OUT" ]; then
