@@ -9,7 +9,8 @@ What is measured, for MnistCNN on real MNIST images:
   compiling the kernels, or loading them from the on-disk cache), reported
   separately from the steady state;
 * training throughput at batch 64 with Adam (images/second: forward, NLL
-  loss, backward, optimizer step);
+  loss, backward, optimizer step), and at any further batch sizes asked for
+  (``train_batches``; the GPU check adds 256);
 * inference throughput at batch 1000 in eval mode under no_grad (images/second; PyTorch under
   torch.no_grad());
 * the forward and backward time of every layer at batch 64;
@@ -27,9 +28,15 @@ during the run affects every backend alike.  Before each timed block the
 run pauses for ``--settle`` seconds: BLAS and OpenMP worker threads keep
 spinning for a while after their last task, and without the pause the
 threads of the backend timed just before would compete for the cores with
-the one being timed.  GPU work is synchronised before
-every clock reading.  PyTorch, when installed, runs the same network as a
-reference only (:func:`torch_network` builds it from ``minicnn.models.MnistCNN``):
+the one being timed.  On a GPU the data is on the device before timing
+starts, and the time is the device's own, between two CUDA events recorded
+before and after the timed calls (never a host clock around asynchronous
+launches); the memory the run's arrays hold on the GPU is reported too
+(CuPy's memory pool, PyTorch's peak allocation).  ``cupy-graph`` is the
+CuPy backend training through :class:`minicnn.cuda_graph.GraphedTrainStep`.
+PyTorch, when installed, runs the same network as a
+reference only (:func:`torch_network` builds it from ``minicnn.models.MnistCNN``),
+eagerly, with ``cudnn.benchmark`` on when on CUDA:
 minicnn never imports it outside this module and the tests.  The tables, the
 chart and the command line that prints them are in :mod:`minicnn.bench_report`.
 """
@@ -58,13 +65,39 @@ def _mnist_batch(n):
     return normalize(images[:n]), labels[:n].astype(np.int64)
 
 
-class _Minicnn:
-    """One minicnn backend under test."""
+def _wall_seconds(fn, calls, sync):
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return time.perf_counter() - t0
 
-    def __init__(self, name, x, y):
+
+def _event_seconds(cuda, fn, calls):
+    """GPU seconds of ``calls`` calls of ``fn``, between two CUDA events (``cupy.cuda`` or ``torch.cuda``)."""
+    if hasattr(cuda, "get_elapsed_time"):  # CuPy
+        start, end = cuda.Event(), cuda.Event()
+        elapsed = lambda: cuda.get_elapsed_time(start, end)  # noqa: E731
+    else:  # PyTorch
+        start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+        elapsed = lambda: start.elapsed_time(end)  # noqa: E731
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return elapsed() / 1e3
+
+
+class _Minicnn:
+    """One minicnn backend under test; batches (of every training batch size) already on its device."""
+
+    def __init__(self, name, x, y, train_batches=(TRAIN_BATCH,)):
         self.name = name
-        self.backend = minicnn.set_backend(name)
-        self.x64, self.y64 = self.backend.asarray(x[:TRAIN_BATCH]), self.backend.asarray(y[:TRAIN_BATCH])
+        self.backend = minicnn.set_backend(name.removesuffix("-graph"))
+        self.batches = {b: (self.backend.asarray(x[:b]), self.backend.asarray(y[:b])) for b in train_batches}
+        self.x64, self.y64 = self.batches[TRAIN_BATCH]
         self.x_inf = self.backend.asarray(x[:INFER_BATCH])
         t0 = time.perf_counter()
         self.model = models.MnistCNN(seed=0)
@@ -82,15 +115,29 @@ class _Minicnn:
         if self.backend.device == "cuda":
             self.backend.xp.cuda.get_current_stream().synchronize()
 
-    def activate(self):
-        minicnn.set_backend(self.name)
+    def seconds(self, fn, calls):
+        """How long ``calls`` calls of ``fn`` take: on the GPU's clock (CUDA events) there, else the host's."""
+        if self.device == "cuda":
+            return _event_seconds(self.backend.xp.cuda, fn, calls)
+        return _wall_seconds(fn, calls, self.sync)
 
-    def train_step(self):
+    def gpu_memory_mib(self):
+        """MiB CuPy's memory pool holds for this process's arrays (None off the GPU)."""
+        if self.device != "cuda":
+            return None
+        return self.backend.xp.get_default_memory_pool().total_bytes() / 2 ** 20
+
+    def activate(self):
+        minicnn.set_backend(self.backend.name)
+
+    def train_step(self, batch=TRAIN_BATCH):
+        x, y = self.batches[batch]
         self.model.train()
-        self.loss(self.model(self.x64), self.y64)
+        self.loss(self.model(x), y)
         self.model.backward(self.loss.backward())
         self.opt.step()
         self.opt.zero_grad()
+
 
     def infer(self):
         self.model.eval()
@@ -117,6 +164,32 @@ class _Minicnn:
             rows.append((name, type(layer).__name__, statistics.median(fwd), statistics.median(bwd)))
             h = out
         return rows
+
+
+class _MinicnnGraph(_Minicnn):
+    """The CuPy backend training through a CUDA graph per batch size (:mod:`minicnn.cuda_graph`)."""
+
+    def __init__(self, x, y, train_batches=(TRAIN_BATCH,)):
+        self.steps = {}
+        super().__init__("cupy-graph", x, y, train_batches)
+        for b in train_batches:  # warm-up steps and the capture, before anything is timed
+            while self.steps.get(b) is None or self.steps[b].graph is None:
+                self.train_step(b)
+
+    def train_step(self, batch=TRAIN_BATCH):
+        from minicnn.cuda_graph import GraphedTrainStep
+
+        if batch not in self.steps:
+            self.steps[batch] = GraphedTrainStep(self.model, self.loss, self.opt)
+        self.model.train()
+        self.steps[batch](*self.batches[batch])
+        self.opt.zero_grad()
+
+    def gpu_memory_mib(self):  # the graphs' own pools besides the default one
+        return super().gpu_memory_mib() + sum(s.pool.total_bytes() for s in self.steps.values()) / 2 ** 20
+
+    def layer_times(self, reps):
+        return []  # the layers run as in the cupy row; the graph only changes how a whole step is launched
 
 
 def torch_network(torch, model: nn.Sequential):
@@ -154,17 +227,20 @@ def torch_network(torch, model: nn.Sequential):
 
 
 class _Torch:
-    """The same network in PyTorch, as a reference."""
+    """The same network in PyTorch, as a reference: eager, ``cudnn.benchmark`` on CUDA, data on the device."""
 
-    def __init__(self, x, y, device="cpu"):
+    def __init__(self, x, y, device="cpu", train_batches=(TRAIN_BATCH,)):
         import torch
 
         self.torch, self.device = torch, device
         self.name = f"pytorch-{device}"
+        if device == "cuda":
+            torch.backends.cudnn.benchmark = True  # cuDNN picks its fastest algorithms for these shapes
+            torch.cuda.reset_peak_memory_stats()
         self.model = torch_network(torch, models.MnistCNN(seed=0)).to(device=device, dtype=torch.float32)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.x64 = torch.from_numpy(x[:TRAIN_BATCH]).to(device)
-        self.y64 = torch.from_numpy(y[:TRAIN_BATCH]).to(device)
+        self.batches = {b: (torch.from_numpy(x[:b]).to(device), torch.from_numpy(y[:b]).to(device))
+                        for b in train_batches}
         self.x_inf = torch.from_numpy(x[:INFER_BATCH]).to(device)
         t0 = time.perf_counter()
         self.train_step()
@@ -178,9 +254,19 @@ class _Torch:
         if self.device != "cpu":
             self.torch.cuda.synchronize()
 
-    def train_step(self):
+    def seconds(self, fn, calls):
+        if self.device == "cuda":
+            return _event_seconds(self.torch.cuda, fn, calls)
+        return _wall_seconds(fn, calls, self.sync)
+
+    def gpu_memory_mib(self):
+        """Peak MiB PyTorch allocated on the GPU (None on the CPU)."""
+        return self.torch.cuda.max_memory_allocated() / 2 ** 20 if self.device == "cuda" else None
+
+    def train_step(self, batch=TRAIN_BATCH):
+        x, y = self.batches[batch]
         self.model.train()
-        loss = self.torch.nn.functional.nll_loss(self.model(self.x64), self.y64)
+        loss = self.torch.nn.functional.nll_loss(self.model(x), y)
         loss.backward()
         self.opt.step()
         self.opt.zero_grad()
@@ -245,44 +331,70 @@ def _ceiling(runner, x, settle, n=1024, reps=5) -> dict:
 
 
 def _throughput(runner, fn, images_per_call, calls):
-    runner.sync()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    runner.sync()
-    return images_per_call * calls / (time.perf_counter() - t0)
+    return images_per_call * calls / runner.seconds(fn, calls)
+
+
+def torch_cuda_problem(torch=None) -> str | None:
+    """Why PyTorch cannot run on CUDA here, in a few words; None when it can."""
+    if torch is None:
+        try:
+            import torch
+        except ImportError:
+            return "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return (f"no CUDA: PyTorch {torch.__version__} sees no CUDA device "
+                f"({'a CPU-only build' if torch.version.cuda is None else f'built for CUDA {torch.version.cuda}'})")
+    return None
 
 
 def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_calls=2, layer_reps=5,
-        settle=0.5, log=print) -> dict:
-    """Measure every requested backend (default: all that load) and return a JSON-able report."""
-    x, y = _mnist_batch(INFER_BATCH)
+        settle=0.5, log=print, torch_devices=None, cuda_graph=False, train_batches=(TRAIN_BATCH,)) -> dict:
+    """Measure every requested backend (default: all that load) and return a JSON-able report.
+
+    ``torch_devices``: where the PyTorch reference runs, ``"cpu"`` and/or
+    ``"cuda"`` (default: the CPU, and CUDA too when ``cupy`` is measured and
+    PyTorch sees a GPU; a CUDA that is asked for and absent is logged as
+    "no CUDA" and skipped).  ``cuda_graph``: add ``cupy-graph``.
+    ``train_batches``: the training batch sizes, 64 first.
+    """
+    train_batches = tuple(dict.fromkeys((TRAIN_BATCH, *train_batches)))
+    x, y = _mnist_batch(max(INFER_BATCH, *train_batches))
     names = list(backends) if backends else available_backends()
     previous = minicnn.get_backend().name
     runners = []
     for name in names:
-        runners.append(_Minicnn(name, x, y))
+        runners.append(_Minicnn(name, x, y, train_batches))
         log(f"{name}: first training step {runners[-1].first_step_s:.2f}s")
+    if cuda_graph:
+        runners.append(_MinicnnGraph(x, y, train_batches))
+        log(f"cupy-graph: first training step {runners[-1].first_step_s:.2f}s")
     if torch_reference:
         try:
-            runners.append(_Torch(x, y, "cpu"))
             import torch
-
-            if any(r.name == "cupy" for r in runners) and torch.cuda.is_available():
-                runners.append(_Torch(x, y, "cuda"))
         except ImportError:
+            torch = None
             log("PyTorch is not installed: no reference figures")
-    train = {r.name: [] for r in runners}
+        devices = torch_devices or ["cpu"] + (["cuda"] if "cupy" in names and torch_cuda_problem(torch) is None
+                                              else [])
+        for device in devices if torch is not None else []:
+            problem = torch_cuda_problem(torch) if device == "cuda" else None
+            if problem:
+                log(f"pytorch-cuda: skipped, {problem}")
+                continue
+            runners.append(_Torch(x, y, device, train_batches))
+    train = {r.name: {b: [] for b in train_batches} for r in runners}
     infer = {r.name: [] for r in runners}
     for r in runners:  # warm-up round, not counted
         r.activate()
-        r.train_step()
+        for b in train_batches:
+            r.train_step(b)
         r.infer()
     for _ in range(repeats):
         for r in runners:
             r.activate()
-            time.sleep(settle)
-            train[r.name].append(_throughput(r, r.train_step, TRAIN_BATCH, train_steps))
+            for b in train_batches:
+                time.sleep(settle)
+                train[r.name][b].append(_throughput(r, lambda: r.train_step(b), b, train_steps))
             time.sleep(settle)
             infer[r.name].append(_throughput(r, r.infer, INFER_BATCH, infer_calls))
     layers = {}
@@ -293,7 +405,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
                           for n, t, f, b in r.layer_times(layer_reps)]
     ceilings = {}
     for r in runners:
-        if isinstance(r, _Minicnn) and r.device not in ceilings:
+        if isinstance(r, _Minicnn) and r.device not in ceilings and r.device in ("cpu", "cuda"):
             r.activate()
             ceilings[r.device] = _ceiling(r, x, settle)
     minicnn.set_backend(previous)
@@ -301,15 +413,17 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
         r.name: {
             "device": r.device,
             "first_step_s": r.first_step_s,
-            "train_images_per_s": statistics.median(train[r.name]),
+            "train_images_per_s": statistics.median(train[r.name][TRAIN_BATCH]),
             "infer_images_per_s": statistics.median(infer[r.name]),
-            "train_runs": train[r.name],
+            "train_runs": train[r.name][TRAIN_BATCH],
             "infer_runs": infer[r.name],
+            "train_images_per_s_by_batch": {str(b): statistics.median(v) for b, v in train[r.name].items()},
+            "gpu_memory_mib": r.gpu_memory_mib(),
             "layers": layers[r.name],
         } for r in runners
     }
     return {"machine": machine_description(), "versions": library_versions(), "repeats": repeats,
-            "settle_s": settle, "train_batch": TRAIN_BATCH,
+            "settle_s": settle, "train_batch": TRAIN_BATCH, "train_batches": list(train_batches),
             "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results,
             "ceilings": list(ceilings.values())}
 

@@ -11,7 +11,7 @@ import argparse
 import os
 
 from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
-from minicnn.bench import INFER_BATCH, TRAIN_BATCH, run
+from minicnn.bench import INFER_BATCH, TRAIN_BATCH, run, torch_cuda_problem
 from minicnn.paths import output_file
 from minicnn.serialization import write_json_atomic
 from minicnn.validate import is_finite_real, satisfies
@@ -24,18 +24,34 @@ def describe(report: dict) -> str:
 
 
 def format_table(report: dict) -> str:
-    """The summary as a Markdown table, with ratios against PyTorch CPU where measured."""
+    """The summary as a Markdown table, with ratios against PyTorch where measured.
+
+    A row's ratios are against PyTorch on the row's own device (``pytorch-cuda``
+    for the GPU rows when it was measured), else against ``pytorch-cpu``.
+    Further training batch sizes and the GPU memory get columns when measured.
+    """
     results = report["results"]
-    ref = results.get("pytorch-cpu")
-    lines = ["| backend | first step (s) | training img/s (batch 64) | inference img/s (batch 1000) |"
-             + (" training vs PyTorch | inference vs PyTorch |" if ref else ""),
-             "|---|---|---|---|" + ("---|---|" if ref else "")]
+    has_ref = any(name.startswith("pytorch-") for name in results)
+    extra = [b for b in report.get("train_batches", [TRAIN_BATCH]) if int(b) != TRAIN_BATCH]
+    memory = any(r.get("gpu_memory_mib") is not None for r in results.values())
+    header = ("| backend | first step (s) | training img/s (batch 64) | "
+              + "".join(f"training img/s (batch {b}) | " for b in extra) + "inference img/s (batch 1000) |"
+              + (" GPU memory (MiB) |" if memory else "")
+              + (" training vs PyTorch | inference vs PyTorch |" if has_ref else ""))
+    lines = [header, "|" + "---|" * header.count(" |")]
     for name, r in results.items():
         row = (f"| {name} | {r['first_step_s']:.2f} | {r['train_images_per_s']:,.0f} | "
-               f"{r['infer_images_per_s']:,.0f} |")
-        if ref:
+               + "".join(f"{r.get('train_images_per_s_by_batch', {}).get(str(b), float('nan')):,.0f} | "
+                         for b in extra)
+               + f"{r['infer_images_per_s']:,.0f} |")
+        if memory:
+            row += f" {r['gpu_memory_mib']:,.0f} |" if r.get("gpu_memory_mib") is not None else " |"
+        ref = results.get(f"pytorch-{r.get('device', 'cpu')}") or results.get("pytorch-cpu")
+        if has_ref and ref:
             row += (f" {r['train_images_per_s'] / ref['train_images_per_s']:.2f}x |"
                     f" {r['infer_images_per_s'] / ref['infer_images_per_s']:.2f}x |")
+        elif has_ref:
+            row += " | |"
         lines.append(row)
     return "\n".join(lines)
 
@@ -102,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark minicnn's backends (and PyTorch as a reference).")
     p.add_argument("--backends", nargs="+", choices=backend_names(), help="default: every backend that loads")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--torch-devices", nargs="+", choices=["cpu", "cuda"],
+                   help="where the PyTorch reference runs (default: cpu, and cuda too when cupy is measured "
+                        "and PyTorch sees a GPU)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also measure cupy-graph: the CuPy backend training through a captured CUDA graph")
+    p.add_argument("--train-batches", nargs="+", type=int, default=[TRAIN_BATCH],
+                   help="training batch sizes (default 64; 64 is always measured, first)")
     p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is their median (default 5)")
     p.add_argument("--train-steps", type=int, default=20, help="training steps per round (default 20)")
     p.add_argument("--settle", type=float, default=0.5,
@@ -128,6 +151,21 @@ def run_with_args(args, parser) -> dict:
             parser.error(f"{option} must be at least 1, got {value}")
     if not (is_finite_real(args.settle) and satisfies(args.settle, ">= 0")):
         parser.error(f"--settle must be a finite number of seconds >= 0, got {args.settle}")
+    bad = [b for b in args.train_batches if not 1 <= b <= INFER_BATCH]
+    if bad:
+        parser.error(f"--train-batches must be between 1 and {INFER_BATCH} (the images the benchmark loads), "
+                     f"got {bad[0]}")
+    if args.torch_devices and args.no_torch:
+        parser.error("--torch-devices and --no-torch contradict each other; give one of them")
+    if "cuda" in (args.torch_devices or []):
+        problem = torch_cuda_problem()
+        if problem:
+            parser.error(f"--torch-devices cuda: {problem}")
+    if args.cuda_graph:
+        try:
+            load_backend("cupy")
+        except BackendUnavailableError as exc:
+            raise BackendUnavailableError(f"--cuda-graph: {exc}") from None
     if args.json:
         output_file(parser, "--json", args.json)
     if args.plot:
@@ -140,7 +178,8 @@ def run_with_args(args, parser) -> dict:
             raise BackendUnavailableError(f"--backends {name}: {exc}. Available here: "
                                           f"{', '.join(available_backends())}") from None
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
-                 train_steps=args.train_steps, settle=args.settle)
+                 train_steps=args.train_steps, settle=args.settle, torch_devices=args.torch_devices,
+                 cuda_graph=args.cuda_graph, train_batches=args.train_batches)
     print(f"\nMachine: {describe(report)}; date {report['date']}; medians of {report['repeats']} rounds\n")
     print(format_table(report))
     print(format_ceilings(report))

@@ -3,7 +3,7 @@
 One training step is the whole story of the package in four lines::
 
     output = model(x)                     # forward: every layer caches what backward needs
-    loss = loss_fn(output, y)             # a Python float
+    loss = loss_fn(output, y)             # a scalar where the arrays are (host or GPU)
     model.backward(loss_fn.backward())    # backward: dL/d(theta) accumulates in p.grad
     optimizer.step(); optimizer.zero_grad()
 
@@ -11,6 +11,11 @@ One training step is the whole story of the package in four lines::
 :class:`History`, steps a learning-rate scheduler, shows a progress bar,
 writes a checkpoint after each epoch when asked, and stops on a non-finite
 loss with the weights of the last good epoch put back.
+
+Losses and correct counts stay where the model computed them until they are
+read, many batches at once (:class:`_Tally`): on the host every batch (reading
+is free there), on a GPU at each progress-bar refresh or else once per epoch,
+so a training step never waits for the device to hand a number back.
 
 Docs: docs/data.md#the-training-loop
 """
@@ -24,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minicnn.backend import to_numpy
+from minicnn.backend import device_backend, get_array_module, to_numpy
 from minicnn.validate import is_positive_int
 from minicnn.nn.grad_mode import no_grad
 from minicnn.nn.module import Module
@@ -33,6 +38,10 @@ try:
     from tqdm.auto import tqdm
 except ImportError:  # pragma: no cover - tqdm is a declared dependency
     tqdm = None
+
+
+#: Batches between two readings of the running loss and accuracy on a GPU, when a progress bar shows them.
+_REFRESH = 10
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -71,10 +80,59 @@ class History:
         return cls([{k: v[i] for k, v in columns.items()} for i in range(n)])
 
 
-def _accuracy_count(output, target) -> int:
+def _correct_count(output, target):
+    """How many rows of ``output`` have their largest score at the target class (an array scalar, not read)."""
     if target.ndim == 2:  # one-hot targets
         target = target.argmax(axis=1)
-    return int((output.argmax(axis=1) == target).sum())
+    return (output.argmax(axis=1) == target).sum()
+
+
+class _Tally:
+    """Per-batch losses and correct counts, kept as arrays of the model's device and read in bulk.
+
+    ``add`` only remembers the batch's two scalars (no transfer); ``read``
+    stacks what is pending into one array each and copies those to the host,
+    then adds them up in float64, batch by batch: ``loss_sum += loss_b * n_b``,
+    ``correct += correct_b``, ``seen += n_b``.
+    """
+
+    def __init__(self):
+        self.seen, self.correct, self.loss_sum, self.batches_read = 0, 0, 0.0, 0
+        self._losses, self._counts, self._sizes = [], [], []
+
+    @property
+    def pending(self) -> int:
+        return len(self._sizes)
+
+    def add(self, loss, output, target) -> None:
+        self._losses.append(loss)
+        self._counts.append(_correct_count(output, target))
+        self._sizes.append(len(target))
+
+    def read(self) -> np.ndarray:
+        """Bring the pending batches to the host and add them in; returns their losses (float64)."""
+        if not self._sizes:
+            return np.empty(0)
+        xp = get_array_module(self._counts[0])
+        losses = to_numpy(xp.stack([xp.asarray(v) for v in self._losses])).astype(np.float64)
+        counts = to_numpy(xp.stack(self._counts))
+        for loss, count, n in zip(losses, counts, self._sizes):
+            self.loss_sum += float(loss) * n
+            self.correct += int(count)
+            self.seen += n
+        self.batches_read += len(self._sizes)
+        self._losses, self._counts, self._sizes = [], [], []
+        return losses
+
+
+def _check_labels(loader, num_classes: int) -> None:
+    """A loader's host labels are class indices below ``num_classes`` (checked once, not per batch)."""
+    labels = getattr(loader, "labels", None)
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.size:
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"fit: label {low if low < 0 else high} is out of range; the model's output has "
+                             f"{num_classes} classes, so labels must be in [0, {num_classes - 1}]")
 
 
 #: Samples per block in :func:`forward_in_blocks`.
@@ -116,28 +174,25 @@ def evaluate(model: Module, loader, loss_fn=None, return_predictions=False) -> d
     """
     was_training = model.training
     model.eval()
-    total, correct, loss_sum = 0, 0, 0.0
+    tally = _Tally()
     preds, targets, outputs = [], [], []
     try:
         with no_grad():
             for x, y in loader:
                 out = forward_in_blocks(model, x)
-                n = len(y)
-                if loss_fn is not None:
-                    loss_sum += loss_fn(out, y) * n
-                correct += _accuracy_count(out, y)
-                total += n
+                tally.add(0.0 if loss_fn is None else loss_fn(out, y), out, y)
                 if return_predictions:
                     outputs.append(to_numpy(out))
                     preds.append(to_numpy(out.argmax(axis=1)))
                     targets.append(to_numpy(y if y.ndim == 1 else y.argmax(axis=1)))
     finally:
         model.train(was_training)
-    if total == 0:
+    tally.read()
+    if tally.seen == 0:
         raise ValueError("evaluate: the loader yielded no samples")
-    result = {"accuracy": correct / total, "samples": total}
+    result = {"accuracy": tally.correct / tally.seen, "samples": tally.seen}
     if loss_fn is not None:
-        result["loss"] = loss_sum / total
+        result["loss"] = tally.loss_sum / tally.seen
     if return_predictions:
         result.update(predictions=np.concatenate(preds), targets=np.concatenate(targets),
                       outputs=np.concatenate(outputs))
@@ -198,43 +253,49 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
         model.train()
         lr_at_start = _current_lr(optimizer)
         t0 = time.perf_counter()
-        seen, correct, loss_sum = 0, 0, 0.0
+        tally, read_every = _Tally(), 1
         bar = None
         if show and tqdm is not None:
             bar = tqdm(total=len(train_loader), desc=f"Epoch {epoch}/{epochs}", unit="batch",
                        leave=False, file=sys.stderr, dynamic_ncols=True)
         for batch, (x, y) in enumerate(train_loader, start=1):
             output = model(x)
-            loss = loss_fn(output, y)
-            if not math.isfinite(loss):
-                model.load_state_dict(last_good)
+            if batch == 1:
+                _check_labels(train_loader, output.shape[-1])
+                if device_backend(output) is not None:  # reading waits for the GPU: at a refresh, or at the end
+                    read_every = _REFRESH if bar is not None else len(train_loader)
+            tally.add(loss_fn(output, y), output, y)
+            if tally.pending >= read_every or batch == len(train_loader):
+                first = tally.batches_read
+                losses = tally.read()
+                bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+                if bad:
+                    model.load_state_dict(last_good)
+                    if bar is not None:
+                        bar.close()
+                    batch_bad = first + bad[0] + 1
+                    raise TrainingDivergedError(
+                        f"loss became {float(losses[bad[0]])} at epoch {epoch}, batch {batch_bad}; the model "
+                        f"holds the weights from the end of epoch {epoch - 1} (try a lower learning rate)",
+                        epoch, batch_bad, history)
                 if bar is not None:
-                    bar.close()
-                raise TrainingDivergedError(
-                    f"loss became {loss} at epoch {epoch}, batch {batch}; the model holds the weights "
-                    f"from the end of epoch {epoch - 1} (try a lower learning rate)",
-                    epoch, batch, history)
+                    rate = tally.seen / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{tally.loss_sum / tally.seen:.4f}", acc=f"{tally.correct / tally.seen:.4f}",
+                                    img_s=f"{rate:.0f}", refresh=False)
             model.backward(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
             if scheduler is not None and scheduler_interval == "batch":
                 scheduler.step()
-            n = len(y)
-            seen += n
-            loss_sum += loss * n
-            correct += _accuracy_count(output, y)
             if bar is not None:
                 bar.update(1)
-                if batch % 10 == 0 or batch == len(train_loader):
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                    img_s=f"{rate:.0f}", refresh=False)
         if bar is not None:
             bar.close()
-        if seen == 0:
+        tally.read()  # a loader whose len() was short leaves batches pending
+        if tally.seen == 0:
             raise ValueError("fit: the training loader yielded no samples")
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                  "lr": lr_at_start}
+        record = {"epoch": epoch, "train_loss": tally.loss_sum / tally.seen,
+                  "train_accuracy": tally.correct / tally.seen, "lr": lr_at_start}
         if val_loader is not None:
             val = evaluate(model, val_loader, loss_fn)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])

@@ -1,5 +1,6 @@
 """Shared test configuration: hypothesis profiles, and skips that say why."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -36,3 +37,21 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def without_cupy(monkeypatch, tmp_path):
+    """CuPy made unimportable, in this process and (through the returned environment) in subprocesses.
+
+    CI installs CuPy (for NVRTC) on machines without a GPU, so a test of the
+    "CuPy is missing" message hides it rather than depending on the machine.
+    """
+    from minicnn import backend
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` fail
+    monkeypatch.setattr(backend, "_loaded", {k: v for k, v in backend._loaded.items() if k != "cupy"})
+    monkeypatch.setattr(backend, "_failures", {k: v for k, v in backend._failures.items() if k != "cupy"})
+    hidden = tmp_path / "hide-cupy"
+    (hidden / "cupy").mkdir(parents=True)
+    (hidden / "cupy" / "__init__.py").write_text("raise ImportError(\"No module named 'cupy'\")\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")]))}

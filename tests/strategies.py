@@ -97,3 +97,12 @@ def using(name):
         yield minicnn.set_backend(name)
     finally:
         minicnn.set_backend(previous.name)
+
+
+def training_step(model, optimizer, backend, x, y):
+    """One NLL training step of ``model`` on host arrays ``x``, ``y`` copied to ``backend``'s device."""
+    loss_fn = minicnn.nn.NLLLoss()
+    loss_fn(model(backend.asarray(x)), backend.asarray(y))
+    model.backward(loss_fn.backward())
+    optimizer.step()
+    optimizer.zero_grad()

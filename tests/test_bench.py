@@ -136,7 +136,7 @@ def test_options_and_output_paths_are_checked_before_measuring(argv, message, tm
 
 
 @pytest.mark.skipif("cupy" in minicnn.available_backends(), reason="CuPy loads here, so --backends cupy is no error")
-def test_unavailable_backend_is_one_line_before_measuring(capsys):
+def test_unavailable_backend_is_one_line_before_measuring(capsys, without_cupy):
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "--backends", "numpy", "cupy", "--no-torch", *TINY])
     assert info.value.code == 2
@@ -153,3 +153,78 @@ def test_benchmark_script_reports_errors_in_one_line(tmp_path):
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"bench_backends.py: error: --plot {tmp_path / 'b.xyz'}: matplotlib cannot write .xyz files")
+
+
+def test_further_training_batch_sizes_get_their_own_figures_and_column(capsys):
+    report = bench_report.main(["--backends", "numpy", "--no-torch", *TINY, "--train-batches", "8", "64"])
+    row = report["results"]["numpy"]
+    assert report["train_batches"] == [64, 8] and set(row["train_images_per_s_by_batch"]) == {"64", "8"}
+    assert row["train_images_per_s"] == row["train_images_per_s_by_batch"]["64"]
+    assert row["gpu_memory_mib"] is None  # a host backend holds no GPU memory
+    assert "| backend | first step (s) | training img/s (batch 64) | training img/s (batch 8) |" in capsys.readouterr().out
+
+
+def test_gpu_rows_are_compared_with_pytorch_on_the_gpu():
+    def row(device, train, infer, memory=None):
+        return {"device": device, "first_step_s": 1.0, "train_images_per_s": train, "infer_images_per_s": infer,
+                "train_images_per_s_by_batch": {"64": train, "256": 2 * train}, "gpu_memory_mib": memory}
+
+    report = {"train_batches": [64, 256], "results": {
+        "cupy": row("cuda", 30000.0, 200000.0, 512.0), "pytorch-cpu": row("cpu", 1000.0, 2000.0),
+        "pytorch-cuda": row("cuda", 20000.0, 400000.0, 300.0)}}
+    table = bench_report.format_table(report).splitlines()
+    assert table[0] == ("| backend | first step (s) | training img/s (batch 64) | training img/s (batch 256) | "
+                        "inference img/s (batch 1000) | GPU memory (MiB) | training vs PyTorch | "
+                        "inference vs PyTorch |")
+    assert table[1] == "|---|---|---|---|---|---|---|---|"
+    assert table[2] == "| cupy | 1.00 | 30,000 | 60,000 | 200,000 | 512 | 1.50x | 0.50x |"
+    assert table[3] == "| pytorch-cpu | 1.00 | 1,000 | 2,000 | 2,000 | | 1.00x | 1.00x |"
+
+
+def test_event_timing_reads_the_device_clock_between_two_events():
+    class Event:
+        log = []
+
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def record(self):
+            Event.log.append(("record", self))
+
+        def synchronize(self):
+            Event.log.append(("synchronize", self))
+
+    def get_elapsed_time(start, end):
+        assert Event.log[0] == ("record", start) and Event.log[-2:] == [("record", end), ("synchronize", end)]
+        return 250.0
+
+    # cupy.cuda's interface: Event(), get_elapsed_time(start, end) in milliseconds
+    CupyCuda = type("CupyCuda", (), {"Event": Event, "get_elapsed_time": staticmethod(get_elapsed_time)})
+
+    calls = []
+    assert bench._event_seconds(CupyCuda, lambda: calls.append(len(Event.log)), 3) == 0.25
+    assert calls == [1, 1, 1], "the calls run between the two events"
+
+
+@pytest.mark.torch
+def test_pytorch_on_cuda_says_no_cuda_where_there_is_none(torch, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("PyTorch sees a GPU here")
+    logged = []
+    report = bench.run(["numpy"], repeats=1, train_steps=1, infer_calls=1, layer_reps=1, settle=0,
+                       log=logged.append, torch_devices=["cuda"])
+    assert "pytorch-cuda" not in report["results"]
+    assert any(line.startswith("pytorch-cuda: skipped, no CUDA: PyTorch") for line in logged), logged
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--backends", "numpy", *TINY, "--torch-devices", "cuda"])
+    assert info.value.code == 2
+    assert "minicnn bench: error: --torch-devices cuda: no CUDA: PyTorch" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("cupy" in minicnn.available_backends(), reason="CuPy loads here, so --cuda-graph is no error")
+def test_cuda_graph_without_cupy_is_one_line_before_measuring(capsys, without_cupy):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--backends", "numpy", "--no-torch", *TINY, "--cuda-graph"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("minicnn bench: error: --cuda-graph: backend 'cupy' needs CuPy")

@@ -201,8 +201,8 @@ def test_unusable_backend_setting_is_one_line(command):
 
 
 @pytest.mark.skipif(CUPY_LOADS, reason="CuPy loads here, so MINICNN_BACKEND=cupy is no error")
-def test_missing_cupy_in_the_environment_is_one_line():
-    code, err = _run_script("-m", "minicnn.cli", "summary", env={"MINICNN_BACKEND": "cupy"})
+def test_missing_cupy_in_the_environment_is_one_line(without_cupy):
+    code, err = _run_script("-m", "minicnn.cli", "summary", env={"MINICNN_BACKEND": "cupy", **without_cupy})
     assert code == 2 and len(err) == 1
     assert err[0].startswith("minicnn summary: error: MINICNN_BACKEND=cupy: backend 'cupy' needs CuPy")
 

@@ -41,6 +41,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "available_backends",
+    "device_backend",
     "get_array_module",
     "backend_names",
     "get_backend",
@@ -77,7 +78,9 @@ class Backend:
     ``"adam_update"``...) to a function with the reference's signature and
     results; ``dtypes``, when given, are the only dtypes the overrides take
     (the others go to the reference).  ``backend.im2col`` is the override, or
-    else the reference.
+    else the reference.  ``array_type`` is the type of a device backend's
+    arrays (``cupy.ndarray``), by which the switch recognises them; None for
+    the host (NumPy arrays).
     """
 
     name: str
@@ -85,6 +88,7 @@ class Backend:
     device: str  # "cpu" or "cuda"
     overrides: dict = field(default_factory=dict)
     dtypes: tuple | None = None
+    array_type: type | None = None
 
     def kernel(self, name: str, x=None) -> Callable:
         """The function that computes kernel ``name`` for the array ``x``: the override if this
@@ -101,10 +105,14 @@ class Backend:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def asarray(self, a, dtype=None):
-        """``a`` as an array of this backend's device (no copy when already there)."""
+        """``a`` as an array of this backend's device (no copy when already there).
+
+        The one place where data crosses between devices on the way in: a host
+        array is copied up, an array of another device comes down first.
+        """
         if self.device == "cpu":
             return np.asarray(to_numpy(a), dtype=dtype)
-        return self.xp.asarray(to_numpy(a) if not _is_cupy(a) else a, dtype=dtype)
+        return self.xp.asarray(a if device_backend(a) is self else to_numpy(a), dtype=dtype)
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
@@ -114,7 +122,8 @@ def kernel(reference: Callable) -> Callable:
     """Mark ``reference`` as a kernel a backend may override.
 
     Returns a function of the same signature that runs, for its first argument
-    ``x``, ``kernels_for(x).kernel(name, x)``: the override of the backend whose
+    ``x`` (or the first array of ``x`` when it is a list of arrays),
+    ``kernels_for(x).kernel(name, x)``: the override of the backend whose
     kernels fit ``x``, or ``reference`` itself.  The reference stays reachable
     as ``.reference``.
     """
@@ -123,7 +132,8 @@ def kernel(reference: Callable) -> Callable:
 
     @functools.wraps(reference)
     def dispatch(x, *args, **kwargs):
-        return kernels_for(x).kernel(name, x)(x, *args, **kwargs)
+        first = x[0] if isinstance(x, (list, tuple)) and x else x
+        return kernels_for(first).kernel(name, first)(x, *args, **kwargs)
 
     dispatch.reference = reference
     return dispatch
@@ -136,6 +146,18 @@ _current: Backend | None = None
 
 def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
+
+
+def device_backend(a) -> Backend | None:
+    """The loaded device backend whose arrays ``a`` is one of; None for host arrays (and anything else)."""
+    if isinstance(a, np.ndarray):
+        return None
+    for backend in _loaded.values():
+        if backend.array_type is not None and isinstance(a, backend.array_type):
+            return backend
+    if _is_cupy(a):  # a CuPy array made before the backend was asked for
+        return load_backend("cupy")
+    return None
 
 
 def backend_names() -> list[str]:
@@ -224,12 +246,9 @@ def get_backend() -> Backend:
 
 
 def get_array_module(x):
-    """``cupy`` for CuPy arrays, ``numpy`` for everything else."""
-    if _is_cupy(x):
-        import cupy
-
-        return cupy
-    return np
+    """``cupy`` for CuPy arrays (a device backend's array module for its arrays), ``numpy`` for everything else."""
+    backend = device_backend(x)
+    return np if backend is None else backend.xp
 
 
 def kernels_for(x) -> Backend:
@@ -238,8 +257,9 @@ def kernels_for(x) -> Backend:
     CuPy arrays get the CuPy backend; host arrays get the active backend when
     it is a CPU backend (``numpy`` or ``numba``), else the NumPy backend.
     """
-    if _is_cupy(x):
-        return load_backend("cupy")
+    backend = device_backend(x)
+    if backend is not None:
+        return backend
     current = get_backend()
     return current if current.device == "cpu" else load_backend("numpy")
 
@@ -248,7 +268,7 @@ def to_numpy(a) -> np.ndarray:
     """``a`` as a NumPy array on the host (CuPy arrays and tensors are copied down)."""
     if isinstance(a, np.ndarray):
         return a
-    if _is_cupy(a):
+    if device_backend(a) is not None:
         return a.get()
     if hasattr(a, "detach") and hasattr(a, "cpu"):  # a PyTorch tensor, duck-typed
         return a.detach().cpu().numpy()

@@ -20,6 +20,7 @@ def make_backend() -> Backend:
         raise BackendUnavailableError("backend 'cupy': CuPy is installed but no NVIDIA GPU was found")
     from minicnn.backend import cupy_kernels as k
 
-    # ReLU and Adam's step are written with the array module of their arguments: the
-    # references run on CuPy arrays as they are, so only the window kernels are overridden.
-    return Backend(name="cupy", xp=cupy, device="cuda", overrides={name: getattr(k, name) for name in k.__all__})
+    # ReLU's forward and the rest of the layers' array code run as written, on CuPy arrays; the kernels of
+    # cupy_kernels.__all__ override the reference where a CUDA function of their own pays.
+    return Backend(name="cupy", xp=cupy, device="cuda", array_type=cupy.ndarray,
+                   overrides={name: getattr(k, name) for name in k.__all__})

@@ -18,3 +18,4 @@ transpose01 = _functional.transpose01.reference
 relu_forward = _functional.relu_forward.reference
 relu_backward = _functional.relu_backward.reference
 adam_update = _adam.adam_update.reference
+adam_update_many = _adam.adam_update_many.reference

@@ -4,14 +4,20 @@ One pass over a :class:`DataLoader` is one epoch::
 
     order = generator.permutation(N)          (or 0, 1, ..., N-1 without shuffle)
     for each run of batch_size indices idx in order:
-        x = images[idx]  (uint8, host)   ->  copied to the device once, as uint8
+        x = images[idx]  (uint8)          ->  on the device, as uint8
         x = transform(x, generator)       ->  float (B, 1, 28, 28) on the device
         y = labels[idx]                   ->  int64 (B,) on the device
 
-Copying uint8 and converting on the device moves a quarter of the bytes of
-float32. All randomness (the order, and the augmentation inside
-``transform``) comes from the one seeded ``generator``, so a seed fixes a
-whole training run.
+On the host each batch is sliced from the arrays as they are.  On a GPU the
+whole set is copied to the device once, as uint8 (MNIST's 60,000 training
+images are 47 MB) with int64 labels, and kept there while the loader lives;
+each epoch copies up only its order and, for a transform with ``draw`` and
+``apply`` (:class:`~minicnn.data.transforms.MnistTransform`), the random
+augmentation matrices of all its batches, drawn at the start of the epoch.
+Every batch is then sliced, converted and augmented on the device, with no
+copy between host and device.  All randomness (the order, and the
+augmentation) comes from the one seeded ``generator``, in the same order on
+every device, so a seed fixes a whole training run.
 
 Docs: docs/data.md#dataloader
 """
@@ -63,6 +69,7 @@ class DataLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.generator, self.transform, self.device = generator, transform, device
+        self._resident = None  # (backend, images, labels, their device copies), once copied
 
     @property
     def num_samples(self) -> int:
@@ -79,12 +86,38 @@ class DataLoader:
         backend = self.device or get_backend()
         n = self.num_samples
         order = self.generator.permutation(n) if self.shuffle else np.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = backend.asarray(self.images[idx])
-            y = backend.asarray(self.labels[idx], dtype=np.int64)
-            x = to_float(x) if self.transform is None else self.transform(x, self.generator)
+        bounds = [(b * self.batch_size, min((b + 1) * self.batch_size, n)) for b in range(len(self))]
+        transform, matrices = self.transform, None
+        if hasattr(transform, "draw") and hasattr(transform, "apply"):
+            # The epoch's random draws up front, batch by batch: the numbers per-batch calls would draw.
+            drawn = [transform.draw(self.generator, stop - start, *self.images.shape[-2:]) for start, stop in bounds]
+            matrices = None if not drawn or drawn[0] is None else np.concatenate(drawn)
+        if backend.device == "cpu":
+            images, labels = self.images, self.labels
+        else:  # everything on the device: the set (once), this epoch's order and matrices (one copy each)
+            images, labels = self._on_device(backend)
+            order = backend.asarray(order)
+            matrices = None if matrices is None else backend.asarray(matrices)
+        for start, stop in bounds:
+            idx = order[start:stop]
+            x = backend.asarray(images[idx])
+            y = backend.asarray(labels[idx], dtype=np.int64)
+            if transform is None:
+                x = to_float(x)
+            elif hasattr(transform, "apply"):
+                x = transform.apply(x, None if matrices is None else matrices[start:stop])
+            else:
+                x = transform(x, self.generator)
             yield x, y
+
+    def _on_device(self, backend: Backend):
+        """The images (as they are) and labels (int64) on ``backend``'s device, copied there once."""
+        cached = self._resident
+        if cached is None or cached[0] is not backend or cached[1] is not self.images or cached[2] is not self.labels:
+            cached = (backend, self.images, self.labels, backend.asarray(self.images),
+                      backend.asarray(self.labels, dtype=np.int64))
+            self._resident = cached
+        return cached[3], cached[4]
 
     def __repr__(self) -> str:
         return (f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "

@@ -64,7 +64,7 @@ from minicnn.validate import is_finite_real
 
 __all__ = [
     "MNIST_MEAN", "MNIST_STD", "MnistTransform", "inverse_affine_matrices", "mnist_eval_transform",
-    "mnist_train_transform", "normalize", "random_affine", "to_float", "warp_affine",
+    "mnist_train_transform", "normalize", "random_affine", "random_affine_matrices", "to_float", "warp_affine",
 ]
 
 #: Mean and standard deviation of the MNIST training pixels, scaled to [0, 1].
@@ -179,20 +179,32 @@ def random_affine(batch, generator: np.random.Generator, degrees: float = 10.0,
     are drawn on the host from ``generator``, so one seed gives one result on
     every device; ``fill`` is the background value (see the module docstring).
     """
-    if not isinstance(generator, np.random.Generator):
-        raise TypeError(f"random_affine needs a numpy.random.Generator (np.random.default_rng(seed)), "
-                        f"got {type(generator).__name__}")
-    _check_affine_args(degrees, translate, scale)
     if getattr(batch, "ndim", None) not in (3, 4):
         raise ValueError(f"random_affine expects a batch of images (N, H, W) or (N, C, H, W), got "
                          f"{'shape ' + str(tuple(batch.shape)) if hasattr(batch, 'shape') else type(batch).__name__}"
                          f"; for one image use image[None]")
     N, (H, W) = batch.shape[0], batch.shape[-2:]
-    angles = generator.uniform(-degrees, degrees, N)
-    tx = generator.uniform(-translate * W, translate * W, N)
-    ty = generator.uniform(-translate * H, translate * H, N)
-    scales = np.ones(N) if scale is None else generator.uniform(scale[0], scale[1], N)
-    return warp_affine(batch, inverse_affine_matrices(angles, tx, ty, scales, H, W), fill)
+    return warp_affine(batch, random_affine_matrices(generator, N, H, W, degrees, translate, scale), fill)
+
+
+def random_affine_matrices(generator: np.random.Generator, n: int, height: int, width: int,
+                           degrees: float = 10.0, translate: float = 0.1,
+                           scale: tuple[float, float] | None = None) -> np.ndarray:
+    """The (n, 2, 3) matrices of :func:`random_affine`, drawn on the host: the randomness without the warp.
+
+    Draws, in this order, n angles, n horizontal shifts, n vertical shifts and
+    (with ``scale``) n zooms, so calling it batch after batch, or once for the
+    batches of a whole epoch in turn, gives the same numbers.
+    """
+    if not isinstance(generator, np.random.Generator):
+        raise TypeError(f"random_affine needs a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(generator).__name__}")
+    _check_affine_args(degrees, translate, scale)
+    angles = generator.uniform(-degrees, degrees, n)
+    tx = generator.uniform(-translate * width, translate * width, n)
+    ty = generator.uniform(-translate * height, translate * height, n)
+    scales = np.ones(n) if scale is None else generator.uniform(scale[0], scale[1], n)
+    return inverse_affine_matrices(angles, tx, ty, scales, height, width)
 
 
 _real = is_finite_real  # a finite real number (a bool is not one)
@@ -213,9 +225,13 @@ class MnistTransform:
     """The MNIST input pipeline: uint8 batch -> [0, 1] -> (augment) -> normalise.
 
     Call it as ``transform(images, generator)``; it runs on the device the
-    images are on. :class:`~minicnn.data.loader.DataLoader` copies each uint8
-    batch to the device first (a quarter of the bytes of float32) and the
-    float work happens there.
+    images are on. It is also two halves, which
+    :class:`~minicnn.data.loader.DataLoader` calls apart: ``draw(generator, n,
+    H, W)``, the random matrices of n images on the host (None without
+    augmentation), and ``apply(images, matrices)``, the warp and the
+    normalisation on the images' device.  The loader draws a whole epoch's
+    matrices at the start of the epoch (the same numbers, in the same order, as
+    batch by batch) and copies them to the device once.
     """
 
     def __init__(self, augment: bool = True, degrees: float = 10.0, translate: float = 0.1,
@@ -226,12 +242,25 @@ class MnistTransform:
         self.dtype = np.dtype(dtype)
 
     def __call__(self, images, generator: np.random.Generator | None = None):
+        if getattr(images, "ndim", None) not in (3, 4):
+            raise ValueError(f"expected images of shape (N, H, W) or (N, C, H, W), found "
+                             f"{getattr(images, 'shape', type(images).__name__)}")
+        return self.apply(images, self.draw(generator, len(images), *images.shape[-2:]))
+
+    def draw(self, generator: np.random.Generator | None, n: int, height: int, width: int):
+        """The (n, 2, 3) host matrices of n images' random warps, or None when not augmenting."""
+        if not self.augment:
+            return None
+        if generator is None:
+            raise ValueError("this transform augments at random and needs a numpy.random.Generator; "
+                             "give the DataLoader generator=np.random.default_rng(seed)")
+        return random_affine_matrices(generator, n, height, width, self.degrees, self.translate, self.scale)
+
+    def apply(self, images, matrices):
+        """[0, 1] floats, warped by ``matrices`` (from :meth:`draw`, on any device; None: no warp), normalised."""
         x = to_float(images, self.dtype)
-        if self.augment:
-            if generator is None:
-                raise ValueError("this transform augments at random and needs a numpy.random.Generator; "
-                                 "give the DataLoader generator=np.random.default_rng(seed)")
-            x = random_affine(x, generator, self.degrees, self.translate, self.scale, fill=0.0)
+        if matrices is not None:
+            x = warp_affine(x, matrices, fill=0.0)
         return normalize(x, dtype=self.dtype)
 
     def __repr__(self) -> str:

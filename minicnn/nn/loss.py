@@ -1,6 +1,8 @@
 """Classification losses with mean reduction over the batch.
 
-``loss = criterion(output, target)`` returns a Python float and remembers what
+``loss = criterion(output, target)`` returns the loss, a Python float for
+host arrays and a 0-d array for arrays on a GPU (reading that, ``float(loss)``,
+waits for the device, so it is the caller's choice when), and remembers what
 ``criterion.backward()`` needs to return dL/d(output).
 
 NLLLoss, on log-probabilities z (N, C) and class indices t (N,)
@@ -37,6 +39,12 @@ def _check_scores(name, x):
 
 
 def _check_class_indices(name, x, target):
+    """Shape and dtype always; the value range only for host arrays.
+
+    On a device the range check would read from the GPU on every step and
+    stall it; :func:`minicnn.training.fit` checks a DataLoader's labels once
+    on the host instead (CuPy would wrap an index out of range silently).
+    """
     if not hasattr(target, "ndim"):
         raise ValueError(f"{name}: target must be an array, got {type(target).__name__}")
     N, C = x.shape
@@ -45,15 +53,20 @@ def _check_class_indices(name, x, target):
                          f"got {tuple(target.shape)}")
     if not np.issubdtype(target.dtype, np.integer):
         raise ValueError(f"{name}: class-index targets must have an integer dtype, got {target.dtype}")
-    if int(target.min()) < 0 or int(target.max()) >= C:
+    if isinstance(target, np.ndarray) and (int(target.min()) < 0 or int(target.max()) >= C):
         bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
         raise ValueError(f"{name}: target value {bad} is out of range; expected class indices in [0, {C - 1}]")
+
+
+def _loss_value(loss):
+    """A Python float for a host array's loss (free); on a GPU the 0-d array, so reading it is the caller's call."""
+    return float(loss) if isinstance(loss, (np.ndarray, np.generic)) else loss
 
 
 class NLLLoss(Module):
     """Negative log-likelihood of class indices under log-probabilities (N, C)."""
 
-    def forward(self, log_probs, target) -> float:
+    def forward(self, log_probs, target):
         _check_scores("NLLLoss", log_probs)
         _check_class_indices("NLLLoss", log_probs, target)
         xp = get_array_module(log_probs)
@@ -61,7 +74,7 @@ class NLLLoss(Module):
         rows = xp.arange(N)
         # A copy: a caller reusing its target array must not change what backward returns.
         self.save_for_backward(log_probs.shape, log_probs.dtype, rows, target.copy())
-        return float(-log_probs[rows, target].sum() / N)                    # L = -(1/N) sum_n z[n, t_n]
+        return _loss_value(-log_probs[rows, target].sum() / N)             # L = -(1/N) sum_n z[n, t_n]
 
     def backward(self, grad_output=1.0):
         shape, dtype, rows, target = self.saved_tensors()
@@ -74,7 +87,7 @@ class NLLLoss(Module):
 class CrossEntropyLoss(Module):
     """Softmax cross-entropy on logits, with class-index (N,) or one-hot (N, C) targets."""
 
-    def forward(self, logits, target) -> float:
+    def forward(self, logits, target):
         _check_scores("CrossEntropyLoss", logits)
         xp = get_array_module(logits)
         N, C = logits.shape
@@ -89,12 +102,12 @@ class CrossEntropyLoss(Module):
                 raise ValueError("CrossEntropyLoss: one-hot (probability) targets must be non-negative")
             t = target.astype(logits.dtype)
             self.save_for_backward(log_probs, t)
-            return float(-(t * log_probs).sum() / N)
+            return _loss_value(-(t * log_probs).sum() / N)
         _check_class_indices("CrossEntropyLoss", logits, target)
         t = xp.zeros_like(logits)
         t[xp.arange(N), target] = 1
         self.save_for_backward(log_probs, t)
-        return float(-log_probs[xp.arange(N), target].sum() / N)
+        return _loss_value(-log_probs[xp.arange(N), target].sum() / N)
 
     def backward(self, grad_output=1.0):
         log_probs, t = self.saved_tensors()

@@ -14,6 +14,10 @@ torch.optim.Adam, with m_0 = v_0 = 0):
 eps is added to the square root, so it bounds the step where v_hat is ~0.
 State per parameter: ``step`` (t), ``exp_avg`` (m), ``exp_avg_sq`` (v).
 
+On a backend with a fused ``adam_update_many`` kernel (CuPy), the parameters
+of a group that share a dtype and a step count are updated by one kernel
+launch instead of several array operations per parameter.
+
 Docs: docs/optimizers.md#adam
 """
 from __future__ import annotations
@@ -45,6 +49,21 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, be
     param -= lr * m_hat / (get_array_module(v_hat).sqrt(v_hat) + eps)
 
 
+@kernel
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                     eps, correction1, correction2, weight_decay):
+    """:func:`adam_update` for lists of same-dtype tensors, ``weight_decay * param`` added to each gradient.
+
+    The reference for a backend's fused kernel that updates a whole parameter
+    group in one launch (:func:`minicnn.backend.cupy_kernels.adam_update_many`).
+    """
+    for param, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs):
+        if weight_decay != 0:
+            grad = grad + weight_decay * param  # a new array: the gradient itself is not changed
+        adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                    correction1, correction2)
+
+
 class Adam(Optimizer):
     """``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)``, as PyTorch's."""
 
@@ -62,7 +81,11 @@ class Adam(Optimizer):
         check_argument(self, "eps", group["eps"], ">= 0")
         check_argument(self, "weight_decay", group["weight_decay"], ">= 0")
 
-    def _update(self, p, group, state):
+    def _advance(self, p, group, state):
+        """Start or advance ``p``'s state to step t; the step's scalars, in p's dtype.
+
+        Returns ``(lr, beta1, 1 - beta1, beta2, 1 - beta2, eps, 1 - beta1^t, 1 - beta2^t, weight_decay)``.
+        """
         xp = get_array_module(p.data)
         beta1, beta2 = group["betas"]
         if not state:
@@ -71,14 +94,22 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         # Scalars are worked out in Python floats, then cast to p's dtype.
-        lr, eps, weight_decay = cast_to(p.data, group["lr"], group["eps"], group["weight_decay"])
-        b1, one_minus_b1, b2, one_minus_b2 = cast_to(p.data, beta1, 1 - beta1, beta2, 1 - beta2)
-        correction1, correction2 = cast_to(p.data, 1 - beta1 ** t, 1 - beta2 ** t)
+        return cast_to(p.data, group["lr"], beta1, 1 - beta1, beta2, 1 - beta2, group["eps"],
+                       1 - beta1 ** t, 1 - beta2 ** t, group["weight_decay"])
 
+    def _update(self, p, group, state):
+        *scalars, weight_decay = self._advance(p, group, state)
         g = p.grad
         if weight_decay != 0:
             g = g + weight_decay * p.data  # a new array: p.grad itself is not changed
         # m, v and p.data in place, by the rule above (adam_update).
-        adam_update(p.data, g, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, correction1, correction2)
+        adam_update(p.data, g, state["exp_avg"], state["exp_avg_sq"], *scalars)
+
+    def _update_group(self, params, group):
+        states = [self.state.setdefault(p, {}) for p in params]
+        if len({s.get("step", 0) for s in states}) > 1 or len({p.dtype for p in params}) > 1:
+            return super()._update_group(params, group)  # different bias corrections or dtypes
+        scalars = [self._advance(p, group, s) for p, s in zip(params, states)][0]  # one t: equal scalars
+        adam_update_many([p.data for p in params], [p.grad for p in params], [s["exp_avg"] for s in states],
+                         [s["exp_avg_sq"] for s in states], *scalars)

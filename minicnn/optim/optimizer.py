@@ -166,10 +166,17 @@ class Optimizer:
             if p.grad is not None:
                 self._check_grad(index, p)
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                self._update(p, group, self.state.setdefault(p, {}))
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update_group(params, group)
+
+    def _update_group(self, params: list, group: dict) -> None:
+        """The rule for the parameters of ``group`` that have gradients: :meth:`_update` for each in turn.
+
+        A subclass may update them all at once where its backend has a fused kernel (Adam on CuPy).
+        """
+        for p in params:
+            self._update(p, group, self.state.setdefault(p, {}))
 
     def _check_grad(self, index: int, p: Parameter) -> None:
         """Raise unless ``p.grad`` is an array of ``p``'s kind, shape and dtype.
