@@ -11,7 +11,7 @@ Each ``*_example`` function runs the kernels and returns the arrays; each ``plot
 one example from those arrays alone, so a picture shows exactly what the code computes.
 ``docs/figures.py`` saves them to ``docs/images/``; ``examples/walkthrough.ipynb`` shows them too.
 
-Docs: docs/convolution.md#im2col-a-convolution-is-one-matrix-product
+Docs: docs/convolution.md#im2col-a-convolution-is-one-matrix-product, docs/layers.md#a-tie-and-overlapping-windows-worked
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ One training step is the whole story of the package in four lines::
 writes a checkpoint after each epoch when asked, and stops on a non-finite
 loss with the weights of the last good epoch put back.
 
-Docs: docs/data.md#the-training-loop
+Docs: docs/training.md
 """
 from __future__ import annotations
 
