@@ -45,9 +45,10 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.backend import _REGISTRY, BackendUnavailableError, _load, available_backends
+from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
 from minicnn.cli import output_file
 from minicnn.serialization import write_json_atomic
+from minicnn.training import forward_in_blocks
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
 
@@ -95,8 +96,8 @@ class _Minicnn:
 
     def infer(self):
         self.model.eval()
-        with minicnn.no_grad():  # as PyTorch's runner does with torch.no_grad()
-            return self.model(self.x_inf)
+        # Under no_grad, as PyTorch's runner does with torch.no_grad(), and in blocks, as evaluate runs.
+        return forward_in_blocks(self.model, self.x_inf)
 
     def layer_times(self, reps):
         """Median forward and backward seconds of each layer at batch 64."""
@@ -229,7 +230,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
         settle=0.5, log=print) -> dict:
     """Measure every requested backend (default: all that load) and return a JSON-able report."""
     x, y = _mnist_batch(INFER_BATCH)
-    names = list(backends) if backends else [n for n in _REGISTRY if _available(n)]
+    names = list(backends) if backends else [n for n in backend_names() if _available(n)]
     previous = minicnn.get_backend().name
     runners = []
     for name in names:
@@ -288,7 +289,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
 
 def _available(name):
     try:
-        _load(name)
+        load_backend(name)
         return True
     except BackendUnavailableError:
         return False
@@ -397,7 +398,7 @@ def _check_plot_format(parser, path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark minicnn's backends (and PyTorch as a reference).")
-    p.add_argument("--backends", nargs="+", choices=list(_REGISTRY), help="default: every backend that loads")
+    p.add_argument("--backends", nargs="+", choices=backend_names(), help="default: every backend that loads")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is their median (default 5)")
     p.add_argument("--train-steps", type=int, default=20, help="training steps per round (default 20)")
@@ -432,7 +433,7 @@ def run_with_args(args, parser) -> dict:
         output_file(parser, "--plot", args.plot)
     for name in args.backends or []:
         try:
-            _load(name)
+            load_backend(name)
         except BackendUnavailableError as exc:
             raise BackendUnavailableError(f"--backends {name}: {exc}. Available here: "
                                           f"{', '.join(available_backends())}") from None

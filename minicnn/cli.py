@@ -225,7 +225,8 @@ def _input_name(path: str, taken: dict) -> str:
 def cmd_predict(args, parser):
     from PIL import Image
 
-    from minicnn.imaging import predict, preprocess_digit
+    from minicnn.imaging import preprocess_digit
+    from minicnn.inference import predict
     from minicnn.serialization import write_atomic
 
     model = _model_for(args.weights, args.model)

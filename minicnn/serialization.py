@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from minicnn.backend import to_numpy
-from minicnn.nn.module import Module, StateDictError
+from minicnn.nn.module import Module
+from minicnn.nn.state import StateDictError
 
 _META = "__meta__"
 _ARRAY = "__array__"

@@ -343,8 +343,8 @@ def shape_tables(text: str, heading: str) -> list[dict[str, list[list[tuple[int,
 
 def network_shapes(batch: int = 64):
     """The arrays of one training step of MnistCNN, as the code makes them: (forward rows, backward rows)."""
-    from minicnn.backend import kernels_for
     from minicnn.models import MnistCNN
+    from minicnn.nn import functional
 
     model = MnistCNN(seed=0)
     x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
@@ -357,14 +357,14 @@ def network_shapes(batch: int = 64):
         kind = type(layer).__name__
         if kind == "Conv2d":
             (PH, PW) = layer.padding
-            col = kernels_for(x).im2col(x, layer.kernel_size, layer.stride, layer.padding)
+            col = functional.im2col(x, layer.kernel_size, layer.stride, layer.padding)
             cols = col.transpose(1, 0, 2).reshape(col.shape[1], -1)
             w_mat = layer.weight.data.reshape(layer.out_channels, -1)
             inside = [x.shape[:2] + (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW), col.shape, cols.shape,
                       w_mat.shape, cols.shape, (w_mat @ cols).shape]
             kept = [col.shape]
         elif kind == "MaxPool2d":
-            _, argmax = kernels_for(x).maxpool2d_forward(x, layer.kernel_size, layer.stride, layer.padding)
+            _, argmax = functional.maxpool2d_forward(x, layer.kernel_size, layer.stride, layer.padding)
             kept = [argmax.shape]
         elif kind == "Flatten":
             kept = []

@@ -7,7 +7,8 @@ from PIL import Image, ImageDraw
 
 from minicnn import nn
 from minicnn.data.transforms import MNIST_MEAN, MNIST_STD
-from minicnn.imaging import as_network_input, digit_to_mnist, otsu_threshold, predict, preprocess_digit
+from minicnn.imaging import as_network_input, digit_to_mnist, otsu_threshold, preprocess_digit
+from minicnn.inference import predict
 
 BACKGROUND = (0 - MNIST_MEAN) / MNIST_STD   # a black MNIST pixel after normalising
 
@@ -222,3 +223,13 @@ def test_what_is_not_an_image_is_a_type_error(image, kind):
     with pytest.raises(TypeError, match=rf"^expected a path \(str or pathlib\.Path\), a PIL image or an "
                                         rf"array \(H, W\), \(H, W, 3\) or \(H, W, 4\), got {kind}$"):
         digit_to_mnist(image)
+
+
+def test_predict_keeps_its_old_address_in_imaging():
+    import minicnn.imaging
+    import minicnn.inference
+
+    assert minicnn.imaging.predict is minicnn.inference.predict
+    with pytest.raises(AttributeError, match="has no attribute 'not_there'"):
+        minicnn.imaging.not_there  # noqa: B018
+

@@ -286,7 +286,7 @@ def test_gradient_of_another_dtype_or_kind_raises(cpu_backend, make, grad, messa
 @pytest.mark.gpu
 def test_gradient_on_another_device_raises():
     try:
-        B._load("cupy")
+        B.load_backend("cupy")
     except minicnn.BackendUnavailableError as exc:
         pytest.skip(f"no CuPy GPU backend here: {exc}")
     import cupy
