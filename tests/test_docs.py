@@ -349,11 +349,14 @@ def network_shapes(batch: int = 64):
     model = MnistCNN(seed=0)
     x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
     target = np.arange(batch) % 10
+    def kept(module):  # the arrays its forward saved for backward (save_for_backward)
+        return [a.shape for a in module._cache[1] if isinstance(a, np.ndarray)]
+
     forward, inputs = {}, {}
     for name, layer in list(model.named_modules())[1:]:
         inputs[name] = x
         y = layer(x)
-        inside, kept = [], [y.shape]
+        inside = []
         kind = type(layer).__name__
         if kind == "Conv2d":
             (PH, PW) = layer.padding
@@ -362,19 +365,13 @@ def network_shapes(batch: int = 64):
             w_mat = layer.weight.data.reshape(layer.out_channels, -1)
             inside = [x.shape[:2] + (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW), col.shape, cols.shape,
                       w_mat.shape, cols.shape, (w_mat @ cols).shape]
-            kept = [col.shape]
-        elif kind == "MaxPool2d":
-            _, argmax = functional.maxpool2d_forward(x, layer.kernel_size, layer.stride, layer.padding)
-            kept = [argmax.shape]
-        elif kind == "Flatten":
-            kept = []
         elif kind == "Linear":
-            inside, kept = [x.shape, layer.weight.data.T.shape], [x.shape]
-        forward[name] = [[x.shape], inside, [y.shape], kept]
+            inside = [x.shape, layer.weight.data.T.shape]
+        forward[name] = [[x.shape], inside, [y.shape], kept(layer)]
         x = y
     loss = nn.NLLLoss()
     loss(x, target)
-    forward["NLLLoss"] = [[x.shape, target.shape], [], [], [target.shape]]
+    forward["NLLLoss"] = [[x.shape, target.shape], [], [], kept(loss)]
     grad = loss.backward()
     backward = {"NLLLoss": [[], [], [grad.shape], []]}
     for name, layer in reversed(list(model.named_modules())[1:]):
@@ -391,7 +388,7 @@ def network_shapes(batch: int = 64):
                       forward[name][1][1], x.shape[:2] + (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW)]
             assert dcols.shape == cols_shape
         elif kind == "MaxPool2d":
-            inside = forward[name][3]
+            inside = forward[name][3]                    # the argmax it routes by
         elif kind == "Linear":
             inside = [grad.T.shape, inputs[name].shape, grad.shape, layer.weight.shape]
         grads = [p.grad.shape for p in layer.parameters()]
