@@ -11,7 +11,7 @@ kernels' output changes and the pictures were not drawn again.  The feature maps
 :func:`minicnn.plots.plot_feature_maps` after ``FEATURE_TRAINING`` (one epoch on the first 2,048
 training images, seed 0): a few seconds, enough for the filters to find strokes and edges.
 CI runs this script (tests/test_docs.py); the files are replaced together (see
-:func:`minicnn.recipes.write_together`).
+:func:`minicnn.paths.write_together`).
 
 Docs: docs/convolution.md, docs/layers.md, docs/overview.md
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from minicnn import diagrams
 from minicnn.plots import DPI
-from minicnn.recipes import write_together
+from minicnn.paths import write_together
 from minicnn.serialization import write_atomic
 
 IMAGES = Path(__file__).resolve().parent / "images"

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,10 +29,11 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.cli import output_folder
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
-from minicnn.serialization import write_json_atomic, write_text_atomic
+from minicnn.serialization import write_json_atomic
+from minicnn.paths import output_folder, write_together
+from minicnn.reports import save_reports
 from minicnn.training import evaluate, fit
 
 
@@ -152,31 +151,3 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
 
         print(f"Wrote {', '.join(write_together(out, write))} to {out}")
     return metrics
-
-
-def write_together(out: Path, write) -> list[str]:
-    """Call ``write(folder)`` on an empty temporary folder inside ``out``, then move the files it names into ``out``.
-
-    ``write`` returns the names of the files it wrote.  When it fails, ``out`` is left as it was; the moves
-    (``os.replace``, one rename each) only start once every file is complete.  Returns the names.
-    """
-    with tempfile.TemporaryDirectory(prefix=".writing-", dir=out) as staging:
-        names = write(Path(staging))
-        for name in names:
-            os.replace(Path(staging) / name, out / name)
-    return names
-
-
-def save_reports(out: Path, history: dict | None, targets, predictions) -> list[str]:
-    """Training curves (when there is a history), confusion matrix and classification report; returns the file names."""
-    from minicnn import metrics, plots
-
-    names = []
-    if history:
-        plots.plot_history(history, path=out / "curves.png")
-        names.append("curves.png")
-    plots.plot_confusion_matrix(metrics.confusion_matrix(targets, predictions, num_classes=10),
-                                path=out / "confusion_matrix.png")
-    report = metrics.classification_report(targets, predictions, target_names=[str(d) for d in range(10)])
-    write_text_atomic(out / "classification_report.txt", report + "\n")
-    return names + ["confusion_matrix.png", "classification_report.txt"]

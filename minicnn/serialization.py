@@ -101,7 +101,7 @@ def _write_npz_atomic(path, arrays: dict) -> Path:
     return write_atomic(_file_path(path), lambda f: np.savez(f, **arrays))
 
 
-def _read_npz(path: Path) -> dict:
+def read_npz(path: Path) -> dict:
     """The arrays of the file at ``path`` (a path from :func:`_file_path`)."""
     if not path.is_file():
         raise CheckpointError(f"no such weights file: {path}")
@@ -129,7 +129,7 @@ def load(model: Module, path, strict: bool = True) -> Module:
     the keys or shapes that differ, and the keys the model expects.
     """
     path = _file_path(path)
-    return _load_model(model, _read_npz(path), path, strict)
+    return _load_model(model, read_npz(path), path, strict)
 
 
 def _load_model(model: Module, arrays: dict, path: Path, strict: bool = True) -> Module:
@@ -214,7 +214,7 @@ def load_checkpoint(path, model: Module, optimizer=None, scheduler=None) -> dict
     it and the model, optimizer and scheduler are as they were.
     """
     path = _file_path(path)
-    arrays = _read_npz(path)
+    arrays = read_npz(path)
     if _META not in arrays:
         raise CheckpointError(f"{path} holds weights only, not a training checkpoint "
                               f"(written by minicnn.save, not minicnn.save_checkpoint)")

@@ -144,10 +144,6 @@ def evaluate(model: Module, loader, loss_fn=None, return_predictions=False) -> d
     return result
 
 
-def _is_plateau(scheduler) -> bool:
-    return type(scheduler).__name__ == "ReduceLROnPlateau"
-
-
 def _current_lr(optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
@@ -245,10 +241,8 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         if scheduler is not None and scheduler_interval == "epoch":
-            if _is_plateau(scheduler):
-                scheduler.step(record.get("val_loss", record["train_loss"]))
-            else:
-                scheduler.step()
+            # The epoch's loss, for ReduceLROnPlateau; the other schedules ignore it.
+            scheduler.step(record.get("val_loss", record["train_loss"]))
         last_good = copy.deepcopy(model.state_dict())
         if log is not None:
             line = (f"Epoch [{epoch}/{epochs}] Loss: {record['train_loss']:.4f} "
