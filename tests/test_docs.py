@@ -427,6 +427,15 @@ def test_the_figure_script_draws_every_picture(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PICTURES)  # no temporary files left
 
 
+def test_the_figure_script_names_a_bad_out_folder(tmp_path, capsys):
+    not_a_folder = tmp_path / "file.png"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        FIGURES.main(["--out", str(not_a_folder)])
+    assert exit_.value.code == 2
+    assert f"--out {not_a_folder} is a file, expected a folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", list(FIGURES.DIAGRAMS))
 def test_the_committed_pictures_show_what_the_kernels_compute(name):
     """Each diagram in docs/images/ records the digest of the arrays it was drawn from; they must be today's."""
