@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import doctest
 import importlib.util
+import json
 import re
 import sys
 from functools import lru_cache
@@ -223,6 +224,16 @@ def test_the_docs_exist():
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_links_reach_files_headings_and_names(page):
     problems = check_page(page.read_text(encoding="utf-8"), page)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_walkthrough_links_reach_pages_and_headings():
+    """The notebook's Markdown cells point into docs/ as the pages do; the same checker follows them."""
+    notebook = ROOT / "examples" / "walkthrough.ipynb"
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert len(list(links(text))) >= 5, "the walkthrough should point its reader to the pages"
+    problems = check_page(text, notebook)
     assert not problems, "\n".join(problems)
 
 
