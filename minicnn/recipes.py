@@ -21,7 +21,6 @@ schedule, :func:`minicnn.training.fit`, :func:`minicnn.training.evaluate`.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -31,10 +30,11 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
-from minicnn.serialization import write_json_atomic
 from minicnn.paths import output_folder, write_together
 from minicnn.reports import save_reports
+from minicnn.serialization import write_json_atomic
 from minicnn.training import evaluate, fit
+from minicnn.validate import is_finite_real, satisfies
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def _positive(parser, name, value, allow_zero=False):
-    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        parser.error(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+#: How the command line words the rules of :mod:`minicnn.validate` it uses for counts.
+_COUNT_WORDS = {">= 0": "non-negative", "> 0": "positive"}
 
 
 def main(argv=None) -> dict:
@@ -78,13 +77,13 @@ def main(argv=None) -> dict:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
-    _positive(parser, "--epochs", args.epochs, allow_zero=True)
-    _positive(parser, "--batch-size", args.batch_size)
-    _positive(parser, "--limit", args.limit)
-    _positive(parser, "--seed", args.seed, allow_zero=True)
-    if not (math.isfinite(args.lr) and args.lr > 0):
+    for option, value, rule in (("--epochs", args.epochs, ">= 0"), ("--batch-size", args.batch_size, "> 0"),
+                                ("--limit", args.limit, "> 0"), ("--seed", args.seed, ">= 0")):
+        if value is not None and not satisfies(value, rule):
+            parser.error(f"{option} must be {_COUNT_WORDS[rule]}, got {value}")
+    if not (is_finite_real(args.lr) and satisfies(args.lr, "> 0")):
         parser.error(f"--lr must be a finite number > 0, got {args.lr}")
-    if not 0.0 <= args.val_split < 1.0:
+    if not (is_finite_real(args.val_split) and satisfies(args.val_split, "in [0, 1)")):
         parser.error(f"--val-split must be in [0, 1), got {args.val_split}")
     out = output_folder(parser, "--out", args.out) if args.out else None
 
