@@ -17,7 +17,7 @@ read, many batches at once (:class:`_Tally`): on the host every batch (reading
 is free there), on a GPU at each progress-bar refresh or else once per epoch,
 so a training step never waits for the device to hand a number back.
 
-Docs: docs/data.md#the-training-loop
+Docs: docs/training.md
 """
 from __future__ import annotations
 

@@ -3,14 +3,18 @@
 * Every relative link in ``docs/`` reaches a file that exists, and an ``#anchor``
   on a Markdown link names a heading of that page (GitHub's heading slugs).
 * A link whose text is a backticked name and whose target is a ``.py`` file,
-  such as [`Conv2d.backward`](../minicnn/nn/conv.py), names something that
-  file defines: a class, a function, a module-level constant, or a method
-  or class attribute written ``Class.name`` (read with ``ast``, not imported).
+  such as [`Conv2d.backward`](../minicnn/nn/conv.py#L88-L106), names something
+  that file defines: a class, a function, a module-level constant, or a method
+  or class attribute written ``Class.name`` (read with ``ast``, not imported),
+  and carries the lines of that definition, so that it opens where the code
+  is (``python docs/update_links.py`` writes them after code moves).
 * Every public layer, loss, optimizer and scheduler has a heading of its own
   name somewhere in ``docs/``, on the page its module's ``Docs:`` line names.
 * Every ``Docs: docs/page.md#anchor`` line in a docstring of ``minicnn/``
   names a page and a heading that exist, and that page links back to the file.
 * The ``>>>`` examples in the pages run and print what the pages say.
+* ``docs/figures.py`` draws every picture of ``docs/images/`` from the code, the
+  diagrams there are the ones today's kernels give, and a page shows each.
 
 The checkers are plain functions of text, so the tests at the bottom plant
 broken links in a string and require the checkers to report them.
@@ -19,15 +23,20 @@ from __future__ import annotations
 
 import ast
 import doctest
+import importlib.util
+import json
 import re
 import sys
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 
 import minicnn.nn
 import minicnn.optim
+from minicnn import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -95,33 +104,20 @@ def links(text: str):
 
 # --- reading Python ------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+def _docs_script(name: str):
+    """A script of docs/ (figures.py, update_links.py) as a module."""
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LINKS = _docs_script("update_links")
+
+
 def defined_names(path: Path) -> frozenset[str]:
     """Classes, functions and module-level constants of ``path``, plus ``Class.member`` for their members."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
-
-    def targets(node):
-        if isinstance(node, ast.Assign):  # x = ..., and a, b = ...
-            flat = [e for t in node.targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
-            return [t.id for t in flat if isinstance(t, ast.Name)]
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            return [node.target.id]
-        return []
-
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.ClassDef):
-            names.add(node.name)
-            for member in node.body:
-                if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    names.add(f"{node.name}.{member.name}")
-                for target in targets(member):
-                    names.add(f"{node.name}.{target}")
-        else:
-            names.update(targets(node))
-    return frozenset(names)
+    return frozenset(LINKS.definition_spans(path))
 
 
 def docstrings(path: Path):
@@ -162,16 +158,14 @@ def check_page(text: str, page: Path) -> list[str]:
             shown = resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved
             problems.append(f"{where}: no such file {shown}")
             continue
-        if anchor:
-            if resolved.suffix != ".md":
-                problems.append(f"{where}: anchors are only checked on .md pages; link the file without "
-                                f"'#{anchor}' (line numbers go stale)")
-            elif anchor not in anchors(resolved.read_text(encoding="utf-8")):
-                problems.append(f"{where}: {resolved.name} has no heading with anchor #{anchor}")
-        if resolved.suffix == ".py" and label.startswith("`") and label.endswith("`"):
-            name = label.strip("`")
-            if name.endswith("()"):
-                name = name[:-2]
+        named = resolved.suffix == ".py" and label.startswith("`") and label.endswith("`")
+        name = label.strip("`").removesuffix("()") if named else None
+        if anchor and resolved.suffix == ".md" and anchor not in anchors(resolved.read_text(encoding="utf-8")):
+            problems.append(f"{where}: {resolved.name} has no heading with anchor #{anchor}")
+        elif anchor and resolved.suffix != ".md" and not (named and NAME.match(name)):
+            problems.append(f"{where}: only a link named by its code, like [`Conv2d.backward`](...conv.py#L1-L9), "
+                            f"may carry lines (they are checked against that name)")
+        if named:
             if name.endswith(".py"):
                 if not path_part.endswith(name):
                     problems.append(f"{where}: the link text names {name}, the link goes to {path_part}")
@@ -179,6 +173,12 @@ def check_page(text: str, page: Path) -> list[str]:
                 problems.append(f"{where}: `{name}` is not a name (expected `func`, `Class` or `Class.method`)")
             elif name not in defined_names(resolved):
                 problems.append(f"{where}: {resolved.relative_to(ROOT)} defines no `{name}`")
+            else:
+                lines = LINKS.line_anchor(LINKS.definition_spans(resolved)[name])
+                if anchor != lines:
+                    problems.append(f"{where}: `{name}` is at #{lines} of {resolved.name}, the link "
+                                    f"{'says #' + anchor if anchor else 'has no lines'} "
+                                    f"(python docs/update_links.py fixes this)")
     return problems
 
 
@@ -224,6 +224,16 @@ def test_the_docs_exist():
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_links_reach_files_headings_and_names(page):
     problems = check_page(page.read_text(encoding="utf-8"), page)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_walkthrough_links_reach_pages_and_headings():
+    """The notebook's Markdown cells point into docs/ as the pages do; the same checker follows them."""
+    notebook = ROOT / "examples" / "walkthrough.ipynb"
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert len(list(links(text))) >= 5, "the walkthrough should point its reader to the pages"
+    problems = check_page(text, notebook)
     assert not problems, "\n".join(problems)
 
 
@@ -315,6 +325,153 @@ def test_examples_in_the_pages_run(page):
     assert runner.failures == 0, "".join(report)
 
 
+# --- the shapes of the documented network at batch 64 ---------------------------------
+
+SHAPE = re.compile(r"\((\d+(?:, \d+)*),?\)|(\d+(?: x \d+)+)")
+
+
+def shapes_in(cell: str) -> list[tuple[int, ...]]:
+    """The shapes written in a table cell, in order: ``64 x 32 x 14 x 14`` and ``(288, 12544)`` alike."""
+    return [tuple(int(d) for d in re.split(r", | x ", m.group(1) or m.group(2))) for m in SHAPE.finditer(cell)]
+
+
+def shape_tables(text: str, heading: str) -> list[dict[str, list[list[tuple[int, ...]]]]]:
+    """The tables under ``## heading``: for each, layer name (the first cell, unquoted) -> shapes of each other cell."""
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    tables, current = [], None
+    for line in section.splitlines():
+        if not line.startswith("|"):
+            current = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if current is None:
+            current = {}
+            tables.append(current)
+        elif not set(cells[0]) <= set("-: "):
+            current[cells[0].strip("`")] = [shapes_in(c) for c in cells[1:]]
+    return tables
+
+
+def network_shapes(batch: int = 64):
+    """The arrays of one training step of MnistCNN, as the code makes them: (forward rows, backward rows)."""
+    from minicnn.models import MnistCNN
+    from minicnn.nn import functional
+
+    model = MnistCNN(seed=0)
+    x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    target = np.arange(batch) % 10
+    def kept(module):  # the arrays its forward saved for backward (save_for_backward)
+        return [a.shape for a in module._cache[1] if isinstance(a, np.ndarray)]
+
+    forward, inputs = {}, {}
+    for name, layer in list(model.named_modules())[1:]:
+        inputs[name] = x
+        y = layer(x)
+        inside = []
+        kind = type(layer).__name__
+        if kind == "Conv2d":
+            (PH, PW) = layer.padding
+            col = functional.im2col(x, layer.kernel_size, layer.stride, layer.padding)
+            cols = col.transpose(1, 0, 2).reshape(col.shape[1], -1)
+            w_mat = layer.weight.data.reshape(layer.out_channels, -1)
+            inside = [x.shape[:2] + (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW), col.shape, cols.shape,
+                      w_mat.shape, cols.shape, (w_mat @ cols).shape]
+        elif kind == "Linear":
+            inside = [x.shape, layer.weight.data.T.shape]
+        forward[name] = [[x.shape], inside, [y.shape], kept(layer)]
+        x = y
+    loss = nn.NLLLoss()
+    loss(x, target)
+    forward["NLLLoss"] = [[x.shape, target.shape], [], [], kept(loss)]
+    grad = loss.backward()
+    backward = {"NLLLoss": [[], [], [grad.shape], []]}
+    for name, layer in reversed(list(model.named_modules())[1:]):
+        dx = layer.backward(grad)
+        kind, inside = type(layer).__name__, []
+        if kind == "Conv2d":
+            x = inputs[name]
+            (PH, PW), OC = layer.padding, layer.out_channels
+            cols_shape = forward[name][1][2]
+            dy = grad.reshape(grad.shape[0], OC, -1).transpose(1, 0, 2).reshape(OC, -1)
+            w_mat = layer.weight.data.reshape(OC, -1)
+            dcols = w_mat.T @ dy
+            inside = [dy.shape, dy.shape, cols_shape[::-1], w_mat.T.shape, dy.shape,
+                      forward[name][1][1], x.shape[:2] + (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW)]
+            assert dcols.shape == cols_shape
+        elif kind == "MaxPool2d":
+            inside = forward[name][3]                    # the argmax it routes by
+        elif kind == "Linear":
+            inside = [grad.T.shape, inputs[name].shape, grad.shape, layer.weight.shape]
+        grads = [p.grad.shape for p in layer.parameters()]
+        backward[name] = [[grad.shape], inside, [dx.shape], grads]
+        grad = dx
+    return forward, backward
+
+
+def test_the_shape_tables_are_the_shapes_the_code_makes():
+    """docs/overview.md lists every array of a training step at batch 64; run the step and compare each cell."""
+    documented = shape_tables((DOCS / "overview.md").read_text(encoding="utf-8"), "Every array at batch 64")
+    assert len(documented) == 2, "expected a forward and a backward table"
+    for table, computed, direction in zip(documented, network_shapes(64), ("forward", "backward")):
+        assert list(table) == list(computed), f"{direction} table: rows {list(table)}, the network {list(computed)}"
+        for layer, cells in table.items():
+            assert cells == computed[layer], f"{direction} table, {layer}: says {cells}, the code makes {computed[layer]}"
+
+
+def test_shapes_are_read_from_both_notations():
+    assert shapes_in("padded 64 x 32 x 16 x 16; `col` (64, 288, 196); bias (64,); 3 x 3 windows") == [
+        (64, 32, 16, 16), (64, 288, 196), (64,), (3, 3)]
+
+
+# --- the pictures: drawn from the code ----------------------------------------------
+
+FIGURES = _docs_script("figures")
+PICTURES = [*FIGURES.DIAGRAMS, FIGURES.FEATURE_MAPS]
+
+
+def test_the_figure_script_draws_every_picture(tmp_path):
+    """docs/figures.py runs (as CI runs it) and writes each picture as a PNG."""
+    assert FIGURES.main(["--out", str(tmp_path)]) == 0
+    for name in PICTURES:
+        with PIL.Image.open(tmp_path / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200, (name, image.format, image.size)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PICTURES)  # no temporary files left
+
+
+def test_the_figure_script_names_a_bad_out_folder(tmp_path, capsys):
+    not_a_folder = tmp_path / "file.png"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        FIGURES.main(["--out", str(not_a_folder)])
+    assert exit_.value.code == 2
+    assert f"--out {not_a_folder} is a file, expected a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(FIGURES.DIAGRAMS))
+def test_the_committed_pictures_show_what_the_kernels_compute(name):
+    """Each diagram in docs/images/ records the digest of the arrays it was drawn from; they must be today's."""
+    make, _ = FIGURES.DIAGRAMS[name]
+    with PIL.Image.open(DOCS / "images" / name) as image:
+        recorded = image.info.get("Source")
+    assert recorded == FIGURES.source_digest(make()), (
+        f"docs/images/{name} was drawn from other kernel output than the code gives now: "
+        f"run python docs/figures.py")
+
+
+def test_a_changed_example_changes_the_digest():
+    from minicnn import diagrams
+
+    assert diagrams.im2col_example(4, 2, 1).digest() == diagrams.im2col_example(4, 2, 1).digest()
+    assert diagrams.im2col_example(4, 2, 1).digest() != diagrams.im2col_example(4, 2, 2).digest()
+    assert diagrams.maxpool_example(2, 2).digest() != diagrams.maxpool_example(2, 1).digest()
+
+
+@pytest.mark.parametrize("name", PICTURES)
+def test_every_picture_is_shown_on_a_page(name):
+    shown = [p.name for p in PAGES if any(t == f"images/{name}" for _, _, t in links(p.read_text(encoding="utf-8")))]
+    assert shown, f"no page of docs/ shows images/{name}"
+
+
 # --- the tests: the checkers catch what they should ----------------------------
 
 PLANTED_PAGE = DOCS / "planted.md"  # never written: only its folder is used, to resolve links
@@ -324,20 +481,46 @@ def _problems(markdown: str) -> list[str]:
     return check_page(markdown, PLANTED_PAGE)
 
 
+def _lines(path: str, name: str) -> str:
+    return LINKS.line_anchor(LINKS.definition_spans((DOCS / path).resolve())[name])
+
+
+CONV, KERNELS = "../minicnn/nn/conv.py", "../minicnn/backend/numpy_kernels.py"
+
+
 def test_a_good_link_passes():
-    assert _problems("See [`Conv2d.backward`](../minicnn/nn/conv.py) and [`im2col`]"
-                     "(../minicnn/backend/numpy_kernels.py), [ReLU](layers.md#relu).") == []
+    assert _problems(f"See [`Conv2d.backward`]({CONV}#{_lines(CONV, 'Conv2d.backward')}) and [`im2col`]"
+                     f"({KERNELS}#{_lines(KERNELS, 'im2col')}), [`conv.py`]({CONV}), "
+                     f"[ReLU](layers.md#relu).") == []
+
+
+def test_update_links_adds_the_lines_and_keeps_code_blocks():
+    page = "[`Conv2d.forward`](../minicnn/nn/conv.py#L1-L2) and `x`\n```\n[`Conv2d`](../minicnn/nn/conv.py)\n```\n"
+    fixed = LINKS.relink(page, PLANTED_PAGE)
+    assert fixed == page.replace("#L1-L2", "#" + _lines(CONV, "Conv2d.forward"))
+    assert _problems(fixed) == []
+
+
+def test_definition_spans_cover_the_whole_definition(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("X = 1\n\n\n@decorator\ndef f():\n    return 1\n\n\nclass C:\n    z = (1,\n         2)\n\n"
+                      "    def m(self):\n        pass\n")
+    assert LINKS.definition_spans(source) == {"X": (1, 1), "f": (4, 6), "C": (9, 14), "C.z": (10, 11),
+                                              "C.m": (13, 14)}
 
 
 @pytest.mark.parametrize("markdown,expected", [
     ("[`Conv2d`](../minicnn/nn/convolution.py)", "no such file"),
-    ("[`Conv2d.backwards`](../minicnn/nn/conv.py)", "defines no `Conv2d.backwards`"),
+    ("[`Conv2d.backward`](../minicnn/nn/conv.py)", "has no lines (python docs/update_links.py fixes this)"),
+    ("[`Conv2d.backward`](../minicnn/nn/conv.py#L1-L9)", "the link says #L1-L9"),
+    ("[`Conv2d.backward`](../minicnn/nn/conv.py#backward)", "the link says #backward"),
+    ("[`Conv2d.backwards`](../minicnn/nn/conv.py#L1-L2)", "defines no `Conv2d.backwards`"),
     ("[`col2img`](../minicnn/backend/numpy_kernels.py)", "defines no `col2img`"),
     ("[`Conv2d`](../minicnn/nn/pooling.py)", "defines no `Conv2d`"),
     ("[`y = W x`](../minicnn/nn/conv.py)", "is not a name"),
     ("[`pooling.py`](../minicnn/nn/conv.py)", "the link text names pooling.py"),
     ("[ReLU](layers.md#rectifier)", "has no heading with anchor #rectifier"),
-    ("[the forward pass](../minicnn/nn/conv.py#L40)", "anchors are only checked on .md pages"),
+    ("[the forward pass](../minicnn/nn/conv.py#L40)", "only a link named by its code"),
     ("[here](#nowhere)\n\n# Somewhere", "has no heading with anchor #nowhere"),
 ])
 def test_a_planted_bad_link_is_reported(markdown, expected):

@@ -18,7 +18,9 @@ How each kernel maps onto the reference
 ---------------------------------------
 ``im2col``
     Reference: for each window offset (i, j), copy the strided slice
-    ``img[:, :, i::SH, j::SW]`` of the padded image into ``col``.
+    ``img[:, :, i:i+SH*OH:SH, j:j+SW*OW:SW]`` of the padded image into ``col``
+    (OH rows and OW columns: ``i::SH`` would take one more where the last
+    window stops short of the border, docs/convolution.md explains).
     Here: for each plane, offset (i, j) and output row ``oh``, copy input row
     ``ih = oh*SH - PH + i`` into positions ``oh*OW .. oh*OW + OW`` of row
     ``(c, i, j)``; positions whose ``ih`` or ``iw = ow*SW - PW + j`` fall in
@@ -27,8 +29,8 @@ How each kernel maps onto the reference
     Conv2d's ``col.transpose(1, 0, 2).reshape(K, N*P)`` costs no copy.
 
 ``col2im``
-    Reference: ``img[:, :, i::SH, j::SW] += col[:, :, i, j]`` into a zero
-    padded image, then cut the border off.
+    Reference: ``img[:, :, i:i+SH*OH:SH, j:j+SW*OW:SW] += col[:, :, i, j]``
+    into a zero padded image, then cut the border off.
     Here: the same sums in the same (i, j) order, skipping the terms whose
     destination lies in the border.  Each parallel iteration owns one plane,
     so no two threads ever add into the same element and results are

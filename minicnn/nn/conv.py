@@ -2,16 +2,18 @@
 
 Notation (see :mod:`minicnn.nn.functional`): N, C, H, W, OC (output
 channels), KH, KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``.
+W is the input's width; the weight is ``weight`` (OC, C, KH, KW), as a
+matrix ``w_mat``.
 
 Forward (:func:`~minicnn.nn.functional.conv2d`)
     col  = im2col(x)                      (N, K, P)
-    y[n] = W_mat @ col[n] + b             W_mat = W.reshape(OC, K)  ->  (N, OC, P)
+    y[n] = w_mat @ col[n] + b             w_mat = weight.reshape(OC, K)  ->  (N, OC, P)
 
 Backward (:func:`~minicnn.nn.functional.conv2d_backward`), the batch side by side:
 cols = col as (K, N*P), dY as (OC, N*P)
-    dW = dY @ cols^T                      (OC, K) -> (OC, C, KH, KW); one product sums over n and p
-    db = sum over n and p of dY
-    dX = col2im(W_mat^T @ dY)             the adjoint of im2col adds each column's
+    dweight = dY @ cols^T                 (OC, K) -> (OC, C, KH, KW); one product sums over n and p
+    dbias   = sum over n and p of dY
+    dx      = col2im(w_mat^T @ dY)        the adjoint of im2col adds each column's
                                           gradient back onto its window
 
 Docs: docs/convolution.md
@@ -27,7 +29,7 @@ from minicnn.validate import check_generator, is_positive_int
 
 
 class Conv2d(Module):
-    """``y = W * x + b`` over (N, C, H, W) inputs; weight (OC, C, KH, KW), bias (OC,)."""
+    """``y = weight * x + bias`` (``*`` the convolution) over (N, C, H, W) inputs; weight (OC, C, KH, KW), bias (OC,)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  dtype=None, generator=None):
@@ -65,10 +67,10 @@ class Conv2d(Module):
         col, x_shape = self.saved_tensors(grad_output)
         dx, dweight, dbias = F.conv2d_backward(grad_output, col, self.weight.data, x_shape,
                                                self.stride, self.padding)
-        self.weight.accumulate_grad(dweight)                                      # dW = dY @ cols^T
+        self.weight.accumulate_grad(dweight)                                      # dY @ cols^T
         if self.bias is not None:
             self.bias.accumulate_grad(dbias)                                      # db = sum dY
-        return dx                                                                 # col2im(W_mat^T @ dY)
+        return dx                                                                 # col2im(w_mat^T @ dY)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

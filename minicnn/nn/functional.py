@@ -18,7 +18,7 @@ max-pooling, ReLU and the axis swap) may be replaced by a backend's override;
 the rest is built from them and matrix products.  The layers in
 :mod:`minicnn.nn` call these and keep what the backward pass needs.
 
-Docs: docs/layers.md
+Docs: docs/convolution.md, docs/layers.md, docs/losses.md
 """
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ __all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "log_softmax", "log_
 
 
 def conv2d(x, weight, bias, stride, padding):
-    """``y = W * x + b`` by im2col: returns ``(y, col)``, ``col`` being what the backward pass needs.
+    """``y = weight * x + bias`` by im2col: returns ``(y, col)``, ``col`` being what the backward pass needs.
 
         col  = im2col(x)                        (N, K, P)
-        y[n] = W_mat @ col[n] + b               W_mat = weight.reshape(OC, K)  ->  (N, OC, P)
+        y[n] = w_mat @ col[n] + bias            w_mat = weight.reshape(OC, K)  ->  (N, OC, P)
 
     x (N, C, H, W), weight (OC, C, KH, KW), bias (OC,) or None; y (N, OC, OH, OW).
-    The whole batch is one product ``W_mat @ cols`` with cols = col as (K, N*P)
+    The whole batch is one product ``w_mat @ cols`` with cols = col as (K, N*P)
     (no copy: im2col stores col K-major), swapped to (N, OC, P) with b added.
     """
     N, OC, (KH, KW) = x.shape[0], weight.shape[0], weight.shape[2:]
@@ -52,11 +52,11 @@ def conv2d(x, weight, bias, stride, padding):
 
 
 def conv2d_backward(grad_output, col, weight, x_shape, stride, padding):
-    """``(dx, dW, db)`` of :func:`conv2d` from ``dY`` (N, OC, OH, OW) and the forward's ``col``.
+    """``(dx, dweight, dbias)`` of :func:`conv2d` from ``dY`` (N, OC, OH, OW) and the forward's ``col``.
 
-        dW = dY @ cols^T           (OC, K) -> (OC, C, KH, KW); one product sums over n and p
-        db = sum over n and p of dY
-        dx = col2im(W_mat^T @ dY)  the adjoint of im2col adds each column's gradient onto its window
+        dweight = dY @ cols^T           (OC, K) -> (OC, C, KH, KW); one product sums over n and p
+        dbias   = sum over n and p of dY
+        dx      = col2im(w_mat^T @ dY)  the adjoint of im2col adds each column's gradient onto its window
 
     with dY as (OC, N*P) and cols as (K, N*P), the batch side by side.
     """

@@ -44,7 +44,7 @@ def im2col(x, kernel_size, stride, padding, pad_value=0.0):
            corner sits at ``(oh*SH - PH, ow*SW - PW)``.
 
     With this layout a convolution is one matrix product per image,
-    ``y[n] = W.reshape(OC, K) @ col[n]``.  ``pad_value`` is what the border
+    ``y[n] = weight.reshape(OC, K) @ col[n]``.  ``pad_value`` is what the border
     holds: 0 for convolution, -inf for max-pooling.
 
     The array is stored K-major (a (K, N, P) array seen through a transposed
@@ -75,7 +75,7 @@ def col2im(col, x_shape, kernel_size, stride, padding):
 
     ``<im2col(x), col> == <x, col2im(col)>`` for all x and col, which is why
     the backward pass of a convolution w.r.t. its input is col2im of
-    ``W^T @ dY``.
+    ``w_mat^T @ dY`` (``w_mat = weight.reshape(OC, K)``).
     """
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     xp = get_array_module(col)
@@ -99,7 +99,7 @@ def transpose01(a, bias=None):
            the transpose).
 
     Not math but data movement: :func:`minicnn.nn.functional.conv2d` turns the
-    product ``W_mat @ cols`` (OC, N, P) into the output (N, OC, P) with it, and
+    product ``w_mat @ cols`` (OC, N, P) into the output (N, OC, P) with it, and
     its backward pass turns ``dY`` (N, OC, P) into (OC, N, P).  A kernel of its
     own so that a backend can do the copy in one fast pass.
     """
