@@ -127,7 +127,8 @@ def _model_for(weights: Path, name: str | None):
                                       f"{os.path.join(weights, 'model.npz')}")
     if name is None:
         keys = set(_read_npz(weights))
-        name = "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN"
+        name = ("MnistDeepCNN" if any(k.startswith(("conv4.", "model/conv4.")) for k in keys) else
+                "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN")
     model = minicnn.load(models.get_model(name, seed=0), weights)
     broken = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(to_numpy(v)))]
     if broken:
