@@ -1,10 +1,13 @@
-"""The ``minicnn`` command: train, evaluate, predict, summary, bench.
+"""The ``minicnn`` command: train, evaluate, predict, summary, bench, tune, baselines, compare.
 
     minicnn train [--epochs 5 ...]             the documented MNIST training (see minicnn/recipes.py)
     minicnn evaluate WEIGHTS [--out DIR]       test accuracy, classification report, plots
     minicnn predict WEIGHTS IMAGE [IMAGE ...]  the digit in each photo or scan, with its probability
     minicnn summary [--model MnistCNN]         layers, output shapes, parameter counts
     minicnn bench [...]                        the backend benchmarks (see minicnn/bench.py)
+    minicnn tune [--trials 8 ...]              a hyperparameter search with Optuna (see minicnn/tune.py)
+    minicnn baselines --out DIR                kNN, RBF SVM, random forest (see minicnn/baselines.py)
+    minicnn compare WEIGHTS... --baselines JSON --out DIR   one table and one plot (minicnn/compare.py)
 
 An error a user can cause ends in one line on stderr, ``minicnn COMMAND: error: ...``,
 never in a traceback.  Exit status 2: a bad option, found before any long work (with the
@@ -291,6 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
                        parents=[bench.build_parser()], add_help=False)
     p.set_defaults(func=bench.run_with_args, command_parser=p)
+
+    from minicnn import baselines, tune
+    p = sub.add_parser("tune", help="search filters, units and learning rate of MnistCNN with Optuna "
+                                    "(needs the tune extra)")
+    tune.add_arguments(p)
+    p.set_defaults(func=tune.run_with_args, command_parser=p)
+
+    p = sub.add_parser("baselines", help="k-nearest neighbours, an RBF SVM and a random forest on the raw pixels "
+                                         "(needs the baselines extra)")
+    baselines.add_arguments(p)
+    p.set_defaults(func=baselines.run_with_args, command_parser=p)
+
+    from minicnn import compare
+    p = sub.add_parser("compare", help="CNN weights and baselines in one table and one plot")
+    compare.add_arguments(p)
+    p.set_defaults(func=compare.run_with_args, command_parser=p)
     return parser
 
 

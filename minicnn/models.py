@@ -36,7 +36,7 @@ State-dict keys and shapes equal those of the same network written with
 ``torch.nn`` attribute names ``conv1, conv2, fc1, fc2`` (and ``bn1, bn2``;
 ``conv3, conv4`` in MnistDeepCNN).
 
-Docs: docs/overview.md
+Docs: docs/overview.md, docs/comparisons.md
 """
 from __future__ import annotations
 
@@ -56,21 +56,25 @@ def _rng(owner, generator, seed):
 
 
 class MnistCNN(nn.Sequential):
-    """Two conv blocks and two fully connected layers ending in LogSoftmax (see the module docstring)."""
+    """Two conv blocks and two fully connected layers ending in LogSoftmax (see the module docstring).
 
-    def __init__(self, num_classes=10, dtype=None, generator=None, seed=None):
+    ``filters`` (conv1's channels; conv2 has twice as many) and ``units`` (fc1's) are the
+    knobs ``minicnn tune`` turns; the documented network is ``filters=32, units=128``.
+    """
+
+    def __init__(self, num_classes=10, dtype=None, generator=None, seed=None, filters=32, units=128):
         rng = _rng(type(self).__name__, generator, seed)
         super().__init__(OrderedDict([
-            ("conv1", nn.Conv2d(1, 32, 3, padding=1, dtype=dtype, generator=rng)),
+            ("conv1", nn.Conv2d(1, filters, 3, padding=1, dtype=dtype, generator=rng)),
             ("relu1", nn.ReLU()),
             ("pool1", nn.MaxPool2d(2)),
-            ("conv2", nn.Conv2d(32, 64, 3, padding=1, dtype=dtype, generator=rng)),
+            ("conv2", nn.Conv2d(filters, 2 * filters, 3, padding=1, dtype=dtype, generator=rng)),
             ("relu2", nn.ReLU()),
             ("pool2", nn.MaxPool2d(2)),
             ("flatten", nn.Flatten()),
-            ("fc1", nn.Linear(64 * 7 * 7, 128, dtype=dtype, generator=rng)),
+            ("fc1", nn.Linear(2 * filters * 7 * 7, units, dtype=dtype, generator=rng)),
             ("relu3", nn.ReLU()),
-            ("fc2", nn.Linear(128, num_classes, dtype=dtype, generator=rng)),
+            ("fc2", nn.Linear(units, num_classes, dtype=dtype, generator=rng)),
             ("log_softmax", nn.LogSoftmax(dim=1)),
         ]))
 

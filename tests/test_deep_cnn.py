@@ -156,3 +156,14 @@ def test_bad_recipe_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["train", "--model", "MnistDeepCNN", *argv])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_mnist_cnn_filters_and_units_set_its_widths():
+    """The knobs minicnn tune turns: conv1 has `filters` channels, conv2 twice as many, fc1 `units`."""
+    model = models.MnistCNN(filters=8, units=16, seed=0)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {"conv1.weight": (8, 1, 3, 3), "conv1.bias": (8,), "conv2.weight": (16, 8, 3, 3),
+                      "conv2.bias": (16,), "fc1.weight": (16, 16 * 7 * 7), "fc1.bias": (16,),
+                      "fc2.weight": (10, 16), "fc2.bias": (10,)}
+    assert model(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    assert sum(p.size for p in models.MnistCNN(seed=0).parameters()) == 421_642  # the defaults: the documented one
