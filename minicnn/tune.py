@@ -109,7 +109,7 @@ def _storage(parser, optuna, url: str):
             return RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable database
-        parser.error(f"--storage {url}: {exc}")
+        parser.error(f"--storage {url}: {str(exc).splitlines()[0]}")
 
 
 def trial_rows(study) -> list[dict]:
@@ -197,8 +197,11 @@ def run_with_args(args, parser) -> dict:
     val_loader = DataLoader(val_images, val_labels, batch_size=1000, transform=mnist_eval_transform())
 
     # A resumed study gets a sampler seeded past the trials it holds, so it does not repeat its first proposals.
-    study = optuna.create_study(study_name=args.study_name, storage=storage, load_if_exists=True,
-                                direction="maximize")
+    try:
+        study = optuna.create_study(study_name=args.study_name, storage=storage, load_if_exists=True,
+                                    direction="maximize")
+    except ValueError as exc:  # a storage URL Optuna does not take
+        parser.error(f"--storage {url}: {exc}")
     sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
     pruner = optuna.pruners.NopPruner() if args.no_prune else optuna.pruners.MedianPruner(n_startup_trials=2)
     study = optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner)

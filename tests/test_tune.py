@@ -92,9 +92,11 @@ def test_pruning_stops_trials_below_the_median(tmp_path):
     (["--val-split", "0"], "--val-split must be in (0, 1)"),
     (["--lr", "0"], "--lr values must be finite numbers > 0"),
     (["--storage", "study.db"], "--storage study.db: expected an Optuna storage URL such as sqlite:///study.db"),
+    (["--storage", "sqlite:////nonexistent/x.db"], "--storage sqlite:////nonexistent/x.db: (sqlite3.OperationalError)"),
 ])
 def test_bad_options_are_one_line_usage_errors(tmp_path, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["tune", "--out", str(tmp_path), *argv])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("minicnn tune: error: ") and "sqlalche.me" not in err
