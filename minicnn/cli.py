@@ -1,4 +1,4 @@
-"""The ``minicnn`` command: train, evaluate, predict, serve, summary, bench.
+"""The ``minicnn`` command: train, evaluate, predict, serve, summary, bench, tune, baselines, compare.
 
     minicnn train [--epochs 5 ...]             the documented MNIST training (see minicnn/recipes.py)
     minicnn evaluate WEIGHTS [--out DIR]       test accuracy, classification report, plots
@@ -6,6 +6,9 @@
     minicnn serve WEIGHTS [--port 7860]        a web page to draw or upload a digit (see minicnn/web/)
     minicnn summary [--model MnistCNN]         layers, output shapes, parameter counts
     minicnn bench [...]                        the backend benchmarks (see minicnn/bench.py)
+    minicnn tune [--trials 8 ...]              a hyperparameter search with Optuna (see minicnn/tune.py)
+    minicnn baselines --out DIR                kNN, RBF SVM, random forest (see minicnn/baselines.py)
+    minicnn compare WEIGHTS... --baselines JSON --out DIR   one table and one plot (minicnn/compare.py)
 
 An error a user can cause ends in one line on stderr, ``minicnn COMMAND: error: ...``,
 never in a traceback.  Exit status 2: a bad option, found before any long work (with the
@@ -27,6 +30,7 @@ import numpy as np
 
 import minicnn
 from minicnn import models
+from minicnn.inference import model_for_weights as _model_for
 from minicnn.paths import output_folder
 from minicnn.reports import TRAINING_REPORTS
 
@@ -78,25 +82,6 @@ def _warn(parser, message) -> None:
 
 
 # --- the commands ---------------------------------------------------------------------
-
-def _model_for(weights: Path, name: str | None):
-    """A model of the named kind, or of the kind whose keys the weights file holds, with finite weights."""
-    from minicnn.backend import to_numpy
-    from minicnn.serialization import read_npz
-
-    if weights.is_dir():
-        raise minicnn.CheckpointError(f"{weights} is a folder; expected a weights file such as "
-                                      f"{os.path.join(weights, 'model.npz')}")
-    if name is None:
-        keys = set(read_npz(weights))
-        name = "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN"
-    model = minicnn.load(models.get_model(name, seed=0), weights)
-    broken = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(to_numpy(v)))]
-    if broken:
-        raise minicnn.CheckpointError(f"{weights}: NaN or infinite values in {', '.join(broken)}; every "
-                                      f"prediction would be meaningless (did the training diverge?)")
-    return model
-
 
 def _add_common(p, weights=True):
     if weights:
@@ -259,6 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
                        parents=[bench_report.build_parser()], add_help=False)
     p.set_defaults(func=bench_report.run_with_args, command_parser=p)
+
+    from minicnn import baselines, tune
+    p = sub.add_parser("tune", help="search filters, units and learning rate of MnistCNN with Optuna "
+                                    "(needs the tune extra)")
+    tune.add_arguments(p)
+    p.set_defaults(func=tune.run_with_args, command_parser=p)
+
+    p = sub.add_parser("baselines", help="k-nearest neighbours, an RBF SVM and a random forest on the raw pixels "
+                                         "(needs the baselines extra)")
+    baselines.add_arguments(p)
+    p.set_defaults(func=baselines.run_with_args, command_parser=p)
+
+    from minicnn import compare
+    p = sub.add_parser("compare", help="CNN weights and baselines in one table and one plot")
+    compare.add_arguments(p)
+    p.set_defaults(func=compare.run_with_args, command_parser=p)
     return parser
 
 

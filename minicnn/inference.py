@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+import os
+from pathlib import Path
+
+from minicnn import models
 from minicnn.backend import get_backend, to_numpy
 from minicnn.imaging import as_network_input
 from minicnn.validate import is_positive_int
+from minicnn.serialization import CheckpointError, load, read_npz
 from minicnn.training import forward_in_blocks
 
 __all__ = ["predict"]
@@ -56,3 +61,21 @@ def predict(model, images, batch_size: int = 256, return_all_probs: bool = False
     digits = probs.argmax(axis=1).astype(np.int64)
     confidence = probs[np.arange(len(digits)), digits]
     return (digits, confidence, probs) if return_all_probs else (digits, confidence)
+
+
+def model_for_weights(weights, name: str | None = None):
+    """A model of the named kind, or of the kind whose keys the weights file holds, with finite weights."""
+    weights = Path(weights)
+    if weights.is_dir():
+        raise CheckpointError(f"{weights} is a folder; expected a weights file such as "
+                              f"{os.path.join(weights, 'model.npz')}")
+    if name is None:
+        keys = set(read_npz(weights))
+        name = ("MnistDeepCNN" if any(k.startswith(("conv4.", "model/conv4.")) for k in keys) else
+                "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN")
+    model = load(models.get_model(name, seed=0), weights)
+    broken = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(to_numpy(v)))]
+    if broken:
+        raise CheckpointError(f"{weights}: NaN or infinite values in {', '.join(broken)}; every "
+                              f"prediction would be meaningless (did the training diverge?)")
+    return model

@@ -58,7 +58,8 @@ def save_figure(fig: Figure, path) -> Path:
     return write_atomic(path, lambda f: fig.savefig(f, format=fmt, dpi=DPI))
 
 
-def _done(fig: Figure, path) -> Figure:
+def finish_figure(fig: Figure, path) -> Figure:
+    """Save ``fig`` to ``path`` (atomically) when a path is given; return it."""
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -139,7 +140,7 @@ def plot_predictions(images, y_true, y_pred, probs=None, n: int = 25, path=None)
     wrong = int((y_pred[order] != y_true[order]).sum())
     fig = _digit_grid(images, y_true, y_pred, probs, order,
                       f"Predictions: {len(order) - wrong} of {len(order)} right")
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_misclassified(images, y_true, y_pred, probs, n: int = 25, path=None) -> Figure:
@@ -156,11 +157,11 @@ def plot_misclassified(images, y_true, y_pred, probs, n: int = 25, path=None) ->
         fig = new_figure(4, 2)
         fig.text(0.5, 0.5, f"No misclassified images\n(all {len(images)} right)",
                  ha="center", va="center", fontsize=12)
-        return _done(fig, path)
+        return finish_figure(fig, path)
     fig = _digit_grid(images, y_true, y_pred, probs, order,
                       f"The {len(order)} most confident of {len(wrong)} mistakes "
                       f"({len(wrong) / len(images):.2%} of {len(images)} images)")
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 
 # --- training curves and the confusion matrix ------------------------------------------
@@ -218,7 +219,7 @@ def plot_history(history, path=None) -> Figure:
     for ax in (loss_ax, acc_ax):
         if ax.lines:
             ax.legend(loc="best")
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 
 def _percent(fraction: float) -> str:
@@ -273,7 +274,7 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, path=No
                 text = _percent(v) if normalize else f"{int(v):d}" if counts else f"{v:.2f}"
                 colour = "white" if v > bright else ("0.55" if v == 0 else "black")
                 ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour)
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 
 # --- inside the network ---------------------------------------------------------------------
@@ -318,7 +319,7 @@ def plot_filters(model_or_weights, path=None) -> Figure:
         image = ax.imshow(w[k], cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(str(k), fontsize=8, pad=2)
     fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
-    return _done(fig, path)
+    return finish_figure(fig, path)
 
 
 def _leaf_layers(model: Module) -> list[tuple[str, Module]]:
@@ -405,4 +406,4 @@ def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Fi
         ax.set_axis_off()
         ax.set_title(f"after {name}: {shown} feature maps of {H}x{W}", fontsize=10)
         fig.colorbar(picture, ax=ax, shrink=0.9, aspect=12, pad=0.01)
-    return _done(fig, path)
+    return finish_figure(fig, path)

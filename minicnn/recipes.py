@@ -15,6 +15,14 @@ DIR is checked before the data is read, and the files are written to a
 temporary folder inside it first and then moved into place, so a run that
 fails leaves DIR as it was, never new weights beside old plots.
 
+Each network has its recipe in :data:`RECIPES`, the defaults of the options
+it leaves unset: ``--model MnistDeepCNN`` trains with RMSprop (lr 1e-3,
+alpha 0.9, eps 1e-8), ReduceLROnPlateau on the validation accuracy (halving
+the lr after 3 epochs without a gain, down to 1e-5), rotation up to 10
+degrees, zoom up to 10% and shifts up to 10%, and 10% of the training images
+held out for validation.  An option given on the command line overrides its
+recipe value.
+
 Read :func:`run` top to bottom: data, loaders, model, loss, optimizer,
 schedule, :func:`minicnn.training.fit`, :func:`minicnn.training.evaluate`.
 """
@@ -30,11 +38,26 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
-from minicnn.paths import output_folder, write_together
+from minicnn.paths import output_file, output_folder, write_together
 from minicnn.reports import save_reports
 from minicnn.serialization import write_json_atomic
 from minicnn.training import evaluate, fit
 from minicnn.validate import is_finite_real, satisfies
+
+
+#: The defaults each network trains with: the values of the options the command line leaves unset.
+#: ``plateau`` holds the ReduceLROnPlateau arguments of ``--scheduler plateau`` and ``monitor`` the
+#: History column it follows (``val_*`` falls back to ``train_*`` when there is no validation split).
+RECIPES = {
+    "MnistCNN": dict(optimizer="adam", lr=1e-3, scheduler="cosine", val_split=0.0, zoom=0.0,
+                     plateau=dict(mode="min", factor=0.5, patience=1), monitor="val_loss"),
+    "MnistDeepCNN": dict(optimizer="rmsprop", lr=1e-3, scheduler="plateau", val_split=0.1, zoom=0.1,
+                         plateau=dict(mode="max", factor=0.5, patience=3, min_lr=1e-5), monitor="val_accuracy"),
+}
+RECIPES["MnistBNCNN"] = RECIPES["MnistCNN"]
+
+#: The optimizers ``--optimizer`` names, with the arguments the recipes give them besides lr.
+OPTIMIZERS = {"adam": (optim.Adam, {}), "rmsprop": (optim.RMSprop, dict(alpha=0.9, eps=1e-8))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,13 +70,19 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="array backend (default: MINICNN_BACKEND, else numba, or numpy where Numba is missing)")
     p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN", help="network (default MnistCNN)")
-    p.add_argument("--scheduler", choices=["cosine", "step", "plateau", "none"], default="cosine",
-                   help="learning-rate schedule (default cosine: anneal to 0 over the run, per batch)")
-    p.add_argument("--no-augment", action="store_true", help="train without random rotation/translation")
-    p.add_argument("--val-split", type=float, default=0.0,
-                   help="fraction of the training images held out for validation (default 0)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN",
+                   help="network (default MnistCNN); it sets the defaults of the options below, see RECIPES")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None,
+                   help="optimizer (default adam; rmsprop with alpha 0.9 for MnistDeepCNN)")
+    p.add_argument("--scheduler", choices=["cosine", "step", "plateau", "none"], default=None,
+                   help="learning-rate schedule (default cosine: anneal to 0 over the run, per batch; "
+                        "plateau on the validation accuracy for MnistDeepCNN)")
+    p.add_argument("--no-augment", action="store_true", help="train without random rotation/translation/zoom")
+    p.add_argument("--zoom", type=float, default=None,
+                   help="random zoom of up to this fraction, 0.1 for 0.9x-1.1x (default 0; 0.1 for MnistDeepCNN)")
+    p.add_argument("--val-split", type=float, default=None,
+                   help="fraction of the training images held out for validation (default 0; 0.1 for MnistDeepCNN)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
     p.add_argument("--data-dir", default=None,
                    help="folder of MNIST-layout IDX files (default: MINICNN_DATA, else the bundled MNIST)")
@@ -61,6 +90,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="folder for model.npz, history.json, metrics.json and the reports (replaced together, "
                         "only when the run succeeds)")
+    p.add_argument("--checkpoint", metavar="FILE", default=None,
+                   help="write the model, optimizer, scheduler, history and random states there after every "
+                        "epoch (atomically), for --resume or for evaluate while a long run goes on")
+    p.add_argument("--resume", metavar="FILE", default=None,
+                   help="continue the run a --checkpoint file recorded, from the epoch after its last one "
+                        "(give the same options as that run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -77,15 +112,24 @@ def main(argv=None) -> dict:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
+    recipe = RECIPES[args.model]
+    for name in ("optimizer", "lr", "scheduler", "val_split", "zoom"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, recipe[name])
     for option, value, rule in (("--epochs", args.epochs, ">= 0"), ("--batch-size", args.batch_size, "> 0"),
                                 ("--limit", args.limit, "> 0"), ("--seed", args.seed, ">= 0")):
         if value is not None and not satisfies(value, rule):
             parser.error(f"{option} must be {_COUNT_WORDS[rule]}, got {value}")
     if not (is_finite_real(args.lr) and satisfies(args.lr, "> 0")):
         parser.error(f"--lr must be a finite number > 0, got {args.lr}")
+    if not (is_finite_real(args.zoom) and satisfies(args.zoom, "in [0, 1)")):
+        parser.error(f"--zoom must be in [0, 1), got {args.zoom}")
     if not (is_finite_real(args.val_split) and satisfies(args.val_split, "in [0, 1)")):
         parser.error(f"--val-split must be in [0, 1), got {args.val_split}")
     out = output_folder(parser, "--out", args.out) if args.out else None
+    checkpoint = output_file(parser, "--checkpoint", args.checkpoint) if args.checkpoint else None
+    if args.resume and not Path(args.resume).expanduser().is_file():
+        parser.error(f"--resume {args.resume}: no such file; expected a checkpoint that --checkpoint wrote")
 
     if args.backend:
         minicnn.set_backend(args.backend)
@@ -106,31 +150,37 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
         val_loader = DataLoader(val_images, val_labels, batch_size=1000, transform=mnist_eval_transform())
 
     rng = np.random.default_rng(args.seed)
+    zoom = (1.0 - args.zoom, 1.0 + args.zoom) if args.zoom > 0 else None
     train_loader = DataLoader(images, labels, batch_size=args.batch_size, shuffle=True, generator=rng,
-                              transform=mnist_train_transform(augment=not args.no_augment))
+                              transform=mnist_train_transform(augment=not args.no_augment, scale=zoom))
     test_loader = DataLoader(test_images, test_labels, batch_size=1000, transform=mnist_eval_transform())
 
     model = models.get_model(args.model, seed=args.seed)
     criterion = nn.NLLLoss()
-    optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    optimizer_class, optimizer_args = OPTIMIZERS[args.optimizer]
+    optimizer = optimizer_class(model.parameters(), lr=args.lr, **optimizer_args)
+    monitor = recipe["monitor"] if val_loader is not None else recipe["monitor"].replace("val_", "train_")
     interval = "epoch"
     if args.scheduler == "cosine":
         scheduler, interval = optim.CosineAnnealingLR(optimizer, T_max=max(1, args.epochs * len(train_loader))), "batch"
     elif args.scheduler == "step":
         scheduler = optim.StepLR(optimizer, step_size=1, gamma=0.5)
     elif args.scheduler == "plateau":
-        scheduler = optim.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+        scheduler = optim.ReduceLROnPlateau(optimizer, **recipe["plateau"])
     else:
         scheduler = None
 
     epochs = f"{args.epochs} epoch" + ("" if args.epochs == 1 else "s")
-    print(f"minicnn {minicnn.__version__}: {args.model} on {len(images):,} training images, "
-          f"backend {backend.name}, {epochs}, batch {args.batch_size}, Adam lr {args.lr}, "
-          f"scheduler {args.scheduler}, augmentation {'off' if args.no_augment else 'on'}")
+    augmentation = "off" if args.no_augment else "on" + (f" (zoom {args.zoom:.0%})" if zoom else "")
+    held_out = f", {len(val_images):,} validation images" if val_loader is not None else ""
+    print(f"minicnn {minicnn.__version__}: {args.model} on {len(images):,} training images{held_out}, "
+          f"backend {backend.name}, {epochs}, batch {args.batch_size}, {optimizer_class.__name__} lr {args.lr}, "
+          f"scheduler {args.scheduler}{f' on {monitor}' if args.scheduler == 'plateau' else ''}, "
+          f"augmentation {augmentation}")
     start = time.perf_counter()
     history = fit(model, criterion, optimizer, train_loader, args.epochs, val_loader=val_loader,
-                  scheduler=scheduler, scheduler_interval=interval,
-                  progress=False if args.quiet else None)
+                  scheduler=scheduler, scheduler_interval=interval, plateau_metric=monitor,
+                  progress=False if args.quiet else None, checkpoint_path=checkpoint, resume_from=args.resume)
     seconds = time.perf_counter() - start
     test = evaluate(model, test_loader, criterion, return_predictions=out is not None)
     print(f"Test accuracy: {test['accuracy']:.4f} ({test['accuracy'] * 100:.2f}%), "
@@ -139,7 +189,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": args.epochs,
                "backend": backend.name, "seconds": seconds, "model": args.model, "seed": args.seed,
                "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler,
-               "augment": not args.no_augment, "train_samples": int(len(images))}
+               "augment": not args.no_augment, "train_samples": int(len(images)),
+               "optimizer": args.optimizer, "zoom": args.zoom, "val_split": args.val_split}
     if out is not None:
         def write(folder: Path) -> list[str]:
             minicnn.save(model, folder / "model.npz")

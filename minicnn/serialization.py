@@ -117,6 +117,11 @@ def read_npz(path: Path) -> dict:
         raise CheckpointError(f"{path} is not a readable .npz file ({exc})") from None
 
 
+def is_checkpoint(path) -> bool:
+    """True when ``path`` is a file that :func:`save_checkpoint` wrote (it holds a ``__meta__`` entry)."""
+    return _META in read_npz(_file_path(path))
+
+
 def save(model: Module, path) -> Path:
     """Write ``model.state_dict()`` to ``path`` (.npz), atomically; arrays are copied to the host."""
     return _write_npz_atomic(path, {k: to_numpy(v) for k, v in model.state_dict().items()})

@@ -216,13 +216,15 @@ def _rng_owners(model, loader):
 
 def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loader=None,
         scheduler=None, scheduler_interval: str = "epoch", progress=None, log=print,
-        checkpoint_path=None, resume_from=None) -> History:
+        checkpoint_path=None, resume_from=None, plateau_metric=None, on_epoch=None) -> History:
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
     scheduler           stepped once per epoch (``scheduler_interval="epoch"``) or
                         once per batch (``"batch"``, e.g. OneCycleLR);
                         ReduceLROnPlateau is stepped with the validation loss
-                        (the training loss when there is no ``val_loader``).
+                        (the training loss when there is no ``val_loader``),
+                        or with the column ``plateau_metric`` names
+                        (``"val_accuracy"`` with ``mode="max"``, say).
     progress            a tqdm bar per epoch; ``None`` shows it only when stderr
                         is a terminal, ``False`` never.
     log                 called with one summary line per epoch (``None``: silent).
@@ -230,6 +232,10 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
                         states there after every epoch (atomically).
     resume_from         a checkpoint to continue from: training resumes at the
                         epoch after the one it recorded.
+    on_epoch            called with each epoch's record (a dict, as in the
+                        History) once the epoch is logged and checkpointed; an
+                        exception it raises ends the training there (a search
+                        stops a hopeless trial so).
     """
     from minicnn.serialization import load_checkpoint, save_checkpoint
 
@@ -237,6 +243,10 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
     if scheduler_interval not in ("epoch", "batch"):
         raise ValueError(f"fit: scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
+    columns = ("train_loss", "train_accuracy") + (("val_loss", "val_accuracy") if val_loader is not None else ())
+    if plateau_metric is not None and plateau_metric not in columns:
+        raise ValueError(f"fit: plateau_metric must be one of {', '.join(columns)}"
+                         f"{'' if val_loader is not None else ' (no val_loader)'}, got {plateau_metric!r}")
     history, start_epoch = History(), 0
     owners = _rng_owners(model, train_loader)
     if resume_from is not None:
@@ -302,8 +312,9 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
         record["seconds"] = time.perf_counter() - t0
         history.append(record)
         if scheduler is not None and scheduler_interval == "epoch":
-            # The epoch's loss, for ReduceLROnPlateau; the other schedules ignore it.
-            scheduler.step(record.get("val_loss", record["train_loss"]))
+            # The epoch's metric, for ReduceLROnPlateau (plateau_metric, else the validation or training
+            # loss); the other schedules ignore it.
+            scheduler.step(record[plateau_metric] if plateau_metric else record.get("val_loss", record["train_loss"]))
         last_good = copy.deepcopy(model.state_dict())
         if log is not None:
             line = (f"Epoch [{epoch}/{epochs}] Loss: {record['train_loss']:.4f} "
@@ -316,4 +327,6 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
             save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
                             history=history.to_dict(),
                             rng_states={k: g.bit_generator.state for k, g in owners.items()})
+        if on_epoch is not None:
+            on_epoch(record)
     return history

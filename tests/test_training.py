@@ -93,6 +93,40 @@ def test_a_plateau_subclass_gets_the_loss_too():
     assert opt.param_groups[0]["lr"] < 1e-12
 
 
+def test_plateau_scheduler_gets_the_column_plateau_metric_names():
+    x, y = blobs()
+    model = make_model(0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = optim.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=10)
+    history = fit(model, nn.NLLLoss(), opt, ListLoader(x, y, 20), epochs=3, val_loader=ListLoader(x[:50], y[:50], 25),
+                  scheduler=sched, progress=False, log=None, plateau_metric="val_accuracy")
+    assert sched.last_epoch == 3
+    assert sched.best == max(history["val_accuracy"])  # mode "max" keeps the best accuracy it was given
+    with pytest.raises(ValueError, match=r"plateau_metric must be one of train_loss, train_accuracy \(no val_loader\)"):
+        fit(model, nn.NLLLoss(), opt, ListLoader(x, y, 20), epochs=1, scheduler=sched, plateau_metric="val_accuracy")
+
+
+def test_on_epoch_sees_each_record_and_can_stop_the_training():
+    x, y = blobs()
+    model = make_model(0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(record):
+        seen.append(dict(record))
+        if record["epoch"] == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(model, nn.NLLLoss(), opt, ListLoader(x, y, 20), epochs=5, val_loader=ListLoader(x, y, 50),
+            progress=False, log=None, on_epoch=on_epoch)
+    assert [r["epoch"] for r in seen] == [1, 2]
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(seen[0])
+
+
 def test_batch_interval_scheduler_steps_every_batch():
     x, y = blobs(64)
     model = make_model(0)

@@ -1,0 +1,169 @@
+"""MnistDeepCNN: its layout, its gradients, and the recipe `minicnn train --model MnistDeepCNN` trains it with."""
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from minicnn import cli, models, nn, optim, recipes
+from minicnn.gradcheck import gradcheck
+
+DEEP_CNN_SHAPES = {
+    "conv1.weight": (32, 1, 5, 5), "conv1.bias": (32,),
+    "conv2.weight": (32, 32, 5, 5), "conv2.bias": (32,),
+    "conv3.weight": (64, 32, 3, 3), "conv3.bias": (64,),
+    "conv4.weight": (64, 64, 3, 3), "conv4.bias": (64,),
+    "fc1.weight": (256, 3136), "fc1.bias": (256,),
+    "fc2.weight": (10, 256), "fc2.bias": (10,),
+}
+
+
+def test_state_dict_layout_and_parameter_count():
+    model = models.get_model("mnistdeepcnn", seed=0)
+    assert isinstance(model, models.MnistDeepCNN)
+    state = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == DEEP_CNN_SHAPES
+    assert list(state) == list(DEEP_CNN_SHAPES)
+    assert sum(p.size for p in model.parameters()) == 887_530
+    assert all(v.dtype == np.float32 for v in state.values())
+    assert [type(m).__name__ for _, m in model.named_children()] == [
+        "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout",
+        "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout",
+        "Flatten", "Linear", "ReLU", "Dropout", "Linear", "LogSoftmax"]
+    assert [model.drop1.p, model.drop2.p, model.drop3.p] == [0.25, 0.25, 0.5]
+
+
+def test_summary_prints_the_layer_shapes_and_887530_parameters(capsys):
+    assert cli.main(["summary", "--model", "MnistDeepCNN"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 887,530" in out
+    for line in ("conv2 (Conv2d)            (None, 32, 28, 28)   25,632",
+                 "drop1 (Dropout)           (None, 32, 14, 14)        0",
+                 "conv4 (Conv2d)            (None, 64, 14, 14)   36,928",
+                 "flatten (Flatten)         (None, 3136)              0",
+                 "fc1 (Linear)              (None, 256)         803,072",
+                 "fc2 (Linear)              (None, 10)            2,570"):
+        assert line in out
+
+
+def test_forward_and_backward_stay_float32():
+    model = models.MnistDeepCNN(seed=0)
+    x = np.random.default_rng(1).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
+    out = model(x)
+    assert out.dtype == np.float32 and out.shape == (3, 10)
+    np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0, rtol=1e-5)
+    criterion = nn.NLLLoss()
+    criterion(out, np.array([1, 5, 9]))
+    dx = model.backward(criterion.backward())
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.data.shape and p.grad.dtype == np.float32, name
+
+
+# As tests/test_gradcheck.py checks the other models: tensors above 100 entries along random
+# directions, the rest element by element; in training mode Dropout's masks are replayed.
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_gradients_match_finite_differences(training):
+    model = models.MnistDeepCNN(dtype=np.float64, seed=3).train(training)
+    x = np.random.default_rng(4).uniform(0, 1, (2, 1, 28, 28))
+    assert gradcheck(model, x, max_elements=100)
+
+
+def test_weights_file_names_its_model(tmp_path, capsys):
+    """evaluate reads a MnistDeepCNN weights file without --model (the conv4 keys tell it)."""
+    import minicnn
+
+    path = minicnn.save(models.MnistDeepCNN(seed=0), tmp_path / "deep.npz")
+    assert cli.main(["evaluate", str(path), "--limit", "20"]) == 0
+    assert "on 20 images" in capsys.readouterr().out
+
+
+def _train(monkeypatch, argv):
+    """Run `minicnn train` on a small slice; returns what fit was given and the metrics.json written."""
+    seen = {}
+    real_fit = recipes.fit
+
+    def spy(model, loss_fn, optimizer, train_loader, epochs, **kwargs):
+        seen.update(model=model, optimizer=optimizer, train_loader=train_loader, **kwargs)
+        return real_fit(model, loss_fn, optimizer, train_loader, epochs, **kwargs)
+
+    monkeypatch.setattr(recipes, "fit", spy)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["train", "--epochs", "1", "--limit", "200", "--quiet", *argv]) == 0
+    seen["stdout"] = printed.getvalue()
+    return seen
+
+
+def test_train_uses_the_deep_recipe_by_default(monkeypatch, tmp_path):
+    seen = _train(monkeypatch, ["--model", "MnistDeepCNN", "--out", str(tmp_path)])
+    assert isinstance(seen["model"], models.MnistDeepCNN)
+    opt = seen["optimizer"]
+    assert type(opt) is optim.RMSprop
+    group = opt.param_groups[0]
+    assert (group["lr"], group["alpha"], group["eps"], group["momentum"]) == (1e-3, 0.9, 1e-8, 0)
+    sched = seen["scheduler"]
+    assert type(sched) is optim.ReduceLROnPlateau
+    assert (sched.mode, sched.patience, sched.factor, sched.min_lrs) == ("max", 3, 0.5, [1e-5])
+    assert seen["plateau_metric"] == "val_accuracy" and seen["scheduler_interval"] == "epoch"
+    transform = seen["train_loader"].transform
+    assert (transform.augment, transform.degrees, transform.translate, transform.scale) == (True, 10.0, 0.1, (0.9, 1.1))
+    assert len(seen["train_loader"].images) == 180 and len(seen["val_loader"].images) == 20  # 10% held out
+    first = seen["stdout"].splitlines()[0]
+    assert "MnistDeepCNN on 180 training images, 20 validation images" in first
+    assert "RMSprop lr 0.001, scheduler plateau on val_accuracy, augmentation on (zoom 10%)" in first
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(history)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["optimizer"], metrics["scheduler"], metrics["val_split"], metrics["zoom"]) == (
+        "rmsprop", "plateau", 0.1, 0.1)
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_flags_override_the_deep_recipe(monkeypatch):
+    seen = _train(monkeypatch, ["--model", "MnistDeepCNN", "--optimizer", "adam", "--lr", "2e-3",
+                                "--scheduler", "plateau", "--val-split", "0", "--zoom", "0"])
+    assert type(seen["optimizer"]) is optim.Adam and seen["optimizer"].param_groups[0]["lr"] == 2e-3
+    assert seen["val_loader"] is None
+    assert seen["plateau_metric"] == "train_accuracy"  # no validation split: the training accuracy
+    assert seen["train_loader"].transform.scale is None
+
+
+def test_mnist_cnn_keeps_its_own_recipe(monkeypatch):
+    seen = _train(monkeypatch, ["--no-augment"])
+    assert type(seen["optimizer"]) is optim.Adam
+    assert type(seen["scheduler"]) is optim.CosineAnnealingLR and seen["scheduler"].base_lrs == [1e-3]
+    assert seen["val_loader"] is None
+    assert seen["train_loader"].transform.scale is None
+
+
+def test_a_checkpointed_run_resumes_where_it_stopped(tmp_path, capsys):
+    ckpt = tmp_path / "run.npz"
+    base = ["train", "--model", "MnistDeepCNN", "--limit", "100", "--quiet", "--checkpoint", str(ckpt)]
+    assert cli.main([*base, "--epochs", "1"]) == 0
+    assert cli.main([*base, "--epochs", "2", "--resume", str(ckpt), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "Epoch [1/1]" in out and "Epoch [2/2]" in out and "Epoch [1/2]" not in out
+    assert json.loads((tmp_path / "out" / "history.json").read_text())["epoch"] == [1, 2]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--zoom", "1.5"], "--zoom must be in [0, 1), got 1.5"),
+    (["--resume", "missing.npz"], "--resume missing.npz: no such file"),
+])
+def test_bad_recipe_options_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--model", "MnistDeepCNN", *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_mnist_cnn_filters_and_units_set_its_widths():
+    """The knobs minicnn tune turns: conv1 has `filters` channels, conv2 twice as many, fc1 `units`."""
+    model = models.MnistCNN(filters=8, units=16, seed=0)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {"conv1.weight": (8, 1, 3, 3), "conv1.bias": (8,), "conv2.weight": (16, 8, 3, 3),
+                      "conv2.bias": (16,), "fc1.weight": (16, 16 * 7 * 7), "fc1.bias": (16,),
+                      "fc2.weight": (10, 16), "fc2.bias": (10,)}
+    assert model(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    assert sum(p.size for p in models.MnistCNN(seed=0).parameters()) == 421_642  # the defaults: the documented one
