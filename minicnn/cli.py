@@ -120,13 +120,13 @@ def _warn(parser, message) -> None:
 def _model_for(weights: Path, name: str | None):
     """A model of the named kind, or of the kind whose keys the weights file holds, with finite weights."""
     from minicnn.backend import to_numpy
-    from minicnn.serialization import _read_npz
+    from minicnn.serialization import _stored_names
 
     if weights.is_dir():
         raise minicnn.CheckpointError(f"{weights} is a folder; expected a weights file such as "
                                       f"{os.path.join(weights, 'model.npz')}")
     if name is None:
-        keys = set(_read_npz(weights))
+        keys = _stored_names(weights)
         name = "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN"
     model = minicnn.load(models.get_model(name, seed=0), weights)
     broken = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(to_numpy(v)))]
