@@ -46,7 +46,7 @@ import numpy as np
 import minicnn
 from minicnn import models, nn, optim
 from minicnn.backend import _REGISTRY, BackendUnavailableError, _load, available_backends
-from minicnn.cli import output_file
+from minicnn.cli import output_file, path_argument
 from minicnn.serialization import write_json_atomic
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
@@ -404,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=0.5,
                    help="seconds of idle before each timed block, so no other backend's threads still spin "
                         "(default 0.5)")
-    p.add_argument("--json", help="write the full report as JSON here")
-    p.add_argument("--plot", help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
+    p.add_argument("--json", type=path_argument, help="write the full report as JSON here")
+    p.add_argument("--plot", type=path_argument, help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
     return p
 
 

@@ -60,6 +60,8 @@ def write_atomic(path, write, check=None) -> Path:
     on disk, before the rename; when it raises, the same happens as when
     ``write`` fails (a download verifies its checksum this way).  The new file
     gets the usual permissions (0666 less the umask), not mkstemp's 0600.
+    An ``OSError`` that names no file (a full disk) or the temporary file is given ``path`` as its
+    file name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,11 +75,14 @@ def write_atomic(path, write, check=None) -> Path:
         if check is not None:
             check(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.strerror is not None and exc.filename in (None, tmp):
+            # A full disk fails a write with no file name: name the file being written.
+            exc.filename = str(path)
         raise
     return path
 
@@ -294,13 +299,9 @@ _STATE_BYTES_PER_MODEL_BYTE = 4
 _MAX_EXTRA_BYTES = 64 * 2**20
 
 
-def _read_tree(archive: zipfile.ZipFile, members: dict, path: Path, model: Module) -> dict:
-    """The checkpoint's nested state, ``{"optimizer": ..., "scheduler": ..., "extra": {...}}``, arrays in place.
-
-    Everything is checked before an array is read: ``__meta__`` must be a JSON text of that form, each
-    array it names must be in the file, and together they may declare at most
-    ``_STATE_BYTES_PER_MODEL_BYTE`` times the model's bytes plus ``_MAX_EXTRA_BYTES``.
-    """
+def _read_meta(archive: zipfile.ZipFile, members: dict, path: Path) -> tuple[dict, set]:
+    """The checkpoint's parsed ``__meta__``, ``{"optimizer": ..., "scheduler": ..., "extra": {...}}``, with
+    array markers in place, and the names they refer to; a :class:`CheckpointError` unless it is that."""
     shape, dtype, nbytes, _ = _header(archive, members[_META], path, _META)
     if shape != () or dtype.kind != "U" or nbytes > _MAX_META_BYTES:
         raise CheckpointError(f"{path}: {_META} is a {dtype} array of shape {shape}; expected the JSON text "
@@ -315,6 +316,34 @@ def _read_tree(archive: zipfile.ZipFile, members: dict, path: Path, model: Modul
         raise CheckpointError(f"{path}: {_META} is nested too deeply to be a checkpoint's state") from None
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: {_META} does not describe a checkpoint: {exc}") from None
+    return tree, refs
+
+
+def _checkpoint_members(path: Path, archive: zipfile.ZipFile) -> dict:
+    members = _members(archive)
+    if _META not in members:
+        raise CheckpointError(f"{path} holds weights only, not a training checkpoint "
+                              f"(written by minicnn.save, not minicnn.save_checkpoint)")
+    return members
+
+
+def read_checkpoint_extra(path) -> dict:
+    """The ``extra`` dict of the checkpoint at ``path`` (epoch, history...), read without reading any array:
+    an entry that is an array comes back as None.  For a look at a checkpoint before building its model."""
+    path = _file_path(path)
+    with _open_npz(path) as archive:
+        tree, refs = _read_meta(archive, _checkpoint_members(path, archive), path)
+    return _unflatten(tree, dict.fromkeys(refs))["extra"]
+
+
+def _read_tree(archive: zipfile.ZipFile, members: dict, path: Path, model: Module) -> dict:
+    """The checkpoint's nested state, ``{"optimizer": ..., "scheduler": ..., "extra": {...}}``, arrays in place.
+
+    Everything is checked before an array is read: ``__meta__`` must be a JSON text of that form, each
+    array it names must be in the file, and together they may declare at most
+    ``_STATE_BYTES_PER_MODEL_BYTE`` times the model's bytes plus ``_MAX_EXTRA_BYTES``.
+    """
+    tree, refs = _read_meta(archive, members, path)
     missing = sorted(r for r in refs if r not in members or r == _META or r.startswith("model/"))
     if missing:
         raise CheckpointError(f"{path}: {_META} refers to arrays the file does not hold: {', '.join(missing)}")
@@ -358,10 +387,7 @@ def load_checkpoint(path, model: Module, optimizer=None, scheduler=None) -> dict
     """
     path = _file_path(path)
     with _open_npz(path) as archive:
-        members = _members(archive)
-        if _META not in members:
-            raise CheckpointError(f"{path} holds weights only, not a training checkpoint "
-                                  f"(written by minicnn.save, not minicnn.save_checkpoint)")
+        members = _checkpoint_members(path, archive)
         tree = _read_tree(archive, members, path, model)
         arrays = _model_arrays(model, archive, members, "model/", path)
     parts = [(name, obj) for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)) if obj is not None]

@@ -134,7 +134,7 @@ def _rng_owners(model, loader):
 
 def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loader=None,
         scheduler=None, scheduler_interval: str = "epoch", progress=None, log=print,
-        checkpoint_path=None, resume_from=None) -> History:
+        checkpoint_path=None, resume_from=None, checkpoint_extra=None) -> History:
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
     scheduler           stepped once per epoch (``scheduler_interval="epoch"``) or
@@ -148,6 +148,8 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
                         states there after every epoch (atomically).
     resume_from         a checkpoint to continue from: training resumes at the
                         epoch after the one it recorded.
+    checkpoint_extra    a dict of more entries for every checkpoint (``minicnn train``
+                        keeps its settings there); see :func:`minicnn.save_checkpoint`.
     """
     from minicnn.serialization import load_checkpoint, save_checkpoint
 
@@ -227,7 +229,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
             line += f" LR: {record['lr']:.2e} Time: {record['seconds']:.1f}s"
             log(line)
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, **(checkpoint_extra or {}), epoch=epoch,
                             history=history.to_dict(),
                             rng_states={k: g.bit_generator.state for k, g in owners.items()})
     return history
