@@ -2,11 +2,11 @@
 
     python benchmarks/bench_backends.py --json bench.json --plot bench.png
 
-See minicnn/bench.py for what is measured and how.
+See minicnn/bench.py for what is measured and how, minicnn/bench_report.py for the report.
 """
 import sys
 
-from minicnn.bench import build_parser, run_with_args
+from minicnn.bench_report import build_parser, run_with_args
 from minicnn.cli import run_command
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ switched with :func:`set_backend`.
 from minicnn.backend import BackendUnavailableError, available_backends, get_backend, set_backend
 from minicnn.gradcheck import GradcheckError, gradcheck
 from minicnn import models, nn, optim
-from minicnn.nn.module import is_grad_enabled, no_grad
+from minicnn.nn.grad_mode import is_grad_enabled, no_grad
 from minicnn.serialization import CheckpointError, load, load_checkpoint, save, save_checkpoint
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Benchmarks of the backends side by side: training and inference throughput, per-layer times.
+"""Benchmarks of the backends side by side: measuring training and inference throughput, per-layer times.
 
     python benchmarks/bench_backends.py                      # every backend that loads, + PyTorch if installed
     python benchmarks/bench_backends.py --backends numpy numba --json out.json --plot out.png
@@ -29,12 +29,12 @@ spinning for a while after their last task, and without the pause the
 threads of the backend timed just before would compete for the cores with
 the one being timed.  GPU work is synchronised before
 every clock reading.  PyTorch, when installed, runs the same network as a
-reference only: minicnn never imports it outside this module and the tests.
+reference only (:func:`torch_network` builds it from ``minicnn.models.MnistCNN``):
+minicnn never imports it outside this module and the tests.  The tables, the
+chart and the command line that prints them are in :mod:`minicnn.bench_report`.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import platform
 import statistics
@@ -45,9 +45,8 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.backend import _REGISTRY, BackendUnavailableError, _load, available_backends
-from minicnn.cli import output_file, path_argument
-from minicnn.serialization import write_json_atomic
+from minicnn.backend import available_backends, to_numpy
+from minicnn.training import forward_in_blocks
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
 
@@ -95,8 +94,8 @@ class _Minicnn:
 
     def infer(self):
         self.model.eval()
-        with minicnn.no_grad():  # as PyTorch's runner does with torch.no_grad()
-            return self.model(self.x_inf)
+        # Under no_grad, as PyTorch's runner does with torch.no_grad(), and in blocks, as evaluate runs.
+        return forward_in_blocks(self.model, self.x_inf)
 
     def layer_times(self, reps):
         """Median forward and backward seconds of each layer at batch 64."""
@@ -120,6 +119,40 @@ class _Minicnn:
         return rows
 
 
+def torch_network(torch, model: nn.Sequential):
+    """The ``torch.nn.Sequential`` with the layers of the minicnn ``model``, by name, and its weights.
+
+    Each layer becomes the PyTorch layer of the same name and arguments (the
+    names and signatures are PyTorch's), so the reference runs exactly the
+    network that minicnn runs; the weights are copied by state-dict key.
+    """
+    from collections import OrderedDict
+
+    tnn = torch.nn
+    layers = OrderedDict()
+    for name, m in model.named_children():
+        if isinstance(m, nn.Conv2d):
+            layers[name] = tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                      bias=m.bias is not None)
+        elif isinstance(m, nn.Linear):
+            layers[name] = tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        elif isinstance(m, nn.MaxPool2d):
+            layers[name] = tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
+        elif isinstance(m, nn.BatchNorm2d):
+            layers[name] = tnn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum)
+        elif isinstance(m, nn.Dropout):
+            layers[name] = tnn.Dropout(m.p)
+        elif isinstance(m, (nn.LogSoftmax, nn.Softmax)):
+            layers[name] = getattr(tnn, type(m).__name__)(dim=m.dim)
+        elif isinstance(m, (nn.ReLU, nn.Flatten)):
+            layers[name] = getattr(tnn, type(m).__name__)()
+        else:
+            raise TypeError(f"torch_network: no PyTorch layer for {type(m).__name__} ({name!r})")
+    network = tnn.Sequential(layers)
+    network.load_state_dict({k: torch.from_numpy(np.array(to_numpy(v))) for k, v in model.state_dict().items()})
+    return network
+
+
 class _Torch:
     """The same network in PyTorch, as a reference."""
 
@@ -128,12 +161,7 @@ class _Torch:
 
         self.torch, self.device = torch, device
         self.name = f"pytorch-{device}"
-        tnn = torch.nn
-        self.model = tnn.Sequential(
-            tnn.Conv2d(1, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-            tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-            tnn.Flatten(), tnn.Linear(3136, 128), tnn.ReLU(), tnn.Linear(128, 10), tnn.LogSoftmax(dim=1),
-        ).to(device=device, dtype=torch.float32)
+        self.model = torch_network(torch, models.MnistCNN(seed=0)).to(device=device, dtype=torch.float32)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x64 = torch.from_numpy(x[:TRAIN_BATCH]).to(device)
         self.y64 = torch.from_numpy(y[:TRAIN_BATCH]).to(device)
@@ -229,7 +257,7 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
         settle=0.5, log=print) -> dict:
     """Measure every requested backend (default: all that load) and return a JSON-able report."""
     x, y = _mnist_batch(INFER_BATCH)
-    names = list(backends) if backends else [n for n in _REGISTRY if _available(n)]
+    names = list(backends) if backends else available_backends()
     previous = minicnn.get_backend().name
     runners = []
     for name in names:
@@ -286,14 +314,6 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
             "ceilings": list(ceilings.values())}
 
 
-def _available(name):
-    try:
-        _load(name)
-        return True
-    except BackendUnavailableError:
-        return False
-
-
 def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -312,138 +332,3 @@ def library_versions() -> dict:
         if module is not None:
             versions[name] = getattr(module, "__version__", "unknown")
     return versions
-
-
-def describe(report: dict) -> str:
-    """The machine and the library versions, in one line: ``AMD EPYC, 2 cores; Python 3.11.7, numpy 2.4.6, ...``."""
-    return f"{report['machine']}; " + ", ".join(
-        f"{'Python' if name == 'python' else name} {version}" for name, version in report.get("versions", {}).items())
-
-
-def format_table(report: dict) -> str:
-    """The summary as a Markdown table, with ratios against PyTorch CPU where measured."""
-    results = report["results"]
-    ref = results.get("pytorch-cpu")
-    lines = ["| backend | first step (s) | training img/s (batch 64) | inference img/s (batch 1000) |"
-             + (" training vs PyTorch | inference vs PyTorch |" if ref else ""),
-             "|---|---|---|---|" + ("---|---|" if ref else "")]
-    for name, r in results.items():
-        row = (f"| {name} | {r['first_step_s']:.2f} | {r['train_images_per_s']:,.0f} | "
-               f"{r['infer_images_per_s']:,.0f} |")
-        if ref:
-            row += (f" {r['train_images_per_s'] / ref['train_images_per_s']:.2f}x |"
-                    f" {r['infer_images_per_s'] / ref['infer_images_per_s']:.2f}x |")
-        lines.append(row)
-    return "\n".join(lines)
-
-
-def format_ceilings(report: dict) -> str:
-    """What the matrix products alone allow on each device, and the share of it each runner reaches."""
-    out = []
-    for c in report.get("ceilings", []):
-        here = {name: r for name, r in report["results"].items() if r.get("device") == c["device"]}
-        n = c["matmul_size"]
-        out.append(f"\nCeiling on {c['device']} set by the matrix products alone (float32 product of two "
-                   f"{n}x{n} matrices: {c['matmul_flops_per_s'] / 1e9:,.0f} GFLOP/s, median of {c['matmul_reps']}):")
-        for key, what, flops, per in (
-                ("train_images_per_s", "training", c["train_flops_per_step"], f"step of {TRAIN_BATCH}"),
-                ("infer_images_per_s", "inference", c["infer_flops_per_batch"], f"batch of {INFER_BATCH}")):
-            shares = ", ".join(f"{name} {r[key] / c[key]:.0%}" for name, r in here.items())
-            out.append(f"  {what + ':':<11} {flops / 1e9:.2f} GFLOP per {per} -> at most {c[key]:,.0f} img/s"
-                       + (f" ({shares})" if shares else ""))
-    return "\n".join(out)
-
-
-def format_layers(report: dict) -> str:
-    out = []
-    for name, r in report["results"].items():
-        if not r["layers"]:
-            continue
-        out.append(f"\n{name}: per-layer time at batch 64 (ms, median)")
-        out.append(f"  {'layer':<12} {'type':<11} {'forward':>8} {'backward':>9}")
-        for row in r["layers"]:
-            out.append(f"  {row['layer']:<12} {row['type']:<11} {row['forward_ms']:8.2f} {row['backward_ms']:9.2f}")
-    return "\n".join(out)
-
-
-def plot(report: dict, path) -> None:
-    """Bar charts of training and inference throughput."""
-    from minicnn.plots import new_figure, save_figure
-
-    names = list(report["results"])
-    fig = new_figure(9, 3.8)
-    for ax, key, title in zip(fig.subplots(1, 2), ("train_images_per_s", "infer_images_per_s"),
-                              (f"training, batch {TRAIN_BATCH}", f"inference, batch {INFER_BATCH}")):
-        values = [report["results"][n][key] for n in names]
-        bars = ax.bar(names, values, color="tab:blue")
-        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
-        ax.set_title(title)
-        ax.set_ylabel("images / second")
-        ax.tick_params(axis="x", labelrotation=20)
-    fig.suptitle(describe(report), fontsize=8)
-    save_figure(fig, path)
-
-
-def _check_plot_format(parser, path) -> None:
-    """The format :func:`minicnn.plots.save_figure` takes from the extension must be one matplotlib writes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fmt = os.path.splitext(path)[1][1:].lower() or "png"
-    formats = FigureCanvasAgg.get_supported_filetypes()
-    if fmt not in formats:
-        parser.error(f"--plot {path}: matplotlib cannot write .{fmt} files; expected one of "
-                     f"{', '.join('.' + f for f in sorted(formats))}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Benchmark minicnn's backends (and PyTorch as a reference).")
-    p.add_argument("--backends", nargs="+", choices=list(_REGISTRY), help="default: every backend that loads")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is their median (default 5)")
-    p.add_argument("--train-steps", type=int, default=20, help="training steps per round (default 20)")
-    p.add_argument("--settle", type=float, default=0.5,
-                   help="seconds of idle before each timed block, so no other backend's threads still spin "
-                        "(default 0.5)")
-    p.add_argument("--json", type=path_argument, help="write the full report as JSON here")
-    p.add_argument("--plot", type=path_argument, help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
-    return p
-
-
-def main(argv=None) -> dict:
-    parser = build_parser()
-    return run_with_args(parser.parse_args(argv), parser)
-
-
-def run_with_args(args, parser) -> dict:
-    """Run the benchmark the parsed options ask for; print the tables, write the JSON and plot.
-
-    The options, the output paths and the backends are checked first, so that nothing
-    goes wrong after minutes of measuring.
-    """
-    for option, value in (("--repeats", args.repeats), ("--train-steps", args.train_steps)):
-        if value < 1:
-            parser.error(f"{option} must be at least 1, got {value}")
-    if not (math.isfinite(args.settle) and args.settle >= 0):
-        parser.error(f"--settle must be a finite number of seconds >= 0, got {args.settle}")
-    if args.json:
-        output_file(parser, "--json", args.json)
-    if args.plot:
-        _check_plot_format(parser, args.plot)
-        output_file(parser, "--plot", args.plot)
-    for name in args.backends or []:
-        try:
-            _load(name)
-        except BackendUnavailableError as exc:
-            raise BackendUnavailableError(f"--backends {name}: {exc}. Available here: "
-                                          f"{', '.join(available_backends())}") from None
-    report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
-                 train_steps=args.train_steps, settle=args.settle)
-    print(f"\nMachine: {describe(report)}; date {report['date']}; medians of {report['repeats']} rounds\n")
-    print(format_table(report))
-    print(format_ceilings(report))
-    print(format_layers(report))
-    if args.json:
-        write_json_atomic(args.json, report)
-    if args.plot:
-        plot(report, args.plot)
-    return report

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,62 +28,8 @@ import numpy as np
 
 import minicnn
 from minicnn import models
-
-# The files that `minicnn train --out` writes its test-set reports to, and evaluate --out would replace.
-TRAINING_REPORTS = ("curves.png", "confusion_matrix.png", "classification_report.txt")
-
-
-# --- checks made before any long work: a bad path costs nothing ----------------------
-
-def path_argument(text: str) -> Path:
-    """A path option's value with ``~`` expanded, as the shell does for ``--out ~/run`` but not ``--out=~/run``.
-
-    Every path option and argument takes this ``type``, so that a path means one place everywhere:
-    the one checked before the work is the one written after it.
-    """
-    return Path(text).expanduser()
-
-
-def output_folder(parser: argparse.ArgumentParser, option: str, path, files=()) -> Path:
-    """Create the folder ``path`` that ``option`` names (and its parents) and check that files can be written there.
-
-    ``files``: the names the command will write there; a folder of such a name is in the way.
-    Anything wrong is a usage error (exit status 2) naming the option, the path and the problem.
-    """
-    from minicnn.run_folder import check_targets
-
-    path = path_argument(str(path))
-    _check_writable(parser, f"{option} {path}", path)
-    try:
-        check_targets(path, files)
-    except IsADirectoryError as exc:
-        parser.error(f"{option} {path}: {exc.filename} {exc.strerror}")
-    return path
-
-
-def output_file(parser: argparse.ArgumentParser, option: str, path) -> Path:
-    """Check that the file ``path`` that ``option`` names can be written (creating its folder).
-
-    As :func:`output_folder`, anything wrong is a usage error naming the option, the path and the problem.
-    """
-    path = path_argument(str(path))
-    if path.is_dir():
-        parser.error(f"{option} {path}: is a folder, expected a file name")
-    _check_writable(parser, f"{option} {path}", path.parent)
-    return path
-
-
-def _check_writable(parser, what: str, folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        # When the longest part of the path that exists is a file, name that file.
-        blocker = next((f for f in (folder, *folder.parents) if os.path.exists(f)), None)
-        if blocker is not None and not os.path.isdir(blocker):
-            parser.error(f"{what}: {blocker} is a file, not a folder")
-        parser.error(f"{what}: {exc.strerror or exc}")
-
+from minicnn.paths import output_folder, path_argument
+from minicnn.reports import TRAINING_REPORTS
 
 # --- running a command --------------------------------------------------------------
 
@@ -148,13 +93,13 @@ def _warn(parser, message) -> None:
 def _model_for(weights: Path, name: str | None):
     """A model of the named kind, or of the kind whose keys the weights file holds, with finite weights."""
     from minicnn.backend import to_numpy
-    from minicnn.serialization import _stored_names
+    from minicnn.serialization import stored_names
 
     if weights.is_dir():
         raise minicnn.CheckpointError(f"{weights} is a folder; expected a weights file such as "
                                       f"{os.path.join(weights, 'model.npz')}")
     if name is None:
-        keys = _stored_names(weights)
+        keys = stored_names(weights)
         name = "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN"
     model = minicnn.load(models.get_model(name, seed=0), weights)
     broken = [k for k, v in model.state_dict().items() if not np.all(np.isfinite(to_numpy(v)))]
@@ -202,7 +147,7 @@ EVALUATION_FILES = (*TRAINING_REPORTS, "predictions.png", "misclassified.png", "
 def cmd_evaluate(args, parser):
     from minicnn import metrics, plots
     from minicnn.data import DataLoader, load_mnist, mnist_eval_transform
-    from minicnn.recipes import save_reports
+    from minicnn.reports import save_reports
     from minicnn.run_folder import claim, write_together
     from minicnn.training import evaluate
 
@@ -269,7 +214,8 @@ def cmd_predict(args, parser) -> int:
     """Print each image's digit, or its error; status 1 when any image could not be read."""
     from PIL import Image
 
-    from minicnn.imaging import predict, preprocess_digit
+    from minicnn.imaging import preprocess_digit
+    from minicnn.inference import predict
     from minicnn.serialization import write_atomic
 
     model = _model_for(args.weights, args.model)
@@ -303,7 +249,7 @@ def cmd_summary(args, parser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minicnn import bench, recipes
+    from minicnn import bench_report, recipes
 
     parser = argparse.ArgumentParser(prog="minicnn", description="A CNN written by hand: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
@@ -340,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary, command_parser=p)
 
     p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
-                       parents=[bench.build_parser()], add_help=False)
-    p.set_defaults(func=bench.run_with_args, command_parser=p)
+                       parents=[bench_report.build_parser()], add_help=False)
+    p.set_defaults(func=bench_report.run_with_args, command_parser=p)
     return parser
 
 

@@ -38,7 +38,8 @@ centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
 
 :func:`preprocess_digit` then normalises the result exactly as the training
 images were, ``(x / 255 - MNIST_MEAN) / MNIST_STD``, into a (1, 28, 28)
-float32 network input; :func:`predict` runs a model over such inputs.
+float32 network input; :func:`minicnn.inference.predict` runs a model over
+such inputs (also importable from here, under its old address).
 """
 from __future__ import annotations
 
@@ -51,9 +52,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from minicnn.backend import get_backend, to_numpy
+from minicnn.backend import to_numpy
 from minicnn.data.transforms import normalize
-from minicnn.nn.module import no_grad
 
 __all__ = ["as_network_input", "digit_to_mnist", "otsu_threshold", "predict", "preprocess_digit"]
 
@@ -337,7 +337,7 @@ def preprocess_digit(image, invert="auto", threshold="otsu", return_raw: bool = 
     return (x, raw) if return_raw else x
 
 
-# --- running a model ------------------------------------------------------------
+# --- the network's input ------------------------------------------------------------
 
 def as_network_input(images) -> np.ndarray:
     """Images as a float (N, 1, 28, 28) host batch the network takes.
@@ -362,42 +362,10 @@ def as_network_input(images) -> np.ndarray:
     return a
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)   # exp never overflows; the result is unchanged
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+def __getattr__(name):
+    # ``predict`` moved to minicnn.inference; the old address still works.
+    if name == "predict":
+        from minicnn import inference
 
-
-def predict(model, images, batch_size: int = 256, return_all_probs: bool = False):
-    """The digits ``model`` reads in ``images`` and how sure it is.
-
-    ``images``: anything :func:`as_network_input` takes. Runs in eval mode
-    (restoring the model's mode afterwards) under :func:`minicnn.no_grad`,
-    ``batch_size`` images at a time, on the current backend. Returns ``(digits, confidence)``: int64 (N,) and
-    the probability of each chosen digit, float (N,); with
-    ``return_all_probs=True`` also the (N, K) probability matrix.
-
-    minicnn's models end in LogSoftmax, so ``p = exp(output)``. This computes
-    ``softmax(output)`` instead, which is the same thing for log-probabilities
-    (their exponentials already sum to 1) and also right for raw logits.
-    """
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    x = as_network_input(images)
-    if len(x) == 0:
-        raise ValueError("predict: there are no images to read")
-    first = next(model.parameters(), None)
-    dtype = first.dtype if first is not None else np.float32
-    backend = get_backend()
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            outputs = [to_numpy(model(backend.asarray(x[i:i + batch_size], dtype=dtype)))
-                       for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    probs = _softmax(np.concatenate(outputs).astype(np.float64))
-    digits = probs.argmax(axis=1).astype(np.int64)
-    confidence = probs[np.arange(len(digits)), digits]
-    return (digits, confidence, probs) if return_all_probs else (digits, confidence)
+        return inference.predict
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

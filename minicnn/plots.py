@@ -27,7 +27,8 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from minicnn.backend import get_backend, to_numpy
 from minicnn.imaging import as_network_input
 from minicnn.nn.conv import Conv2d
-from minicnn.nn.module import Module, Parameter
+from minicnn.nn.module import Module
+from minicnn.nn.parameter import Parameter
 from minicnn.nn.pooling import MaxPool2d
 from minicnn.serialization import write_atomic
 

@@ -39,12 +39,12 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.cli import TRAINING_REPORTS, output_folder, path_argument
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
+from minicnn.paths import output_folder, path_argument
+from minicnn.reports import TRAINING_REPORTS, save_reports
 from minicnn.run_folder import claim, write_together
-from minicnn.serialization import (CheckpointError, load_checkpoint, read_checkpoint_extra, write_json_atomic,
-                                   write_text_atomic)
+from minicnn.serialization import CheckpointError, load_checkpoint, read_checkpoint_extra, write_json_atomic
 from minicnn.training import TrainingDivergedError, evaluate, fit
 
 
@@ -258,17 +258,3 @@ def _kept(model, out: Path | None, found, resume: Path | None) -> str:
     return (f"; {out} holds the weights and checkpoint of epoch {extra['epoch']}: continue with "
             f"minicnn train --resume {out}")
 
-
-def save_reports(out: Path, history: dict | None, targets, predictions) -> list[str]:
-    """Training curves (when there is a history), confusion matrix and classification report; returns the file names."""
-    from minicnn import metrics, plots
-
-    names = []
-    if history:
-        plots.plot_history(history, path=out / "curves.png")
-        names.append("curves.png")
-    plots.plot_confusion_matrix(metrics.confusion_matrix(targets, predictions, num_classes=10),
-                                path=out / "confusion_matrix.png")
-    report = metrics.classification_report(targets, predictions, target_names=[str(d) for d in range(10)])
-    write_text_atomic(out / "classification_report.txt", report + "\n")
-    return names + ["confusion_matrix.png", "classification_report.txt"]

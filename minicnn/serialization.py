@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from minicnn.backend import to_numpy
-from minicnn.nn.module import Module, StateDictError
+from minicnn.nn.module import Module
+from minicnn.nn.state import StateDictError
 
 _META = "__meta__"
 _ARRAY = "__array__"
@@ -132,7 +133,7 @@ def _members(archive: zipfile.ZipFile) -> dict:
     return {info.filename[:-len(".npy")]: info for info in archive.infolist() if info.filename.endswith(".npy")}
 
 
-def _stored_names(path) -> list[str]:
+def stored_names(path) -> list[str]:
     """The names of the arrays in the .npz file at ``path``, read from the archive's index (no array is read)."""
     path = _file_path(path)
     with _open_npz(path) as archive:

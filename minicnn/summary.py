@@ -35,7 +35,8 @@ import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
 from minicnn.nn._validate import is_positive_int
-from minicnn.nn.module import Module, no_grad
+from minicnn.nn.grad_mode import no_grad
+from minicnn.nn.module import Module
 
 __all__ = ["parameter_counts", "summary", "summary_rows"]
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import minicnn
-from minicnn import bench, cli
+from minicnn import bench, bench_report, cli
 
 LAYERS = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2", "log_softmax"]
 TINY = ["--repeats", "1", "--train-steps", "1", "--settle", "0"]
@@ -57,11 +57,11 @@ def test_table_gives_ratios_against_pytorch():
         return {"first_step_s": 0.5, "train_images_per_s": train, "infer_images_per_s": infer}
 
     report = {"results": {"numba": row(3000.0, 6000.0), "pytorch-cpu": row(2000.0, 3000.0)}}
-    table = bench.format_table(report).splitlines()
+    table = bench_report.format_table(report).splitlines()
     assert table[0].endswith("| training vs PyTorch | inference vs PyTorch |")
     assert table[2] == "| numba | 0.50 | 3,000 | 6,000 | 1.50x | 2.00x |"
     assert table[3] == "| pytorch-cpu | 0.50 | 2,000 | 3,000 | 1.00x | 1.00x |"
-    without_reference = bench.format_table({"results": {"numba": row(3000.0, 6000.0)}})
+    without_reference = bench_report.format_table({"results": {"numba": row(3000.0, 6000.0)}})
     assert "vs PyTorch" not in without_reference
 
 
@@ -105,7 +105,7 @@ def test_ceiling_lines_give_each_runner_its_share():
               "ceilings": [{"device": "cpu", "matmul_size": 1024, "matmul_reps": 5, "matmul_flops_per_s": 70e9, "train_flops_per_step": 1.63e9,
                             "infer_flops_per_batch": 8.48e9, "train_images_per_s": 2500.0,
                             "infer_images_per_s": 8000.0}]}
-    lines = bench.format_ceilings(report).splitlines()
+    lines = bench_report.format_ceilings(report).splitlines()
     assert lines[1] == ("Ceiling on cpu set by the matrix products alone "
                         "(float32 product of two 1024x1024 matrices: 70 GFLOP/s, median of 5):")
     assert lines[2] == ("  training:   1.63 GFLOP per step of 64 -> at most 2,500 img/s "

@@ -21,6 +21,7 @@ import minicnn
 from minicnn import backend as B
 from minicnn.backend import cupy_kernels as ck
 from minicnn.backend import numpy_kernels as ref
+from minicnn.nn.unfold import window
 from strategies import using
 
 # --- the CUDA sources, compiled as C --------------------------------------
@@ -94,7 +95,7 @@ def test_im2col_source_equals_reference(c_kernels, g, pad):
     shape, k, s, p, dtype = _unpack(g)
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     expected = ref.im2col(x, k, s, p, pad_value=pad)
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = ck.geometry(shape, k, s, p)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(shape, k, s, p)
     col_t = np.empty((C * KH * KW, N, OH * OW), dtype=dtype)
     _call(c_kernels[dtype], ck.SOURCES[0], dtype, col_t.size, x, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, pad, col_t)
     np.testing.assert_array_equal(col_t.transpose(1, 0, 2), expected)
@@ -103,7 +104,7 @@ def test_im2col_source_equals_reference(c_kernels, g, pad):
 @given(geometries)
 def test_col2im_source_equals_reference(c_kernels, g):
     shape, k, s, p, dtype = _unpack(g)
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = ck.geometry(shape, k, s, p)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(shape, k, s, p)
     col = np.random.default_rng(1).standard_normal((N, C * KH * KW, OH * OW)).astype(dtype)
     expected = ref.col2im(col, shape, k, s, p)
     col_t = np.ascontiguousarray(col.transpose(1, 0, 2))
@@ -118,7 +119,7 @@ def test_maxpool_sources_equal_reference(c_kernels, g, with_ties):
     rng = np.random.default_rng(2)
     x = (rng.integers(-2, 3, shape) if with_ties else rng.standard_normal(shape)).astype(dtype)
     out_ref, arg_ref = ref.maxpool2d_forward(x, k, s, p)
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = ck.geometry(shape, k, s, p)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(shape, k, s, p)
     out = np.empty((N, C, OH, OW), dtype=dtype)
     argmax = np.empty((N * C, OH * OW), dtype=np.int64)
     lib = c_kernels[dtype]
@@ -138,7 +139,7 @@ def test_sources_use_64_bit_indices_only():
 
 
 def test_geometry_gives_the_kernel_arguments():
-    assert ck.geometry((2, 3, 7, 6), (3, 2), (2, 1), (1, 0)) == (2, 3, 7, 6, 3, 2, 2, 1, 1, 0, 4, 5)
+    assert window((2, 3, 7, 6), (3, 2), (2, 1), (1, 0)) == (2, 3, 7, 6, 3, 2, 2, 1, 1, 0, 4, 5)
 
 
 # --- asking for the backend -------------------------------------------------
@@ -157,7 +158,7 @@ def test_missing_cupy_is_a_clear_error(monkeypatch):
 
 def _cupy_or_skip():
     try:
-        B._load("cupy")
+        B.load_backend("cupy")
     except minicnn.BackendUnavailableError as exc:
         pytest.skip(f"no CuPy GPU backend here: {exc}")
     import cupy
@@ -202,7 +203,7 @@ def test_gpu_transpose01_equals_reference(with_bias, dtype):
     rng = np.random.default_rng(5)
     a = rng.standard_normal((3, 4, 5)).astype(dtype)
     bias = rng.standard_normal(3).astype(dtype) if with_bias else None
-    got = ck.transpose01(cupy.asarray(a), None if bias is None else cupy.asarray(bias))
+    got = ref.transpose01(cupy.asarray(a), None if bias is None else cupy.asarray(bias))
     assert got.dtype == dtype and got.flags.c_contiguous
     np.testing.assert_array_equal(got.get(), ref.transpose01(a, bias))
 

@@ -214,7 +214,8 @@ def test_weight_grad_off_by_one_percent_fails():
 def test_dropped_bias_grad_fails():
     class NoBias(nn.Linear):
         def backward(self, grad_output):
-            self.weight.accumulate_grad(grad_output.T @ self._cache)
+            (x,) = self.saved_tensors(grad_output)
+            self.weight.accumulate_grad(grad_output.T @ x)
             return grad_output @ self.weight.data
 
     with pytest.raises(GradcheckError, match=r"gradient of bias \(shape \(3,\)\).*analytic 0,"):
@@ -269,7 +270,7 @@ def test_large_tensor_goes_through_random_directions():
 def test_backward_that_mutates_grad_output_fails():
     class Mutating(nn.ReLU):
         def backward(self, grad_output):
-            grad_output *= self._cache  # in place: the caller's array changes
+            grad_output *= self.saved_tensors(grad_output)[0]  # in place: the caller's array changes
             return grad_output
 
     with pytest.raises(GradcheckError, match="modified its grad_output"):
@@ -279,7 +280,7 @@ def test_backward_that_mutates_grad_output_fails():
 def test_forward_that_mutates_its_input_fails():
     class InPlace(nn.ReLU):
         def forward(self, x):
-            self._cache = x > 0
+            self.save_for_backward(x > 0, output=x)
             np.maximum(x, 0, out=x)
             return x
 
@@ -310,7 +311,7 @@ def test_non_finite_gradient_fails():
 def test_wrong_loss_backward_fails():
     class Unaveraged(nn.CrossEntropyLoss):
         def backward(self, grad_output=1.0):
-            return super().backward(grad_output) * self._cache[0].shape[0]  # forgot the 1/N
+            return super().backward(grad_output) * self.saved_tensors()[0].shape[0]  # forgot the 1/N
 
     x, target = normal(1, (3, 4)), np.array([0, 3, 1])
     assert gradcheck(nn.CrossEntropyLoss(), x, target)

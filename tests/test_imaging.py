@@ -7,7 +7,8 @@ from PIL import Image, ImageDraw
 
 from minicnn import nn
 from minicnn.data.transforms import MNIST_MEAN, MNIST_STD
-from minicnn.imaging import as_network_input, digit_to_mnist, otsu_threshold, predict, preprocess_digit
+from minicnn.imaging import as_network_input, digit_to_mnist, otsu_threshold, preprocess_digit
+from minicnn.inference import predict
 
 BACKGROUND = (0 - MNIST_MEAN) / MNIST_STD   # a black MNIST pixel after normalising
 
@@ -293,3 +294,13 @@ def test_float_tiffs_are_read_as_float_arrays_are(tmp_path):
     Image.fromarray(gray).save(path)
     with pytest.raises(ValueError, match=r"^image file '.*float\.tif' contains NaN or infinite values$"):
         digit_to_mnist(path)
+
+
+def test_predict_keeps_its_old_address_in_imaging():
+    import minicnn.imaging
+    import minicnn.inference
+
+    assert minicnn.imaging.predict is minicnn.inference.predict
+    with pytest.raises(AttributeError, match="has no attribute 'not_there'"):
+        minicnn.imaging.not_there  # noqa: B018
+

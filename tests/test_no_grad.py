@@ -1,4 +1,4 @@
-"""no_grad: inference forwards keep nothing for backward, and Sequential runs big batches in blocks."""
+"""no_grad: inference forwards keep nothing for backward, and forward_in_blocks runs big batches in blocks."""
 import threading
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 import minicnn
 from minicnn import models, nn
-from minicnn.imaging import predict
-from minicnn.training import evaluate
+from minicnn.inference import predict
+from minicnn.training import BLOCK_SIZE, evaluate, forward_in_blocks
 from strategies import using
 
 CPU_BACKENDS = [name for name in ("numpy", "numba") if name in minicnn.available_backends()]
@@ -113,7 +113,7 @@ def test_dropout_backward_before_any_forward_is_an_error_not_the_identity():
     np.testing.assert_array_equal(layer.backward(np.full(3, 2.0, dtype=np.float32)), np.full(3, 2.0))
 
 
-# --- Sequential in blocks ---------------------------------------------------------------------
+# --- inference in blocks ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_blocked_inference_equals_the_whole_batch(backend):
@@ -122,83 +122,55 @@ def test_blocked_inference_equals_the_whole_batch(backend):
         x = images(300)
         whole = model(x)
         counter = CountingForward(model[0])
-        with minicnn.no_grad():
-            blocked = model(x)
+        blocked = forward_in_blocks(model, x)
     assert counter.sizes == [128, 128, 44]
     assert blocked.shape == whole.shape == (300, 10) and blocked.dtype == np.float32
     # Same products on fewer columns: equal up to float32 rounding, same predicted classes.
     np.testing.assert_allclose(blocked, whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(blocked.argmax(axis=1), whole.argmax(axis=1))
+    assert all(getattr(m, "_cache", None) is None for m in model.modules())  # under no_grad
 
 
-def test_block_size_is_per_instance_and_none_turns_blocking_off():
+def test_block_size_is_an_argument_and_none_turns_blocking_off():
     model = models.MnistCNN(seed=0).eval()
     counter = CountingForward(model[0])
     x = images(100)
-    model.block_size = 30
-    with minicnn.no_grad():
-        model(x)
+    forward_in_blocks(model, x, block_size=30)
     assert counter.sizes == [30, 30, 30, 10]
-    assert models.MnistCNN.block_size == 128
-    model.block_size = None
-    with minicnn.no_grad():
-        model(x)
+    assert BLOCK_SIZE == 128
+    forward_in_blocks(model, x, block_size=None)
     assert counter.sizes[4:] == [100]
 
 
-def test_no_blocks_with_gradients_on_or_for_a_small_batch():
+def test_no_blocks_in_a_plain_call_or_for_a_small_batch():
     model = models.MnistCNN(seed=0).eval()
     counter = CountingForward(model[0])
     model(images(300))
     with minicnn.no_grad():
-        model(images(128))
-    assert counter.sizes == [300, 128]
+        model(images(300))
+    forward_in_blocks(model, images(128))
+    assert counter.sizes == [300, 300, 128]
 
 
 def test_batchnorm_in_training_mode_sees_the_whole_batch():
     model = models.MnistBNCNN(seed=0).train()
     counter = CountingForward(model[0])
     x = images(200)
-    with minicnn.no_grad():
-        out = model(x)
+    out = forward_in_blocks(model, x)
     assert counter.sizes == [200]
-    assert not model.per_sample()
     # In eval mode BatchNorm uses its running statistics, so the samples are independent.
     model.eval()
-    with minicnn.no_grad():
-        blocked = model(x)
+    blocked = forward_in_blocks(model, x)
     np.testing.assert_allclose(blocked, model(x), rtol=1e-5, atol=1e-5)
     assert counter.sizes[1:3] == [128, 72]
     assert out.shape == (200, 10)
 
 
-def test_a_module_that_does_not_declare_itself_per_sample_is_not_split():
-    class BatchMean(nn.Module):  # mixes the samples
-        def forward(self, x):
-            return x - x.mean(axis=0)
-
-        def backward(self, grad_output):
-            return grad_output - grad_output.mean(axis=0)
-
-    model = nn.Sequential(nn.Flatten(), BatchMean())
-    model.block_size = 2
-    x = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
-    with minicnn.no_grad():
-        np.testing.assert_array_equal(model(x), x - x.mean(axis=0))
-
-
-@pytest.mark.parametrize("dim, expected", [(1, True), (0, False), (-1, False)])
-def test_softmax_is_per_sample_only_along_a_later_axis(dim, expected):
-    assert nn.LogSoftmax(dim).per_sample() is expected
-    assert nn.Softmax(dim).per_sample() is expected
-
-
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "64"])
 def test_a_bad_block_size_is_a_clear_error(bad):
     model = models.MnistCNN(seed=0)
-    model.block_size = bad
-    with minicnn.no_grad(), pytest.raises(ValueError, match=f"block_size must be a positive int or None, got {bad!r}"):
-        model(images(2))
+    with pytest.raises(ValueError, match=f"block_size must be a positive int or None, got {bad!r}"):
+        forward_in_blocks(model, images(2), block_size=bad)
 
 
 # --- the package's inference helpers use it ---------------------------------------------------

@@ -286,7 +286,7 @@ def test_gradient_of_another_dtype_or_kind_raises(cpu_backend, make, grad, messa
 @pytest.mark.gpu
 def test_gradient_on_another_device_raises():
     try:
-        B._load("cupy")
+        B.load_backend("cupy")
     except minicnn.BackendUnavailableError as exc:
         pytest.skip(f"no CuPy GPU backend here: {exc}")
     import cupy
@@ -675,3 +675,25 @@ def test_moving_a_model_then_reloading_the_state_moves_the_optimizer_with_it():
     model.backward(np.ones((4, 2)))
     opt.step()
     assert all(p.data.dtype == np.float64 and opt.state[p]["step"] == 3 for p in model.parameters())
+
+
+@pytest.mark.parametrize("make", [
+    lambda opt: StepLR(opt, step_size=2, gamma=0.5),
+    lambda opt: ExponentialLR(opt, gamma=0.9),
+    lambda opt: CosineAnnealingLR(opt, T_max=5),
+    lambda opt: OneCycleLR(opt, max_lr=1.0, total_steps=6),
+], ids=["step", "exponential", "cosine", "one-cycle"])
+def test_every_scheduler_takes_a_metric_and_the_step_count_schedules_ignore_it(make):
+    """A training loop steps any scheduler as ``step(metric)``, without asking which one it is."""
+    with_metric, without = make(sgd()), make(sgd())
+    for value in (3.0, 1.0, 2.0, 0.5):
+        with_metric.step(value)
+        without.step()
+        assert with_metric.get_last_lr() == without.get_last_lr()
+    assert with_metric.last_epoch == 4
+
+
+def test_plateau_step_without_a_metric_is_an_error_that_names_it():
+    sched = ReduceLROnPlateau(sgd())
+    with pytest.raises(TypeError, match="ReduceLROnPlateau.step: the metric must be a number .*got None"):
+        sched.step()

@@ -318,7 +318,7 @@ def test_keys_the_model_does_not_have_are_never_read(tmp_path, inflated):
     with pytest.raises(CheckpointError, match=r"unexpected keys: junk"):
         load(model, path)
     load(model, path, strict=False)
-    names = minicnn.serialization._stored_names(path)
+    names = minicnn.serialization.stored_names(path)
     assert names == ["0.weight", "0.bias", "junk"]
     assert sum(inflated) < 2**20
 

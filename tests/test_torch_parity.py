@@ -287,3 +287,28 @@ def test_default_init_matches_torch(torch, make_ours, make_theirs, fan_in):
             assert np.abs(w).max() > 0.99 * bound, name  # the whole interval is used
             assert abs(w.mean()) < 0.02 * bound and w.std() == pytest.approx(bound / np.sqrt(3), rel=0.03)
             assert ks_statistic(w, t) < 0.03, name
+
+
+@pytest.mark.parametrize("name", ["MnistCNN", "MnistBNCNN"])
+def test_the_benchmarks_torch_network_is_the_minicnn_model(torch, name):
+    """The benchmark's PyTorch reference is built from the minicnn model: same layers, names and weights."""
+    from minicnn.bench import torch_network
+
+    ours = models.get_model(name, dtype=np.float64, seed=0).eval()
+    theirs = torch_network(torch, ours).double().eval()
+    assert [type(m).__name__ for m in theirs] == [type(m).__name__ for m in ours]
+    assert_same_state(ours, theirs)
+    x = normal(3, (2, 1, 28, 28))
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours(x), expected, **TOL)
+
+
+def test_the_benchmarks_torch_network_names_a_layer_it_cannot_build(torch):
+    from minicnn.bench import torch_network
+
+    class Odd(nn.Module):
+        pass
+
+    with pytest.raises(TypeError, match=r"torch_network: no PyTorch layer for Odd \('odd'\)"):
+        torch_network(torch, nn.Sequential(OrderedDict(odd=Odd())))

@@ -78,6 +78,21 @@ def test_plateau_scheduler_gets_the_validation_loss():
     assert opt.param_groups[0]["lr"] < 1e-12
 
 
+def test_a_plateau_subclass_gets_the_loss_too():
+    """fit steps every scheduler with the epoch's loss: it does not recognise the plateau by its class name."""
+    class Patient(optim.ReduceLROnPlateau):
+        pass
+
+    x, y = blobs()
+    model = make_model(0)
+    opt = optim.SGD(model.parameters(), lr=0.0)
+    sched = Patient(opt, factor=0.5, patience=0, eps=0.0)
+    opt.param_groups[0]["lr"] = 1e-12
+    fit(model, nn.NLLLoss(), opt, ListLoader(x, y, 60), epochs=3, scheduler=sched, progress=False, log=None)
+    assert sched.last_epoch == 3
+    assert opt.param_groups[0]["lr"] < 1e-12
+
+
 def test_batch_interval_scheduler_steps_every_batch():
     x, y = blobs(64)
     model = make_model(0)

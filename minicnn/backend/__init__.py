@@ -1,18 +1,26 @@
 """The array-backend switch that sits below every layer.
 
-A *backend* is three things: an array module ``xp`` (NumPy or CuPy), a device
-(host memory or a GPU) and a set of hot kernels (im2col, col2im, max-pooling,
-and the axis swap around Conv2d's matrix products).
+A *backend* is a name, an array module ``xp`` (NumPy or CuPy), a device (host
+memory or a GPU) and a dict of *overrides*: faster versions of some of the
+reference kernels, under the reference's name.  The kernels themselves are
+written once, readably, with the array module of their arguments
+(:mod:`minicnn.nn.functional`, and Adam's step in :mod:`minicnn.optim.adam`);
+each is marked :func:`kernel`, and one rule picks what runs for an array ``x``::
+
+    kernels_for(x).overrides[name]   if the backend has one and takes x's dtype
+    the reference                    otherwise
+
 Layers never import NumPy-or-CuPy themselves and never branch on the backend:
-they ask ``get_array_module(x)`` for the array module of the data they hold and
-``kernels_for(x)`` for the kernels that fit it.
+they call the functions of :mod:`minicnn.nn.functional`, which follow that rule,
+and ask ``get_array_module(x)`` for the array module of the data they hold.
 
 Backends
 --------
-``"numpy"``  plain NumPy; the kernels are the readable reference
-             (:mod:`minicnn.backend.numpy_kernels`).
-``"numba"``  NumPy arrays with Numba-compiled kernels (fast CPU).
-``"cupy"``   CuPy arrays and CUDA kernels (NVIDIA GPU).
+``"numpy"``  plain NumPy; no overrides, every kernel is the reference.
+``"numba"``  NumPy arrays with Numba-compiled overrides (fast CPU), for
+             float32 and float64 (other dtypes take the reference).
+``"cupy"``   CuPy arrays and CUDA overrides (NVIDIA GPU); the other kernels
+             run as written, on CuPy arrays.
 
 The active backend is chosen, in order, by :func:`set_backend`, by the
 environment variable ``MINICNN_BACKEND``, or else the first CPU backend of
@@ -20,6 +28,7 @@ environment variable ``MINICNN_BACKEND``, or else the first CPU backend of
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import warnings
@@ -33,8 +42,11 @@ __all__ = [
     "BackendUnavailableError",
     "available_backends",
     "get_array_module",
+    "backend_names",
     "get_backend",
+    "kernel",
     "kernels_for",
+    "load_backend",
     "set_backend",
     "to_numpy",
 ]
@@ -53,35 +65,40 @@ class BackendUnavailableError(RuntimeError):
     """A known backend cannot be used here (its library or device is missing)."""
 
 
+#: Every kernel's reference, by name (filled by :func:`kernel`).
+_REFERENCES: dict[str, Callable] = {}
+
+
 @dataclass(frozen=True)
 class Backend:
-    """One array backend: its array module, its device and its kernels.
+    """One array backend: its array module, its device and its overrides.
 
-    Kernels (all take and return arrays of ``xp``; see
-    :mod:`minicnn.backend.numpy_kernels` for their exact contracts):
-
-    ``im2col(x, kernel_size, stride, padding, pad_value=0)``
-    ``col2im(col, x_shape, kernel_size, stride, padding)``
-    ``maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True)``
-    ``maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)``
-    ``transpose01(a, bias=None)``  (A, B, P) -> (B, A, P), plus ``bias`` over A
-    ``relu_forward(x)``, ``relu_backward(grad_output, y)``  max(x, 0) and its gradient
-    ``adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, 1 - beta1, beta2, 1 - beta2, eps,
-    correction1, correction2)``  one Adam step, in place
+    ``overrides`` maps a kernel's name (``"im2col"``, ``"maxpool2d_forward"``,
+    ``"adam_update"``...) to a function with the reference's signature and
+    results; ``dtypes``, when given, are the only dtypes the overrides take
+    (the others go to the reference).  ``backend.im2col`` is the override, or
+    else the reference.
     """
 
     name: str
     xp: Any
     device: str  # "cpu" or "cuda"
-    im2col: Callable
-    col2im: Callable
-    maxpool2d_forward: Callable
-    maxpool2d_backward: Callable
-    transpose01: Callable
-    relu_forward: Callable
-    relu_backward: Callable
-    adam_update: Callable
-    extras: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    dtypes: tuple | None = None
+
+    def kernel(self, name: str, x=None) -> Callable:
+        """The function that computes kernel ``name`` for the array ``x``: the override if this
+        backend has one (and takes ``x``'s dtype), else the reference."""
+        fast = self.overrides.get(name)
+        if fast is None or (self.dtypes is not None and x is not None and x.dtype not in self.dtypes):
+            return _REFERENCES[name]
+        return fast
+
+    def __getattr__(self, name):
+        # Only reached for names that are no field: a kernel, by the rule of ``kernel``.
+        if name in _REFERENCES or name in self.__dict__.get("overrides", {}):
+            return self.kernel(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def asarray(self, a, dtype=None):
         """``a`` as an array of this backend's device (no copy when already there)."""
@@ -93,6 +110,25 @@ class Backend:
         return f"Backend({self.name!r}, device={self.device!r})"
 
 
+def kernel(reference: Callable) -> Callable:
+    """Mark ``reference`` as a kernel a backend may override.
+
+    Returns a function of the same signature that runs, for its first argument
+    ``x``, ``kernels_for(x).kernel(name, x)``: the override of the backend whose
+    kernels fit ``x``, or ``reference`` itself.  The reference stays reachable
+    as ``.reference``.
+    """
+    name = reference.__name__
+    _REFERENCES[name] = reference
+
+    @functools.wraps(reference)
+    def dispatch(x, *args, **kwargs):
+        return kernels_for(x).kernel(name, x)(x, *args, **kwargs)
+
+    dispatch.reference = reference
+    return dispatch
+
+
 _loaded: dict[str, Backend] = {}
 _failures: dict[str, str] = {}
 _current: Backend | None = None
@@ -102,19 +138,29 @@ def _is_cupy(a) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
+def backend_names() -> list[str]:
+    """Names of every known backend, whether or not it loads here."""
+    return list(_REGISTRY)
+
+
 def available_backends() -> list[str]:
     """Names of the backends that load on this machine."""
     names = []
     for name in _REGISTRY:
         try:
-            _load(name)
+            load_backend(name)
         except BackendUnavailableError:
             continue
         names.append(name)
     return names
 
 
-def _load(name: str) -> Backend:
+def load_backend(name: str) -> Backend:
+    """The backend ``name``, loaded once, without making it the active one.
+
+    Raises ``ValueError`` for an unknown name and :class:`BackendUnavailableError`
+    when it cannot load here.
+    """
     if name in _loaded:
         return _loaded[name]
     if name not in _REGISTRY:
@@ -137,6 +183,7 @@ def _load(name: str) -> Backend:
     return backend
 
 
+
 def set_backend(name: str) -> Backend:
     """Make ``name`` the active backend and return it.
 
@@ -149,7 +196,7 @@ def set_backend(name: str) -> Backend:
         raise TypeError(f"set_backend expects a backend name (str), got {type(name).__name__}")
     key = name.strip().lower()
     try:
-        backend = _load(key)
+        backend = load_backend(key)
     except (ValueError, BackendUnavailableError) as exc:
         usable = [n for n in available_backends()]
         raise type(exc)(f"{exc}. Available here: {', '.join(usable) or 'none'}") from None
@@ -166,7 +213,7 @@ def get_backend() -> Backend:
             return set_backend(requested)
         for name in _DEFAULT_ORDER:
             try:
-                _current = _load(name)
+                _current = load_backend(name)
             except BackendUnavailableError as exc:
                 if name != _DEFAULT_ORDER[-1]:
                     warnings.warn(f"{exc}; using the NumPy backend instead", RuntimeWarning, stacklevel=2)
@@ -188,13 +235,13 @@ def get_array_module(x):
 def kernels_for(x) -> Backend:
     """The backend whose kernels fit the array ``x``.
 
-    CuPy arrays get the CuPy kernels; host arrays get the active backend's
-    kernels when it is a CPU backend (``numpy`` or ``numba``), else NumPy's.
+    CuPy arrays get the CuPy backend; host arrays get the active backend when
+    it is a CPU backend (``numpy`` or ``numba``), else the NumPy backend.
     """
     if _is_cupy(x):
-        return _load("cupy")
+        return load_backend("cupy")
     current = get_backend()
-    return current if current.device == "cpu" else _load("numpy")
+    return current if current.device == "cpu" else load_backend("numpy")
 
 
 def to_numpy(a) -> np.ndarray:

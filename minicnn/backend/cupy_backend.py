@@ -19,19 +19,7 @@ def make_backend() -> Backend:
     if devices < 1:
         raise BackendUnavailableError("backend 'cupy': CuPy is installed but no NVIDIA GPU was found")
     from minicnn.backend import cupy_kernels as k
-    from minicnn.backend import numpy_kernels
 
-    return Backend(
-        name="cupy",
-        xp=cupy,
-        device="cuda",
-        im2col=k.im2col,
-        col2im=k.col2im,
-        maxpool2d_forward=k.maxpool2d_forward,
-        maxpool2d_backward=k.maxpool2d_backward,
-        transpose01=k.transpose01,
-        # Written with the array module of their arguments: these run on CuPy arrays as they are.
-        relu_forward=numpy_kernels.relu_forward,
-        relu_backward=numpy_kernels.relu_backward,
-        adam_update=numpy_kernels.adam_update,
-    )
+    # ReLU and Adam's step are written with the array module of their arguments: the
+    # references run on CuPy arrays as they are, so only the window kernels are overridden.
+    return Backend(name="cupy", xp=cupy, device="cuda", overrides={name: getattr(k, name) for name in k.__all__})

@@ -4,7 +4,7 @@ Each kernel runs one CUDA thread per *output* element and computes it from
 the inputs it needs (a gather), so no two threads ever write the same
 element: no atomics, and results are bit-for-bit deterministic.  The kernels
 compute exactly the values of the readable reference in
-:mod:`minicnn.backend.numpy_kernels` (the tests check it, on a GPU where there
+:mod:`minicnn.nn.functional` (the tests check it, on a GPU where there
 is one, and by compiling these same CUDA sources as C on the CPU where not).
 
 Notation: N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW as in the reference;
@@ -34,7 +34,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from minicnn.backend.numpy_kernels import output_size
+from minicnn.nn.unfold import window
+
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"]
 
 
 @dataclass(frozen=True)
@@ -170,14 +172,6 @@ _MAXPOOL_BWD = KernelSource(
 SOURCES = (_IM2COL, _COL2IM, _MAXPOOL_FWD, _MAXPOOL_BWD)
 
 
-def geometry(shape, kernel_size, stride, padding):
-    """``(N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)`` as Python ints, the kernels' scalar arguments."""
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    N, C, H, W = (int(s) for s in shape)
-    return (N, C, H, W, int(KH), int(KW), int(SH), int(SW), int(PH), int(PW),
-            output_size(H, KH, SH, PH), output_size(W, KW, SW, PW))
-
-
 @lru_cache(maxsize=None)
 def _kernel(source: KernelSource):
     import cupy
@@ -185,13 +179,13 @@ def _kernel(source: KernelSource):
     return cupy.ElementwiseKernel(", ".join(source.in_params), source.out_param, source.body, source.name)
 
 
-# --- the four kernels behind the Backend interface --------------------------
+# --- the four overrides of the CuPy backend --------------------------
 
 def im2col(x, kernel_size, stride, padding, pad_value=0.0):
-    """As :func:`minicnn.backend.numpy_kernels.im2col`: an (N, C*KH*KW, OH*OW) view of K-major memory."""
+    """As :func:`minicnn.nn.functional.im2col`: an (N, C*KH*KW, OH*OW) view of K-major memory."""
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x.shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, kernel_size, stride, padding)
     K, P = C * KH * KW, OH * OW
     col_t = cupy.empty((K, N, P), dtype=x.dtype)
     _kernel(_IM2COL)(cupy.ascontiguousarray(x), N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW,
@@ -200,10 +194,10 @@ def im2col(x, kernel_size, stride, padding, pad_value=0.0):
 
 
 def col2im(col, x_shape, kernel_size, stride, padding):
-    """As :func:`minicnn.backend.numpy_kernels.col2im`, computed as a gather (one thread per input pixel)."""
+    """As :func:`minicnn.nn.functional.col2im`, computed as a gather (one thread per input pixel)."""
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x_shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     col_t = cupy.ascontiguousarray(col.transpose(1, 0, 2))  # free when col is already a K-major view
     img = cupy.empty((N, C, H, W), dtype=col.dtype)
     _kernel(_COL2IM)(col_t, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, img)
@@ -211,13 +205,13 @@ def col2im(col, x_shape, kernel_size, stride, padding):
 
 
 def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
-    """As :func:`minicnn.backend.numpy_kernels.maxpool2d_forward`: ``(out, argmax (N*C, OH*OW))``.
+    """As :func:`minicnn.nn.functional.maxpool2d_forward`: ``(out, argmax (N*C, OH*OW))``.
 
     The kernel always writes ``argmax``; ``with_argmax=False`` only returns ``None`` for it.
     """
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x.shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, kernel_size, stride, padding)
     out = cupy.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = cupy.empty((N * C, OH * OW), dtype=np.int64)
     _kernel(_MAXPOOL_FWD)(cupy.ascontiguousarray(x), argmax, H, W, KH, KW, SH, SW, PH, PW, OH, OW,
@@ -226,21 +220,11 @@ def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):
-    """As :func:`minicnn.backend.numpy_kernels.maxpool2d_backward`, as a gather."""
+    """As :func:`minicnn.nn.functional.maxpool2d_backward`, as a gather."""
     import cupy
 
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry(x_shape, kernel_size, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     dx = cupy.empty((N, C, H, W), dtype=grad_output.dtype)
     _kernel(_MAXPOOL_BWD)(cupy.ascontiguousarray(grad_output), argmax, H, W, KH, KW, SH, SW, PH, PW,
                           OH, OW, dx)
     return dx
-
-
-def transpose01(a, bias=None):
-    """As :func:`minicnn.backend.numpy_kernels.transpose01`, with CuPy's array operations."""
-    import cupy
-
-    out = cupy.ascontiguousarray(a.transpose(1, 0, 2))
-    if bias is not None:
-        out += bias[:, None]
-    return out

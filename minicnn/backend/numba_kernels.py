@@ -1,8 +1,9 @@
 """The convolution and pooling kernels compiled by Numba: fast CPU loops.
 
-Each public function has the signature, the output values and the dtype of
-its readable NumPy reference in :mod:`minicnn.backend.numpy_kernels` (the
-tests check every one against it).  Where the reference moves whole strided
+Each public function is an override (see :mod:`minicnn.backend`): it has the
+signature, the output values and the dtype of its readable reference in
+:mod:`minicnn.nn.functional` (Adam's in :mod:`minicnn.optim.adam`; the tests
+check every one against it).  Where the reference moves whole strided
 slices of a padded copy, these kernels walk the same indices without making
 the padded copy.
 
@@ -74,9 +75,10 @@ parallel iterations never write to the same element.  The plane loops index
 the whole arrays (``x[n, c, h, w]``) and are inlined into the parallel loop,
 which lets LLVM optimise them as one function.  Every constant stored into an
 array (padding value, -inf, zero) is first cast to the array's dtype, so
-float32 stays float32.  The kernels are compiled for float32 and float64;
-arrays of any other floating dtype (float16, longdouble, big-endian) go to
-the reference, so this backend accepts every input the NumPy backend does.
+float32 stays float32.  The kernels are compiled for float32 and float64
+(``DTYPES``); the backend's rule sends arrays of any other floating dtype
+(float16, longdouble, big-endian) to the reference, so this backend accepts
+every input the NumPy backend does.
 """
 from __future__ import annotations
 
@@ -86,8 +88,9 @@ import numba
 import numpy as np
 from numba import prange
 
-from minicnn.backend import numpy_kernels
-from minicnn.backend.numpy_kernels import output_size
+from minicnn.nn import functional
+from minicnn.nn.unfold import window
+from minicnn.optim import adam
 
 # Numba's OpenMP threads spin-wait after every parallel loop, competing for
 # the cores with BLAS's threads in the matrix product that follows (training
@@ -366,34 +369,24 @@ def _adam_update(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
 
 # --- the kernels, with the reference's signatures ---------------------------------------------
 
-def _compiled_dtype(*arrays) -> bool:
-    """True if every array is float32 or float64 in the machine's byte order, the dtypes the
-    kernels are compiled for; anything else (float16, longdouble, big-endian) takes the reference."""
-    return all(a.dtype in (np.float32, np.float64) for a in arrays)
+#: The dtypes the kernels are compiled for (native byte order); the backend sends others to the reference.
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def im2col(x, kernel_size, stride, padding, pad_value=0.0):
-    """(N, C, H, W) -> (N, C*KH*KW, OH*OW), stored K-major; see :func:`numpy_kernels.im2col`."""
-    if not _compiled_dtype(x):
-        return numpy_kernels.im2col(x, kernel_size, stride, padding, pad_value)
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    N, C, H, W = x.shape
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    """(N, C, H, W) -> (N, C*KH*KW, OH*OW), stored K-major; see :func:`functional.im2col`."""
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, kernel_size, stride, padding)
     col_t = np.empty((C * KH * KW, N, OH * OW), dtype=x.dtype)
     _im2col(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, OH, OW, x.dtype.type(pad_value), col_t)
     return col_t.transpose(1, 0, 2)
 
 
 def col2im(col, x_shape, kernel_size, stride, padding):
-    """(N, C*KH*KW, OH*OW) -> (N, C, H, W), overlaps summed; see :func:`numpy_kernels.col2im`.
+    """(N, C*KH*KW, OH*OW) -> (N, C, H, W), overlaps summed; see :func:`functional.col2im`.
 
     Fastest when ``col`` is a K-major view, as im2col and Conv2d's backward pass make it.
     """
-    if not _compiled_dtype(col):
-        return numpy_kernels.col2im(col, x_shape, kernel_size, stride, padding)
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    N, C, H, W = x_shape
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     col_t = np.ascontiguousarray(col.reshape(N, C * KH * KW, OH * OW).transpose(1, 0, 2))
     img = np.empty((N, C, H, W), dtype=col.dtype)
     _col2im(col_t, KH, KW, SH, SW, PH, PW, OH, OW, col.dtype.type(0), img)
@@ -402,13 +395,9 @@ def col2im(col, x_shape, kernel_size, stride, padding):
 
 def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
     """(N, C, H, W) -> out (N, C, OH, OW), argmax (N*C, OH*OW) or None; see
-    :func:`numpy_kernels.maxpool2d_forward`.  Without argmax the loop only
+    :func:`functional.maxpool2d_forward`.  Without argmax the loop only
     stores the maxima, which takes less than half the time."""
-    if not _compiled_dtype(x):
-        return numpy_kernels.maxpool2d_forward(x, kernel_size, stride, padding, with_argmax)
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    N, C, H, W = x.shape
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, kernel_size, stride, padding)
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N * C, OH * OW) if with_argmax else (0, 0), dtype=np.intp)
     _maxpool_forward(np.ascontiguousarray(x), KH, KW, SH, SW, PH, PW, x.dtype.type(-np.inf), out, argmax)
@@ -416,19 +405,15 @@ def maxpool2d_forward(x, kernel_size, stride, padding, with_argmax=True):
 
 
 def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding):
-    """Each gradient routed to its window's argmax, overlaps summed; see :func:`numpy_kernels.maxpool2d_backward`.
+    """Each gradient routed to its window's argmax, overlaps summed; see :func:`functional.maxpool2d_backward`.
 
     The kernel indexes by the shapes, so they are checked first: a wrong one is an error, never a
     read or write outside the arrays."""
-    (KH, KW), (SH, SW), (PH, PW) = kernel_size, stride, padding
-    N, C, H, W = x_shape
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, kernel_size, stride, padding)
     if tuple(grad_output.shape) != (N, C, OH, OW) or tuple(argmax.shape) != (N * C, OH * OW):
         raise ValueError(f"maxpool2d_backward: for an input of shape {tuple(x_shape)} expected grad_output "
                          f"of shape {(N, C, OH, OW)} and argmax of shape {(N * C, OH * OW)}, got "
                          f"{tuple(grad_output.shape)} and {tuple(argmax.shape)}")
-    if not _compiled_dtype(grad_output):
-        return numpy_kernels.maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, padding)
     dx = np.empty(tuple(x_shape), dtype=grad_output.dtype)
     _maxpool_backward(np.ascontiguousarray(grad_output), np.ascontiguousarray(argmax, dtype=np.intp),
                       KH, KW, SH, SW, PH, PW, grad_output.dtype.type(0), dx)
@@ -436,9 +421,7 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
 
 
 def transpose01(a, bias=None):
-    """(A, B, P) -> (B, A, P), C-contiguous, plus ``bias[i]`` on ``a[i]``; see :func:`numpy_kernels.transpose01`."""
-    if not _compiled_dtype(a):
-        return numpy_kernels.transpose01(a, bias)
+    """(A, B, P) -> (B, A, P), C-contiguous, plus ``bias[i]`` on ``a[i]``; see :func:`functional.transpose01`."""
     A, B, P = a.shape
     if bias is None:
         bias = np.empty(0, dtype=a.dtype)
@@ -451,36 +434,36 @@ def _parallel_float(*arrays) -> bool:
     """True if the arrays are C-contiguous float32 or float64 arrays of one shape and dtype, large
     enough for two parallel chunks (below that, starting the threads costs more than NumPy's loop)."""
     first = arrays[0]
-    return _compiled_dtype(first) and first.size >= 2 * _CHUNK and all(
+    return first.dtype in DTYPES and first.size >= 2 * _CHUNK and all(
         a.flags.c_contiguous and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
 
 
 def relu_forward(x):
-    """``max(x, 0)`` in parallel chunks; see :func:`numpy_kernels.relu_forward`."""
+    """``max(x, 0)`` in parallel chunks; see :func:`functional.relu_forward`."""
     if not _parallel_float(x):  # small, another dtype or a strided view: the reference
-        return numpy_kernels.relu_forward(x)
+        return functional.relu_forward.reference(x)
     out = np.empty_like(x)
     _relu_forward(x.reshape(-1), out.reshape(-1))
     return out
 
 
 def relu_backward(grad_output, y):
-    """``grad_output * [y > 0]`` in parallel chunks; see :func:`numpy_kernels.relu_backward`."""
+    """``grad_output * [y > 0]`` in parallel chunks; see :func:`functional.relu_backward`."""
     if not _parallel_float(grad_output, y):
-        return numpy_kernels.relu_backward(grad_output, y)
+        return functional.relu_backward.reference(grad_output, y)
     out = np.empty_like(grad_output)
     _relu_backward(grad_output.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
                 eps, correction1, correction2):
-    """One Adam step in place, in one pass; see :func:`numpy_kernels.adam_update`."""
+    """One Adam step in place, in one pass; see :func:`minicnn.optim.adam.adam_update`."""
     arrays = (param, grad, exp_avg, exp_avg_sq)
     if len({a.shape for a in arrays}) > 1:  # the kernel indexes all four by param's index
         raise ValueError(f"adam_update: param, grad, exp_avg and exp_avg_sq must have one shape, got "
                          f"{', '.join(str(tuple(a.shape)) for a in arrays)}")
     if not all(a.flags.c_contiguous for a in arrays):  # a flat view would be a copy: use the reference
-        return numpy_kernels.adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1,
-                                         beta2, one_minus_beta2, eps, correction1, correction2)
+        return adam.adam_update.reference(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1,
+                                          beta2, one_minus_beta2, eps, correction1, correction2)
     _adam_update(*(a.reshape(-1) for a in arrays), lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
                  eps, correction1, correction2)

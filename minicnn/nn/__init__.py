@@ -1,11 +1,18 @@
-"""Layers, containers and losses, each with its forward and backward pass side by side."""
+"""Layers, containers and losses, each with its forward and backward pass side by side.
+
+The math they call is in :mod:`minicnn.nn.functional`.
+"""
 from minicnn.nn.activation import LogSoftmax, ReLU, Softmax
 from minicnn.nn.batchnorm import BatchNorm2d
 from minicnn.nn.conv import Conv2d
 from minicnn.nn.dropout import Dropout
 from minicnn.nn.linear import Flatten, Linear
 from minicnn.nn.loss import CrossEntropyLoss, NLLLoss
-from minicnn.nn.module import Module, Parameter, Sequential, StateDictError, is_grad_enabled, no_grad
+from minicnn.nn.containers import Sequential
+from minicnn.nn.grad_mode import is_grad_enabled, no_grad
+from minicnn.nn.module import Module
+from minicnn.nn.parameter import Parameter
+from minicnn.nn.state import StateDictError
 from minicnn.nn.pooling import MaxPool2d
 
 __all__ = [

@@ -21,6 +21,23 @@ def pair(value, name: str, layer: str, minimum: int) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+def window_args(layer: str, kernel_size, stride, padding) -> tuple[tuple[int, int], ...]:
+    """``(kernel_size, stride, padding)`` of a conv or pool layer as (height, width) pairs;
+    ``stride=None`` means the kernel size (the pooling default)."""
+    kernel_size = pair(kernel_size, "kernel_size", layer, 1)
+    stride = kernel_size if stride is None else pair(stride, "stride", layer, 1)
+    return kernel_size, stride, pair(padding, "padding", layer, 0)
+
+
+def check_window(x, kernel_size, padding, layer: str, what: str) -> None:
+    """The padded (H, W) of ``x`` (N, C, H, W) must hold at least one ``what`` (a kernel, a window)."""
+    (KH, KW), (PH, PW) = kernel_size, padding
+    H, W = x.shape[2:]
+    if H + 2 * PH < KH or W + 2 * PW < KW:
+        raise ValueError(f"{layer}: input of spatial size {H}x{W} (padded {H + 2 * PH}x{W + 2 * PW}) "
+                         f"is smaller than the {what} {KH}x{KW}")
+
+
 def check_array(x, layer: str, ndim: int, layout: str):
     """``x`` must be a floating array with ``ndim`` dimensions."""
     if not hasattr(x, "ndim") or not hasattr(x, "dtype"):

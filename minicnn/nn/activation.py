@@ -19,106 +19,65 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import get_array_module, kernels_for
-from minicnn.nn._validate import check_grad
-from minicnn.nn.module import Module, backward_before_forward
-
-
-def _need_cache(layer, grad_output):
-    """The cached forward output, once ``grad_output`` is checked against its shape."""
-    if layer._cache is None:
-        raise backward_before_forward(type(layer).__name__)
-    check_grad(grad_output, layer._cache.shape, type(layer).__name__)
-    return layer._cache
+from minicnn.nn import functional as F
+from minicnn.nn.module import Module
 
 
 class ReLU(Module):
     """``max(x, 0)``, element-wise."""
-
-    def __init__(self):
-        super().__init__()
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return True
 
     def forward(self, x):
         if not hasattr(x, "dtype"):
             raise ValueError(f"ReLU: expected an array, got {type(x).__name__}")
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"ReLU: expected a floating-point array, got dtype {x.dtype}")
-        y = kernels_for(x).relu_forward(x)  # reference: xp.maximum(x, 0), in x's dtype
-        self._cache = y  # y > 0 exactly where x > 0, so backward needs only y
+        y = F.relu_forward(x)                       # max(x, 0), in x's dtype
+        self.save_for_backward(y, output=y)         # y > 0 exactly where x > 0, so backward needs only y
         return y
 
     def backward(self, grad_output):
-        return kernels_for(grad_output).relu_backward(grad_output, _need_cache(self, grad_output))  # dy * [y > 0]
+        (y,) = self.saved_tensors(grad_output)
+        return F.relu_backward(grad_output, y)      # dy * [y > 0]
 
 
-def _dim_arg(layer, dim) -> int:
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise ValueError(f"{layer}: dim must be an int, got {dim!r}")
-    return int(dim)
+class _AlongDim(Module):
+    """A normalisation along ``dim`` (LogSoftmax, Softmax): ``forward_fn(x, dim)`` and
+    ``backward_fn(dy, y, dim)`` from :mod:`minicnn.nn.functional`, whose backward needs only ``y``."""
 
-
-def _check_dim(layer, x, dim):
-    if not hasattr(x, "ndim") or x.ndim < 1 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{layer}: expected a floating-point array with at least one dimension, "
-                         f"got {getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', None)}")
-    if not -x.ndim <= dim < x.ndim:
-        raise ValueError(f"{layer}: dim={dim} is out of range for an input of shape {tuple(x.shape)}")
-
-
-class LogSoftmax(Module):
-    """``log(softmax(x))`` along ``dim``, by the log-sum-exp trick."""
+    forward_fn = backward_fn = None
 
     def __init__(self, dim=1):
         super().__init__()
-        self.dim = _dim_arg("LogSoftmax", dim)
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return self.dim > 0  # a negative dim names axis 0 when the input has -dim axes
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+            raise ValueError(f"{type(self).__name__}: dim must be an int, got {dim!r}")
+        self.dim = int(dim)
 
     def forward(self, x):
-        _check_dim(f"LogSoftmax(dim={self.dim})", x, self.dim)
-        xp = get_array_module(x)
-        shifted = x - x.max(axis=self.dim, keepdims=True)
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
-        self._cache = y
+        if not hasattr(x, "ndim") or x.ndim < 1 or not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"{self!r}: expected a floating-point array with at least one dimension, "
+                             f"got {getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', None)}")
+        if not -x.ndim <= self.dim < x.ndim:
+            raise ValueError(f"{self!r}: dim={self.dim} is out of range for an input of shape {tuple(x.shape)}")
+        y = self.forward_fn(x, self.dim)
+        self.save_for_backward(y, output=y)
         return y
 
     def backward(self, grad_output):
-        y = _need_cache(self, grad_output)
-        xp = get_array_module(y)
-        return grad_output - xp.exp(y) * grad_output.sum(axis=self.dim, keepdims=True)
+        (y,) = self.saved_tensors(grad_output)
+        return self.backward_fn(grad_output, y, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
-class Softmax(Module):
-    """``exp(x) / sum(exp(x))`` along ``dim``."""
+class LogSoftmax(_AlongDim):
+    """``log(softmax(x))`` along ``dim``, by the log-sum-exp trick:
+    ``y = x - m - log sum exp(x - m)``, ``dx = dy - exp(y) * sum dy``."""
 
-    def __init__(self, dim=1):
-        super().__init__()
-        self.dim = _dim_arg("Softmax", dim)
-        self._cache = None
+    forward_fn, backward_fn = staticmethod(F.log_softmax), staticmethod(F.log_softmax_backward)
 
-    def per_sample(self) -> bool:
-        return self.dim > 0  # a negative dim names axis 0 when the input has -dim axes
 
-    def forward(self, x):
-        _check_dim(f"Softmax(dim={self.dim})", x, self.dim)
-        xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
-        s = e / e.sum(axis=self.dim, keepdims=True)
-        self._cache = s
-        return s
+class Softmax(_AlongDim):
+    """``exp(x) / sum(exp(x))`` along ``dim``: ``s = exp(x - m) / sum exp(x - m)``, ``dx = s * (dy - sum dy s)``."""
 
-    def backward(self, grad_output):
-        s = _need_cache(self, grad_output)
-        return s * (grad_output - (grad_output * s).sum(axis=self.dim, keepdims=True))
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+    forward_fn, backward_fn = staticmethod(F.softmax), staticmethod(F.softmax_backward)

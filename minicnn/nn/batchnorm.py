@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
-from minicnn.nn._validate import check_array, check_dtype, check_grad, is_positive_int, is_real
-from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
+from minicnn.nn._validate import check_array, check_dtype, is_positive_int, is_real
+from minicnn.nn.module import Module
+from minicnn.nn.parameter import default_float, new_parameter
 
 
 class BatchNorm2d(Module):
@@ -47,10 +48,6 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", backend.asarray(np.zeros(self.num_features), dtype=dtype))
         self.register_buffer("running_var", backend.asarray(np.ones(self.num_features), dtype=dtype))
         self.register_buffer("num_batches_tracked", backend.asarray(np.array(0), dtype=np.int64))
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return not self.training  # training normalises by the batch's own statistics
 
     def forward(self, x):
         check_array(x, repr(self), 4, "(N, C, H, W)")
@@ -77,14 +74,12 @@ class BatchNorm2d(Module):
             mu, var = self.running_mean, self.running_var
         inv_std = (1.0 / xp.sqrt(var + x.dtype.type(self.eps))).astype(x.dtype)
         x_hat = (x - mu.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1)
-        self._cache = (x_hat, inv_std, self.training)
-        return gamma * x_hat + beta
+        y = gamma * x_hat + beta
+        self.save_for_backward(x_hat, inv_std, self.training, output=y)
+        return y
 
     def backward(self, grad_output):
-        if self._cache is None:
-            raise backward_before_forward(repr(self))
-        x_hat, inv_std, training = self._cache
-        check_grad(grad_output, x_hat.shape, repr(self))
+        x_hat, inv_std, training = self.saved_tensors(grad_output)
         axes = (0, 2, 3)
         self.weight.accumulate_grad((grad_output * x_hat).sum(axis=axes))
         self.bias.accumulate_grad(grad_output.sum(axis=axes))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn._validate import check_generator, check_grad, is_real
-from minicnn.nn.module import Module, backward_before_forward
+from minicnn.nn._validate import check_generator, is_real
+from minicnn.nn.module import Module
 
 
 class Dropout(Module):
@@ -31,29 +31,22 @@ class Dropout(Module):
         check_generator(generator, "Dropout")
         self.p = float(p)
         self.generator = generator if generator is not None else np.random.default_rng()
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return not self.training or self.p == 0.0
 
     def forward(self, x):
         if not hasattr(x, "dtype") or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"Dropout: expected a floating-point array, got {getattr(x, 'dtype', type(x).__name__)}")
         if not self.training or self.p == 0.0:
-            self._cache = (x.shape, None)  # passed through unchanged: no mask
+            self.save_for_backward(None, output=x)  # passed through unchanged: no mask
             return x
         xp = get_array_module(x)
         keep = 1.0 - self.p
         # Drawn on the host from the seeded generator, then moved to x's device.
         mask = xp.asarray(self.generator.random(x.shape) < keep).astype(x.dtype) / x.dtype.type(keep)
-        self._cache = (x.shape, mask)
+        self.save_for_backward(mask, output=x)
         return x * mask
 
     def backward(self, grad_output):
-        if self._cache is None:
-            raise backward_before_forward(repr(self))
-        shape, mask = self._cache
-        check_grad(grad_output, shape, repr(self))
+        (mask,) = self.saved_tensors(grad_output)
         if mask is None:  # eval mode (or p == 0)
             return grad_output
         return grad_output * mask

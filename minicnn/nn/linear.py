@@ -16,8 +16,9 @@ import math
 import numpy as np
 
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype, check_generator, check_grad, is_positive_int
-from minicnn.nn.module import Module, backward_before_forward, default_float, new_parameter
+from minicnn.nn._validate import check_array, check_dtype, check_generator, is_positive_int
+from minicnn.nn.module import Module
+from minicnn.nn.parameter import default_float, new_parameter
 
 
 class Linear(Module):
@@ -35,10 +36,6 @@ class Linear(Module):
             init.uniform_fan_in((self.out_features, self.in_features), self.in_features, generator), dtype)
         self.bias = new_parameter(
             init.uniform_fan_in((self.out_features,), self.in_features, generator), dtype) if bias else None
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return True
 
     def forward(self, x):
         check_array(x, repr(self), 2, "(N, in_features)")
@@ -46,21 +43,18 @@ class Linear(Module):
             raise ValueError(f"{self!r}: expected {self.in_features} input features, got {x.shape[1]} "
                              f"(input shape {tuple(x.shape)})")
         check_dtype(x, self.weight.dtype, repr(self))
-        self._cache = x
-        y = x @ self.weight.data.T
+        y = x @ self.weight.data.T                                   # y = x @ W^T + b
         if self.bias is not None:
             y += self.bias.data
+        self.save_for_backward(x, output=y)
         return y
 
     def backward(self, grad_output):
-        x = self._cache
-        if x is None:
-            raise backward_before_forward(repr(self))
-        check_grad(grad_output, (x.shape[0], self.out_features), repr(self))
-        self.weight.accumulate_grad(grad_output.T @ x)
+        (x,) = self.saved_tensors(grad_output)
+        self.weight.accumulate_grad(grad_output.T @ x)               # dW = dy^T @ x
         if self.bias is not None:
-            self.bias.accumulate_grad(grad_output.sum(axis=0))
-        return grad_output @ self.weight.data
+            self.bias.accumulate_grad(grad_output.sum(axis=0))       # db = sum_n dy[n]
+        return grad_output @ self.weight.data                        # dx = dy @ W
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -69,22 +63,13 @@ class Linear(Module):
 class Flatten(Module):
     """Merge every dimension after the first: (N, ...) -> (N, prod(...))."""
 
-    def __init__(self):
-        super().__init__()
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return True
-
     def forward(self, x):
         if not hasattr(x, "ndim") or x.ndim < 1:
             raise ValueError(f"Flatten: expected an array with a batch dimension, got {getattr(x, 'shape', x)!r}")
-        self._cache = x.shape
-        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: that fails for an empty batch
+        y = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # not -1: that fails for an empty batch
+        self.save_for_backward(x.shape, output=y)
+        return y
 
     def backward(self, grad_output):
-        if self._cache is None:
-            raise backward_before_forward("Flatten")
-        x_shape = self._cache
-        check_grad(grad_output, (x_shape[0], math.prod(x_shape[1:])), "Flatten")
+        (x_shape,) = self.saved_tensors(grad_output)
         return grad_output.reshape(x_shape)

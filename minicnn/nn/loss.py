@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn.module import Module, backward_before_forward
+from minicnn.nn import functional as F
+from minicnn.nn.module import Module
 
 
 def _check_scores(name, x):
@@ -49,21 +50,7 @@ def _check_class_indices(name, x, target):
         raise ValueError(f"{name}: target value {bad} is out of range; expected class indices in [0, {C - 1}]")
 
 
-class _Loss(Module):
-    def __init__(self):
-        super().__init__()
-        self._cache = None
-
-    def __call__(self, output, target) -> float:
-        return super().__call__(output, target)
-
-    def _need_cache(self):
-        if self._cache is None:
-            raise backward_before_forward(type(self).__name__)
-        return self._cache
-
-
-class NLLLoss(_Loss):
+class NLLLoss(Module):
     """Negative log-likelihood of class indices under log-probabilities (N, C)."""
 
     def forward(self, log_probs, target) -> float:
@@ -73,26 +60,25 @@ class NLLLoss(_Loss):
         N = log_probs.shape[0]
         rows = xp.arange(N)
         # A copy: a caller reusing its target array must not change what backward returns.
-        self._cache = (log_probs.shape, log_probs.dtype, rows, target.copy())
-        return float(-log_probs[rows, target].sum() / N)
+        self.save_for_backward(log_probs.shape, log_probs.dtype, rows, target.copy())
+        return float(-log_probs[rows, target].sum() / N)                    # L = -(1/N) sum_n z[n, t_n]
 
     def backward(self, grad_output=1.0):
-        shape, dtype, rows, target = self._need_cache()
+        shape, dtype, rows, target = self.saved_tensors()
         xp = get_array_module(rows)
         grad = xp.zeros(shape, dtype=dtype)
-        grad[rows, target] = -grad_output / shape[0]
+        grad[rows, target] = -grad_output / shape[0]                        # dz[n, t_n] = -1/N
         return grad
 
 
-class CrossEntropyLoss(_Loss):
+class CrossEntropyLoss(Module):
     """Softmax cross-entropy on logits, with class-index (N,) or one-hot (N, C) targets."""
 
     def forward(self, logits, target) -> float:
         _check_scores("CrossEntropyLoss", logits)
         xp = get_array_module(logits)
         N, C = logits.shape
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        log_probs = F.log_softmax(logits, 1)
         if hasattr(target, "ndim") and target.ndim == 2:
             if target.shape != logits.shape:
                 raise ValueError(f"CrossEntropyLoss: one-hot target shape {tuple(target.shape)} does not "
@@ -102,18 +88,18 @@ class CrossEntropyLoss(_Loss):
             if bool((target < 0).any()):
                 raise ValueError("CrossEntropyLoss: one-hot (probability) targets must be non-negative")
             t = target.astype(logits.dtype)
-            self._cache = (log_probs, t)
+            self.save_for_backward(log_probs, t)
             return float(-(t * log_probs).sum() / N)
         _check_class_indices("CrossEntropyLoss", logits, target)
         t = xp.zeros_like(logits)
         t[xp.arange(N), target] = 1
-        self._cache = (log_probs, t)
+        self.save_for_backward(log_probs, t)
         return float(-log_probs[xp.arange(N), target].sum() / N)
 
     def backward(self, grad_output=1.0):
-        log_probs, t = self._need_cache()
+        log_probs, t = self.saved_tensors()
         xp = get_array_module(log_probs)
         N = log_probs.shape[0]
         probs = xp.exp(log_probs)
-        grad = probs * t.sum(axis=1, keepdims=True) - t
+        grad = probs * t.sum(axis=1, keepdims=True) - t                    # dx = (softmax(x) * sum_c T - T) / N
         return grad * log_probs.dtype.type(grad_output / N)

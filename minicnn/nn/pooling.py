@@ -14,9 +14,10 @@ Docs: docs/layers.md#maxpool2d
 """
 from __future__ import annotations
 
-from minicnn.backend import kernels_for
-from minicnn.nn._validate import check_array, check_grad, pair
-from minicnn.nn.module import Module, backward_before_forward, is_grad_enabled
+from minicnn.nn import functional as F
+from minicnn.nn._validate import check_array, check_window, window_args
+from minicnn.nn.grad_mode import is_grad_enabled
+from minicnn.nn.module import Module
 
 
 class MaxPool2d(Module):
@@ -25,38 +26,25 @@ class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         name = f"MaxPool2d(kernel_size={kernel_size!r})"
-        self.kernel_size = pair(kernel_size, "kernel_size", name, 1)
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride", name, 1)
-        self.padding = pair(padding, "padding", name, 0)
+        self.kernel_size, self.stride, self.padding = window_args(name, kernel_size, stride, padding)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half the kernel size "
                              f"{self.kernel_size} (a window must contain at least one input)")
-        self._cache = None
-
-    def per_sample(self) -> bool:
-        return True
 
     def forward(self, x):
         check_array(x, repr(self), 4, "(N, C, H, W)")
-        (KH, KW), (PH, PW) = self.kernel_size, self.padding
-        H, W = x.shape[2:]
-        if H + 2 * PH < KH or W + 2 * PW < KW:
-            raise ValueError(f"{self!r}: input of spatial size {H}x{W} (padded {H + 2 * PH}x{W + 2 * PW}) "
-                             f"is smaller than the window {KH}x{KW}")
-        # Under no_grad no backward follows, so the kernel need not record the winners.
+        check_window(x, self.kernel_size, self.padding, repr(self), "window")
+        # y = the max of each window; argmax = which element of the window it was, all that
+        # backward needs (under no_grad no backward follows, so the kernel need not record it).
         keep = is_grad_enabled()
-        y, argmax = kernels_for(x).maxpool2d_forward(x, self.kernel_size, self.stride, self.padding,
-                                                     with_argmax=keep)
-        self._cache = (argmax, x.shape, y.shape) if keep else None
+        y, argmax = F.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding, with_argmax=keep)
+        self.save_for_backward(argmax, x.shape, output=y)
         return y
 
     def backward(self, grad_output):
-        if self._cache is None:
-            raise backward_before_forward(repr(self))
-        argmax, x_shape, y_shape = self._cache
-        check_grad(grad_output, y_shape, repr(self))
-        return kernels_for(grad_output).maxpool2d_backward(
-            grad_output, argmax, x_shape, self.kernel_size, self.stride, self.padding)
+        argmax, x_shape = self.saved_tensors(grad_output)
+        # dL/dx: each window's gradient goes to its argmax (summed where windows share a winner).
+        return F.maxpool2d_backward(grad_output, argmax, x_shape, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -18,8 +18,31 @@ Docs: docs/optimizers.md#adam
 """
 from __future__ import annotations
 
-from minicnn.backend import get_array_module, kernels_for
+from minicnn.backend import get_array_module, kernel
 from minicnn.optim.optimizer import Optimizer, cast_to, check_argument
+
+
+@kernel
+def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                eps, correction1, correction2):
+    """One Adam step, in place on ``param``, ``exp_avg`` (m) and ``exp_avg_sq`` (v).
+
+    m     <- beta1 * m + (1 - beta1) * g
+    v     <- beta2 * v + (1 - beta2) * g^2
+    param <- param - lr * (m / correction1) / (sqrt(v / correction2) + eps)
+
+    with ``correction1 = 1 - beta1^t`` and ``correction2 = 1 - beta2^t``; every
+    scalar already has ``param``'s dtype.  The arrays share one shape.
+    Written with in-place operators only (and the array module's ``sqrt``),
+    so this same code runs on the GPU; the Numba backend overrides it with one pass.
+    """
+    exp_avg *= beta1
+    exp_avg += one_minus_beta1 * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += one_minus_beta2 * grad * grad
+    m_hat = exp_avg / correction1
+    v_hat = exp_avg_sq / correction2
+    param -= lr * m_hat / (get_array_module(v_hat).sqrt(v_hat) + eps)
 
 
 class Adam(Optimizer):
@@ -57,7 +80,5 @@ class Adam(Optimizer):
         g = p.grad
         if weight_decay != 0:
             g = g + weight_decay * p.data  # a new array: p.grad itself is not changed
-        # m, v and p.data in place, by the rule above: the reference kernel
-        # (numpy_kernels.adam_update) is those lines as array operations.
-        kernels_for(p.data).adam_update(p.data, g, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
-                                        correction1, correction2)
+        # m, v and p.data in place, by the rule above (adam_update).
+        adam_update(p.data, g, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, correction1, correction2)

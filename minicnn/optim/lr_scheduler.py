@@ -95,8 +95,13 @@ class LRScheduler:
     def _check_hyperparameters(self, state: dict) -> None:
         """Raise ``ValueError`` naming the first hyperparameter in ``state`` out of range (as the constructor)."""
 
-    def step(self) -> None:
-        """Move to the next epoch (batch, for OneCycleLR) and set its learning rates."""
+    def step(self, metric=None) -> None:
+        """Move to the next epoch (batch, for OneCycleLR) and set its learning rates.
+
+        Every scheduler takes ``step(metric)``, so a training loop can step any of
+        them the same way; the schedules that follow the step count ignore it,
+        :class:`ReduceLROnPlateau` needs it.
+        """
         self.last_epoch += 1
         self._set_lrs(self.get_lr())
 
@@ -231,12 +236,12 @@ class OneCycleLR(LRScheduler):
             raise ValueError(f"OneCycleLR: last_epoch must be at most total_steps ({state['total_steps']}), "
                              f"got {state['last_epoch']}")
 
-    def step(self):
+    def step(self, metric=None):
         """Move to the next batch; ``ValueError`` (and no change) past ``total_steps``."""
         if self.last_epoch >= self.total_steps:
             raise ValueError(f"OneCycleLR: cannot step past the end of the cycle: stepped {self.last_epoch} "
                              f"times, and total_steps is {self.total_steps}")
-        super().step()
+        super().step(metric)
 
     def _anneal(self, start, end, fraction):
         if self.anneal_strategy == "cos":
@@ -312,8 +317,8 @@ class ReduceLROnPlateau(LRScheduler):
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def step(self, metric) -> None:
-        """Record this epoch's ``metric`` (a number) and reduce the lr if it has stalled."""
+    def step(self, metric=None) -> None:
+        """Record this epoch's ``metric`` (a number, required here) and reduce the lr if it has stalled."""
         is_number = isinstance(metric, numbers.Real) and not isinstance(metric, bool)
         if not (is_number or getattr(metric, "shape", None) == ()):  # a 0-d array, e.g. xp.mean(losses)
             got = f"an array of shape {metric.shape}" if hasattr(metric, "shape") else repr(metric)

@@ -40,7 +40,8 @@ import numbers
 from collections.abc import Iterable
 
 from minicnn.backend import get_array_module, to_numpy
-from minicnn.nn.module import Module, Parameter
+from minicnn.nn.module import Module
+from minicnn.nn.parameter import Parameter
 
 _RULES = {
     ">= 0": lambda v: v >= 0,

@@ -1,0 +1,64 @@
+"""Where the command line writes: output paths and `~` in them, checked before any long work.
+
+A bad ``--out`` costs nothing: :func:`output_folder` and :func:`output_file`
+create the folder and write a probe file there first, and a problem is a
+usage error (exit status 2) naming the option, the path and what is wrong.
+The folder itself, while a run writes into it (one run at a time, a set of
+files replaced together or not at all), is :mod:`minicnn.run_folder`'s.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from minicnn.run_folder import check_targets
+
+
+def path_argument(text: str) -> Path:
+    """A path option's value with ``~`` expanded, as the shell does for ``--out ~/run`` but not ``--out=~/run``.
+
+    Every path option and argument takes this ``type``, so that a path means one place everywhere:
+    the one checked before the work is the one written after it.
+    """
+    return Path(text).expanduser()
+
+
+def output_folder(parser: argparse.ArgumentParser, option: str, path, files=()) -> Path:
+    """Create the folder ``path`` that ``option`` names (and its parents) and check that files can be written there.
+
+    ``files``: the names the command will write there; a folder of such a name is in the way.
+    Anything wrong is a usage error (exit status 2) naming the option, the path and the problem.
+    """
+    path = path_argument(str(path))
+    _check_writable(parser, f"{option} {path}", path)
+    try:
+        check_targets(path, files)
+    except IsADirectoryError as exc:
+        parser.error(f"{option} {path}: {exc.filename} {exc.strerror}")
+    return path
+
+
+def output_file(parser: argparse.ArgumentParser, option: str, path) -> Path:
+    """Check that the file ``path`` that ``option`` names can be written (creating its folder).
+
+    As :func:`output_folder`, anything wrong is a usage error naming the option, the path and the problem.
+    """
+    path = path_argument(str(path))
+    if path.is_dir():
+        parser.error(f"{option} {path}: is a folder, expected a file name")
+    _check_writable(parser, f"{option} {path}", path.parent)
+    return path
+
+
+def _check_writable(parser, what: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        # When the longest part of the path that exists is a file, name that file.
+        blocker = next((f for f in (folder, *folder.parents) if os.path.exists(f)), None)
+        if blocker is not None and not os.path.isdir(blocker):
+            parser.error(f"{what}: {blocker} is a file, not a folder")
+        parser.error(f"{what}: {exc.strerror or exc}")
