@@ -8,13 +8,13 @@ JSON that ``--json`` writes); the functions here only read that dict.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
 from minicnn.bench import INFER_BATCH, TRAIN_BATCH, run
 from minicnn.paths import output_file, path_argument
 from minicnn.serialization import write_json_atomic
+from minicnn.validate import is_finite_real, satisfies
 
 
 def describe(report: dict) -> str:
@@ -124,9 +124,9 @@ def run_with_args(args, parser) -> dict:
     goes wrong after minutes of measuring.
     """
     for option, value in (("--repeats", args.repeats), ("--train-steps", args.train_steps)):
-        if value < 1:
+        if not satisfies(value, "> 0"):
             parser.error(f"{option} must be at least 1, got {value}")
-    if not (math.isfinite(args.settle) and args.settle >= 0):
+    if not (is_finite_real(args.settle) and satisfies(args.settle, ">= 0")):
         parser.error(f"--settle must be a finite number of seconds >= 0, got {args.settle}")
     if args.json:
         output_file(parser, "--json", args.json)

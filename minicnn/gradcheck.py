@@ -29,8 +29,8 @@ import copy
 import numpy as np
 
 from minicnn.backend import get_array_module, to_numpy
-from minicnn.nn._validate import is_real
 from minicnn.nn.module import Module
+from minicnn.validate import is_finite_real
 
 
 class GradcheckError(AssertionError):
@@ -70,7 +70,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_elements=4096, di
                          f"differences of NaN or inf mean nothing), got shape {tuple(x0.shape)}"
                          + ("" if x0.size == 0 else f" with {int((~xp.isfinite(x0)).sum())} NaN or inf"))
     for name, value, smallest in (("eps", eps, "> 0"), ("atol", atol, ">= 0"), ("rtol", rtol, ">= 0")):
-        if not is_real(value) or not np.isfinite(value) or value < 0 or (value == 0 and smallest == "> 0"):
+        if not is_finite_real(value) or value < 0 or (value == 0 and smallest == "> 0"):
             raise ValueError(f"gradcheck: {name} must be a finite number {smallest}, got {value!r}")
     for name, value, smallest in (("max_elements", max_elements, 0), ("directions", directions, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < smallest:

@@ -12,7 +12,7 @@ import numpy as np
 
 from minicnn.backend import get_backend, to_numpy
 from minicnn.imaging import as_network_input
-from minicnn.nn._validate import is_positive_int
+from minicnn.validate import is_positive_int
 from minicnn.training import forward_in_blocks
 
 __all__ = ["predict"]

@@ -26,7 +26,7 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import nn
-from minicnn.nn._validate import check_generator
+from minicnn.validate import check_generator
 
 
 def _rng(owner, generator, seed):

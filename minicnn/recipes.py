@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from minicnn.reports import TRAINING_REPORTS, save_reports
 from minicnn.run_folder import claim, write_together
 from minicnn.serialization import CheckpointError, load_checkpoint, read_checkpoint_extra, write_json_atomic
 from minicnn.training import TrainingDivergedError, evaluate, fit
+from minicnn.validate import is_finite_real, satisfies
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,9 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def _positive(parser, name, value, allow_zero=False):
-    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        parser.error(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+#: How the command line words the rules of :mod:`minicnn.validate` it uses for counts.
+_COUNT_WORDS = {">= 0": "non-negative", "> 0": "positive"}
 
 
 def main(argv=None) -> dict:
@@ -99,13 +98,13 @@ SETUP = ("model", "epochs", "batch_size", "lr", "scheduler", "no_augment", "val_
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
     resume = _resume_point(parser, args) if args.resume else None
-    _positive(parser, "--epochs", args.epochs, allow_zero=True)
-    _positive(parser, "--batch-size", args.batch_size)
-    _positive(parser, "--limit", args.limit)
-    _positive(parser, "--seed", args.seed, allow_zero=True)
-    if not (math.isfinite(args.lr) and args.lr > 0):
+    for option, value, rule in (("--epochs", args.epochs, ">= 0"), ("--batch-size", args.batch_size, "> 0"),
+                                ("--limit", args.limit, "> 0"), ("--seed", args.seed, ">= 0")):
+        if value is not None and not satisfies(value, rule):
+            parser.error(f"{option} must be {_COUNT_WORDS[rule]}, got {value}")
+    if not (is_finite_real(args.lr) and satisfies(args.lr, "> 0")):
         parser.error(f"--lr must be a finite number > 0, got {args.lr}")
-    if not 0.0 <= args.val_split < 1.0:
+    if not (is_finite_real(args.val_split) and satisfies(args.val_split, "in [0, 1)")):
         parser.error(f"--val-split must be in [0, 1), got {args.val_split}")
     if resume is not None and args.out is None:
         args.out = resume.parent

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
-from minicnn.nn._validate import is_positive_int
+from minicnn.validate import is_positive_int
 from minicnn.nn.grad_mode import no_grad
 from minicnn.nn.module import Module
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn.backend import to_numpy
-from minicnn.nn._validate import is_positive_int
+from minicnn.validate import is_positive_int
 from minicnn.nn.grad_mode import no_grad
 from minicnn.nn.module import Module
 

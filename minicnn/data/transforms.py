@@ -57,12 +57,10 @@ Docs: docs/data.md#augmentation-a-random-affine-warp
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
 from minicnn.backend import get_array_module
+from minicnn.validate import is_finite_real
 
 __all__ = [
     "MNIST_MEAN", "MNIST_STD", "MnistTransform", "inverse_affine_matrices", "mnist_eval_transform",
@@ -197,9 +195,7 @@ def random_affine(batch, generator: np.random.Generator, degrees: float = 10.0,
     return warp_affine(batch, inverse_affine_matrices(angles, tx, ty, scales, H, W), fill)
 
 
-def _real(value) -> bool:
-    """A finite real number (a bool is not one)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+_real = is_finite_real  # a finite real number (a bool is not one)
 
 
 def _check_affine_args(degrees, translate, scale) -> None:

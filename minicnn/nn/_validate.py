@@ -1,20 +1,20 @@
-"""Input checks shared by the layers: clear ``ValueError``s instead of NumPy tracebacks."""
+"""Input checks shared by the layers: clear ``ValueError``s instead of NumPy tracebacks.
+
+The words for plain arguments (numbers, ints, generators) are those of
+:mod:`minicnn.validate`, re-exported here for the layers.
+"""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from minicnn.validate import check_generator, is_finite_real, is_int, is_positive_int, is_real, satisfies  # noqa: F401
 
 
 def pair(value, name: str, layer: str, minimum: int) -> tuple[int, int]:
     """``3 -> (3, 3)``; ``(3, 2)`` stays; anything else is a clear error."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_int(value, minimum=-np.inf):
         value = (int(value), int(value))
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
-    ):
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(is_int(v, -np.inf) for v in value):
         raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
     if min(value) < minimum:
         raise ValueError(f"{layer}: {name} must be >= {minimum}, got {tuple(value)}")
@@ -68,20 +68,3 @@ def check_grad(grad_output, shape, layer: str):
                          f"forward output), got {tuple(grad_output.shape)}")
     if not np.issubdtype(grad_output.dtype, np.floating):
         raise ValueError(f"{layer}.backward: expected a floating-point grad_output, got dtype {grad_output.dtype}")
-
-
-def is_real(value) -> bool:
-    """A real number (Python or NumPy, not a bool): a rate, a probability, a tolerance."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def is_positive_int(value) -> bool:
-    """An int (Python or NumPy, not a bool) of at least 1: a size or a count."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
-
-
-def check_generator(generator, owner: str) -> None:
-    """``generator`` must be a ``numpy.random.Generator`` or None (a fresh unseeded one)."""
-    if generator is not None and not isinstance(generator, np.random.Generator):
-        raise TypeError(f"{owner}: generator must be a numpy.random.Generator or None, got "
-                        f"{type(generator).__name__} {generator!r}; for a seed, pass np.random.default_rng(seed)")

@@ -24,9 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module, get_backend
-from minicnn.nn._validate import check_array, check_dtype, is_positive_int, is_real
+from minicnn.nn._validate import check_array, check_dtype
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import default_float, new_parameter
+from minicnn.validate import is_finite_real, is_positive_int, is_real, satisfies
 
 
 class BatchNorm2d(Module):
@@ -36,9 +37,9 @@ class BatchNorm2d(Module):
         super().__init__()
         if not is_positive_int(num_features):
             raise ValueError(f"BatchNorm2d: num_features must be a positive int, got {num_features!r}")
-        if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
+        if not (is_real(momentum) and satisfies(momentum, "in [0, 1]")):
             raise ValueError(f"BatchNorm2d: momentum must be a number in [0, 1], got {momentum!r}")
-        if not is_real(eps) or not 0 < eps < np.inf:
+        if not (is_finite_real(eps) and satisfies(eps, "> 0")):
             raise ValueError(f"BatchNorm2d: eps must be a finite number > 0, got {eps!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
         dtype = dtype or default_float()

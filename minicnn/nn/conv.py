@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from minicnn.nn import functional as F
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype, check_generator, check_window, is_positive_int, window_args
+from minicnn.nn._validate import check_array, check_dtype, check_window, window_args
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import default_float, new_parameter
+from minicnn.validate import check_generator, is_positive_int
 
 
 class Conv2d(Module):

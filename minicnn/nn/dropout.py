@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.backend import get_array_module
-from minicnn.nn._validate import check_generator, is_real
 from minicnn.nn.module import Module
+from minicnn.validate import check_generator, is_real, satisfies
 
 
 class Dropout(Module):
@@ -26,7 +26,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, generator=None):
         super().__init__()
-        if not is_real(p) or not 0.0 <= p < 1.0:
+        if not (is_real(p) and satisfies(p, "in [0, 1)")):
             raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p!r}")
         check_generator(generator, "Dropout")
         self.p = float(p)

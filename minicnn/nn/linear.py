@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from minicnn.nn import init
-from minicnn.nn._validate import check_array, check_dtype, check_generator, is_positive_int
+from minicnn.nn._validate import check_array, check_dtype
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import default_float, new_parameter
+from minicnn.validate import check_generator, is_positive_int
 
 
 class Linear(Module):

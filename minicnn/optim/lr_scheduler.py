@@ -52,9 +52,9 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 
 from minicnn.optim.optimizer import Optimizer, check_argument, check_int
+from minicnn.validate import is_real
 
 
 def _check_optimizer(owner, optimizer) -> Optimizer:
@@ -319,8 +319,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metric=None) -> None:
         """Record this epoch's ``metric`` (a number, required here) and reduce the lr if it has stalled."""
-        is_number = isinstance(metric, numbers.Real) and not isinstance(metric, bool)
-        if not (is_number or getattr(metric, "shape", None) == ()):  # a 0-d array, e.g. xp.mean(losses)
+        if not (is_real(metric) or getattr(metric, "shape", None) == ()):  # a 0-d array, e.g. xp.mean(losses)
             got = f"an array of shape {metric.shape}" if hasattr(metric, "shape") else repr(metric)
             raise TypeError(f"ReduceLROnPlateau.step: the metric must be a number (a scalar such as the "
                             f"epoch's validation loss), got {got}")

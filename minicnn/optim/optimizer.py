@@ -35,32 +35,23 @@ Docs: docs/optimizers.md#optimizer
 """
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable
 
 from minicnn.backend import get_array_module, to_numpy
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
-
-_RULES = {
-    ">= 0": lambda v: v >= 0,
-    "> 0": lambda v: v > 0,
-    "in [0, 1)": lambda v: 0 <= v < 1,
-    "in [0, 1]": lambda v: 0 <= v <= 1,
-}
+from minicnn.validate import is_finite_real, is_int, satisfies
 
 
 def check_argument(owner, name: str, value, rule: str) -> None:
     """``ValueError("SGD: momentum must be a number >= 0, got -0.5")`` unless ``value`` obeys ``rule``."""
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not (is_number and _RULES[rule](value)):
+    if not (is_finite_real(value) and satisfies(value, rule)):
         raise ValueError(f"{type(owner).__name__}: {name} must be a number {rule}, got {value!r}")
 
 
 def check_int(owner, name: str, value, minimum: int) -> None:
     """``ValueError("StepLR: step_size must be an int >= 1, got 0")`` unless ``value`` is such an int."""
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum):
+    if not is_int(value, minimum):
         raise ValueError(f"{type(owner).__name__}: {name} must be an int >= {minimum}, got {value!r}")
 
 
