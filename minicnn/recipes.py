@@ -214,7 +214,7 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
                     *save_reports(folder, history.to_dict(), test["targets"], test["predictions"])]
 
         # Curves this run did not draw (--epochs 0), and a checkpoint it did not write, are an older run's.
-        ours = _identity(checkpoint) != found or resume is not None
+        ours = _ours(checkpoint, found, resume)
         stale = [*TRAINING_REPORTS, *([] if ours else [CHECKPOINT])]
         try:
             written = write_together(out, write, remove=stale)
@@ -235,6 +235,11 @@ def _identity(path: Path | None):
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+def _ours(checkpoint: Path, found, resume: Path | None) -> bool:
+    """Whether ``checkpoint`` is this run's: written by it (not as ``found`` before it), or the one it resumed."""
+    return _identity(checkpoint) != found or (resume is not None and resume.resolve() == checkpoint.resolve())
+
+
 def _kept(model, out: Path | None, found, resume: Path | None) -> str:
     """After a stopped run, what ``out`` keeps, for the end of its one-line message.
 
@@ -244,7 +249,7 @@ def _kept(model, out: Path | None, found, resume: Path | None) -> str:
     checkpoint = out / CHECKPOINT if out is not None else None
     if checkpoint is None:
         return ""
-    if _identity(checkpoint) == found and not resume:
+    if not _ours(checkpoint, found, resume):
         return f"; no epoch was complete, so {out} is as it was"
     extra = load_checkpoint(checkpoint, model)
 

@@ -178,7 +178,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
     checkpoint_extra    a dict of more entries for every checkpoint (``minicnn train``
                         keeps its settings there); see :func:`minicnn.save_checkpoint`.
     """
-    from minicnn.serialization import load_checkpoint, save_checkpoint
+    from minicnn.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
@@ -188,11 +188,15 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
     owners = _rng_owners(model, train_loader)
     if resume_from is not None:
         extra = load_checkpoint(resume_from, model, optimizer, scheduler)
-        history = History.from_dict(extra.get("history", {}))
-        start_epoch = int(extra.get("epoch", len(history)))
-        for name, state in extra.get("rng_states", {}).items():
-            if name in owners:
-                owners[name].bit_generator.state = state
+        try:
+            history = History.from_dict(extra.get("history", {}))
+            start_epoch = int(extra.get("epoch", len(history)))
+            for name, state in extra.get("rng_states", {}).items():
+                if name in owners:
+                    owners[name].bit_generator.state = state
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            raise CheckpointError(f"{resume_from}: its epoch, history or random-generator states cannot be "
+                                  f"resumed from ({type(exc).__name__}: {exc})") from None
     show = progress if progress is not None else sys.stderr.isatty()
     last_good = copy.deepcopy(model.state_dict())
 
