@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of idle before each timed block, so no other backend's threads still spin "
                         "(default 0.5)")
     p.add_argument("--json", type=path_argument, help="write the full report as JSON here")
-    p.add_argument("--plot", type=path_argument, help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
+    p.add_argument("--plot", type=path_argument,
+                   help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
     return p
 
 

@@ -111,7 +111,8 @@ def _model_for(weights: Path, name: str | None):
 
 def _add_common(p, weights=True):
     if weights:
-        p.add_argument("weights", type=path_argument, help="a .npz weights file (from --out of training, or minicnn.save)")
+        p.add_argument("weights", type=path_argument,
+                       help="a .npz weights file (from --out of training, or minicnn.save)")
     p.add_argument("--model", choices=sorted(models.MODELS), default=None,
                    help="the network the weights belong to (default: read from the file's keys)")
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None, help="array backend")

@@ -274,7 +274,8 @@ def test_failed_train_out_leaves_the_old_run_as_it_was(trained, tmp_path, monkey
     monkeypatch.undo()
     assert cli.main(["train", "--resume", str(run), "--quiet"]) == 0
     model = minicnn.load(models.MnistCNN(seed=0), run / "model.npz")
-    np.testing.assert_equal(model.state_dict(), minicnn.load(models.MnistCNN(seed=0), run / "checkpoint.npz").state_dict())
+    checkpointed = minicnn.load(models.MnistCNN(seed=0), run / "checkpoint.npz")
+    np.testing.assert_equal(model.state_dict(), checkpointed.state_dict())
     assert json.loads((run / "metrics.json").read_text())["seed"] == 1
 
 
