@@ -1,8 +1,9 @@
-"""The ``minicnn`` command: train, evaluate, predict, summary, bench.
+"""The ``minicnn`` command: train, evaluate, predict, serve, summary, bench.
 
     minicnn train [--epochs 5 ...]             the documented MNIST training (see minicnn/recipes.py)
     minicnn evaluate WEIGHTS [--out DIR]       test accuracy, classification report, plots
     minicnn predict WEIGHTS IMAGE [IMAGE ...]  the digit in each photo or scan, with its probability
+    minicnn serve WEIGHTS [--port 7860]        a web page to draw or upload a digit (see minicnn/web/)
     minicnn summary [--model MnistCNN]         layers, output shapes, parameter counts
     minicnn bench [...]                        the backend benchmarks (see minicnn/bench.py)
 
@@ -251,6 +252,7 @@ def cmd_summary(args, parser):
 
 def build_parser() -> argparse.ArgumentParser:
     from minicnn import bench_report, recipes
+    from minicnn.web import command as serve_command
 
     parser = argparse.ArgumentParser(prog="minicnn", description="A CNN written by hand: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
@@ -281,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save each preprocessed 28x28 input there, as NAME_28x28.png "
                         "(NAME_2_28x28.png, ... for inputs of the same name)")
     p.set_defaults(func=cmd_predict, command_parser=p)
+
+    p = sub.add_parser("serve", help="a web page to draw or upload a digit and see what the network reads")
+    _add_common(p)
+    serve_command.add_arguments(p)
+    p.set_defaults(func=lambda args, parser: serve_command.run(args, parser, _model_for), command_parser=p)
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
     p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN")

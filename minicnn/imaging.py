@@ -21,9 +21,11 @@ centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
    ``x -> 255 - x``. After this, ink is bright wherever it came from.
 3. **Background and threshold.** A photo lit from one side has paper
    brighter on one side than the other: a plane ``a + b*row + c*col`` is
-   fitted to the border pixels (least squares) and subtracted. Paper texture
-   and JPEG noise are then faint but not zero. Pixels at or below a
-   threshold ``t`` become 0, and the rest are stretched, ``(x - t) / (hi - t)``,
+   fitted to the border pixels (least squares, leaving out the strokes of a
+   tightly cropped digit that run into the border) and subtracted. Paper
+   texture and JPEG noise are then faint but not zero; their spread is
+   measured on the pixels below the fitted paper, where no ink lies. Pixels
+   at or below a threshold ``t`` become 0, and the rest are stretched, ``(x - t) / (hi - t)``,
    so that the stroke reaches full brightness (``hi`` is the 90th percentile
    of the ink). ``t`` is Otsu's threshold by default: the level that splits
    the histogram into two classes (background, ink) with the largest
@@ -227,29 +229,41 @@ def _flatten_background(gray: np.ndarray) -> np.ndarray:
 
     The paper becomes noise around 0 (negative values kept), the ink stays positive.
     A photo lit from one side is brighter on that side; without this, the
-    lit half of the paper can look like ink to the threshold. The fit is
-    least squares, done twice: the second time without the border pixels
-    the first fit called ink (a stroke touching the edge).
+    lit half of the paper can look like ink to the threshold. A tightly
+    cropped digit's strokes run into the border, so the fit starts from the
+    paper the border's median says, a flat ``a = median``, and leaves out the
+    border pixels far from it: ``|residual| > 3 * sigma``, where
+    ``sigma = 1.4826 * median(|residual|)`` (the median absolute deviation,
+    which the ink, a minority of the border, cannot inflate; 1.4826 turns it
+    into a standard deviation for Gaussian noise). Least squares on the pixels
+    kept gives the next plane, until the same pixels are kept (at most 10 rounds).
     """
     rows, cols, values = _border(gray)
     A = np.stack([np.ones_like(values), rows, cols], axis=1).astype(np.float64)
-    keep = np.ones(len(values), dtype=bool)
-    for _ in range(2):
-        coef, *_ = np.linalg.lstsq(A[keep], values[keep], rcond=None)
+    coef = np.array([np.median(values), 0.0, 0.0])
+    keep = None
+    for _ in range(10):
         residual = values - A @ coef
-        keep = residual < max(3 * np.std(residual[keep]), 1.0)
+        sigma = 1.4826 * float(np.median(np.abs(residual)))
+        kept = np.abs(residual) <= max(3 * sigma, 1.0)
+        if keep is not None and np.array_equal(kept, keep):
+            break
+        keep = kept
+        coef, *_ = np.linalg.lstsq(A[keep], values[keep], rcond=None)
     H, W = gray.shape
     r, c = np.indices((H, W))
     return gray - (coef[0] + coef[1] * r + coef[2] * c)
 
 
 def _noise_level(flat: np.ndarray) -> float:
-    """The paper's noise as a standard deviation, ``1.4826 * median(|x - median(x)|)``.
+    """The paper's noise as a standard deviation, ``1.4826 * median(|x|)`` over the pixels ``x < 0``.
 
-    The median absolute deviation ignores the ink (a minority of pixels);
-    1.4826 turns it into a standard deviation for Gaussian noise.
+    Ink lies above the paper, never below it, so the pixels darker than the
+    fitted paper are paper, however much of the image the ink covers; for
+    Gaussian noise their ``|x|`` has the median ``0.6745 sigma``.
     """
-    return 1.4826 * float(np.median(np.abs(flat - np.median(flat))))
+    below = flat[flat < 0]
+    return 1.4826 * float(np.median(-below)) if below.size else 0.0
 
 
 def _threshold(gray: np.ndarray, threshold, name: str, noise: float) -> np.ndarray:

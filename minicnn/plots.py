@@ -27,12 +27,13 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from minicnn.backend import get_backend, to_numpy
 from minicnn.imaging import as_network_input
 from minicnn.nn.conv import Conv2d
+from minicnn.nn.grad_mode import no_grad
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
 from minicnn.nn.pooling import MaxPool2d
 from minicnn.serialization import write_atomic
 
-__all__ = ["DPI", "plot_confusion_matrix", "plot_feature_maps", "plot_filters", "plot_history",
+__all__ = ["DPI", "feature_maps", "plot_confusion_matrix", "plot_feature_maps", "plot_filters", "plot_history",
            "plot_misclassified", "plot_predictions", "new_figure", "save_figure"]
 
 DPI = 100
@@ -336,40 +337,52 @@ def _mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
     return out
 
 
-def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Figure:
-    """What one image looks like inside the network, after each convolution block.
+def feature_maps(model: Module, image) -> list[tuple[str, np.ndarray]]:
+    """What one image looks like inside the network: ``(name, maps)`` at the end of each conv block.
 
     The model's leaf layers are run one by one in registration order (the
     order a Sequential applies them; a model whose forward does something
-    else is not supported), in eval mode. The output of every MaxPool2d that
-    follows a Conv2d, the end of a conv block, is shown: each channel is one
-    small image, bright where that channel's filter found its pattern (one
-    colour scale per block, so channels can be compared).
+    else is not supported), in eval mode, under :func:`minicnn.no_grad`. The
+    output of every MaxPool2d that follows a Conv2d, the end of a conv block,
+    is kept: ``name`` is that pooling layer's, ``maps`` its (C, H, W) host array.
     ``image``: uint8 (H, W) or a normalised float (1, H, W).
     """
-    if not isinstance(max_maps, (int, np.integer)) or max_maps < 1:
-        raise ValueError(f"max_maps must be a positive int, got {max_maps!r}")
     x = as_network_input(image)
     if len(x) != 1:
-        raise ValueError(f"plot_feature_maps takes one image, got {len(x)}")
+        raise ValueError(f"feature maps are drawn for one image, got {len(x)}")
     first = next(model.parameters(), None)
     x = get_backend().asarray(x, dtype=first.dtype if first is not None else np.float32)
     stages, conv_seen = [], False
     was_training = model.training
     model.eval()
     try:
-        for name, layer in _leaf_layers(model):
-            x = layer(x)
-            if isinstance(layer, Conv2d):
-                conv_seen = True
-            elif isinstance(layer, MaxPool2d) and conv_seen:
-                stages.append((name, to_numpy(x)[0]))
-                conv_seen = False
+        with no_grad():
+            for name, layer in _leaf_layers(model):
+                x = layer(x)
+                if isinstance(layer, Conv2d):
+                    conv_seen = True
+                elif isinstance(layer, MaxPool2d) and conv_seen:
+                    stages.append((name, to_numpy(x)[0]))
+                    conv_seen = False
     finally:
         model.train(was_training)
     if not stages:
         raise ValueError(f"{type(model).__name__} has no MaxPool2d after a Conv2d: no conv block "
                          f"to show")
+    return stages
+
+
+def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Figure:
+    """What one image looks like inside the network, after each convolution block.
+
+    The blocks' outputs come from :func:`feature_maps`: each channel is one
+    small image, bright where that channel's filter found its pattern (one
+    colour scale per block, so channels can be compared).
+    ``image``: uint8 (H, W) or a normalised float (1, H, W).
+    """
+    if not isinstance(max_maps, (int, np.integer)) or max_maps < 1:
+        raise ValueError(f"max_maps must be a positive int, got {max_maps!r}")
+    stages = feature_maps(model, image)
 
     # Each block's maps are tiled into one mosaic (one Axes, one colour scale, so
     # bright means strong compared with the block's other channels); NaN gaps separate the tiles.

@@ -3,7 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from minicnn import nn
 from minicnn.data.transforms import MNIST_MEAN, MNIST_STD
@@ -304,3 +304,90 @@ def test_predict_keeps_its_old_address_in_imaging():
     with pytest.raises(AttributeError, match="has no attribute 'not_there'"):
         minicnn.imaging.not_there  # noqa: B018
 
+# --- tight crops: strokes that run into the image's edges --------------------------
+
+def border_values(a):
+    return np.r_[a[0], a[-1], a[1:-1, 0], a[1:-1, -1]].astype(np.float64)
+
+
+def marker_seven(paper, pen, spot=None, noise=3.0, margin=0):
+    """A soft marker-drawn 7 (a 34 px stroke, blurred) on noisy paper, cropped to the stroke's core.
+
+    The crop cuts 6 px into the bounding box of the stroke's darker half, so
+    the bar runs out of the top edge and the stem out of the bottom one.
+    ``spot``: a 20 x 20 patch of that gray inside the paper (a glare or a
+    shadow), brighter or darker than anything else. ``margin``: that many
+    pixels of paper around the crop, the same strokes not touching the edges.
+    """
+    img = Image.new("L", (200, 240), 0)
+    ImageDraw.Draw(img).line([(30, 40), (170, 40), (80, 210)], fill=255, width=34)
+    ink = np.asarray(img.filter(ImageFilter.GaussianBlur(2)), dtype=np.float64) / 255
+    rows, cols = np.nonzero(ink > 0.5)
+    ink = np.pad(ink[rows.min() + 6:rows.max() - 5, cols.min() + 6:cols.max() - 5], margin)
+    a = paper * (1 - ink) + pen * ink + np.random.default_rng(0).normal(0, noise, ink.shape)
+    if spot is not None:
+        a[60:80, 20:40] = spot
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def canvas_seven(ink, paper, size=280):
+    """A 7 drawn on a page's canvas with a round 24 px pen, its bar along the canvas's top edge."""
+    img = Image.new("L", (size, size), paper)
+    ImageDraw.Draw(img).line([(0, 8), (size - 1, 8), (size // 3, size - 1)], fill=ink, width=24, joint="curve")
+    return img
+
+
+def close_to(raw, expected):
+    """Two 28x28 inputs that put the same strokes in the same places (MNIST scale: 0..255)."""
+    a, b = raw.astype(np.float64), expected.astype(np.float64)
+    return np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9 and np.abs(a - b).mean() < 20
+
+
+@pytest.mark.parametrize("paper, pen", [(225, 35), (20, 230)], ids=["dark-on-light", "light-on-dark"])
+def test_a_tightly_cropped_marker_digit_is_read_like_one_with_margins(paper, pen):
+    tight = marker_seven(paper, pen, noise=6)
+    assert border_values(tight).max() - border_values(tight).min() > 150  # strokes do cross the border
+    raw = digit_to_mnist(tight)
+    check_mnist_like(raw)
+    assert close_to(raw, digit_to_mnist(marker_seven(paper, pen, noise=6, margin=30)))
+
+
+@pytest.mark.parametrize("ink, paper", [(0, 255), (255, 0)], ids=["black-on-white", "white-on-black"])
+def test_a_canvas_drawing_that_touches_the_border_is_read(ink, paper):
+    drawing = canvas_seven(ink, paper)
+    raw = digit_to_mnist(drawing)
+    check_mnist_like(raw)
+    padded = ImageOps.expand(drawing, border=40, fill=paper)  # the same strokes with paper around them
+    assert close_to(raw, digit_to_mnist(padded))
+
+
+def test_both_canvas_polarities_give_the_same_input():
+    np.testing.assert_array_equal(digit_to_mnist(canvas_seven(0, 255)), digit_to_mnist(canvas_seven(255, 0)))
+
+
+@pytest.mark.parametrize("image", [
+    np.clip(150 + np.linspace(-50, 50, 160)[None, :] + np.random.default_rng(1).normal(0, 6, (120, 160)),
+            0, 255).astype(np.uint8),                                                   # paper lit from one side
+    np.clip(20 + np.random.default_rng(2).normal(0, 4, (90, 60)), 0, 255).astype(np.uint8),  # a dark board
+    np.clip(np.random.default_rng(3).normal(128, 40, (64, 64)), 0, 255).astype(np.uint8),   # noise alone
+], ids=["lit-paper", "dark-board", "noise"])
+def test_truly_blank_images_are_still_refused(image):
+    with pytest.raises(ValueError, match=r"looks blank: its brightest marks are \d+ gray levels above the "
+                                         r"paper, whose noise is \+-\d+; no digit found"):
+        digit_to_mnist(image)
+
+
+@pytest.mark.parametrize("paper, pen, spot", [(150, 30, 255), (110, 255, 0)],
+                         ids=["dark-ink-and-a-glare", "light-ink-and-a-shadow"])
+def test_invert_decision_takes_the_median_of_a_border_that_strokes_cross(paper, pen, spot):
+    # The spot, not the paper, is the picture's brightest (or darkest) thing, so the
+    # midpoint of min and max moves towards the paper; the strokes on the border pull
+    # the border's mean across that midpoint, its median stays with the paper.
+    photo = marker_seven(paper, pen, spot=spot)
+    border, midpoint = border_values(photo), (int(photo.min()) + int(photo.max())) / 2
+    dark_ink = pen < paper
+    assert (np.median(border) > midpoint) == dark_ink
+    assert (border.mean() > midpoint) != dark_ink  # the mean would decide wrongly here
+    raw = digit_to_mnist(photo)
+    np.testing.assert_array_equal(raw, digit_to_mnist(photo, invert=dark_ink))
+    assert close_to(raw, digit_to_mnist(marker_seven(paper, pen)))  # the same 7 without the spot

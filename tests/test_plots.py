@@ -140,6 +140,20 @@ def test_plot_feature_maps(tmp_path, model, digits):
     assert model.training  # the mode is restored
 
 
+def test_feature_maps_are_the_outputs_of_each_conv_block(model, digits):
+    from minicnn.imaging import as_network_input
+
+    image = digits[0][0]
+    stages = plots.feature_maps(model, image)
+    assert [(name, maps.shape) for name, maps in stages] == [("pool1", (32, 14, 14)), ("pool2", (64, 7, 7))]
+    x = as_network_input(image)
+    pool1 = model.pool1(model.relu1(model.conv1(x)))
+    np.testing.assert_allclose(stages[0][1], pool1[0], rtol=1e-6)
+    np.testing.assert_allclose(stages[1][1], model.pool2(model.relu2(model.conv2(pool1)))[0], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="feature maps are drawn for one image, got 2"):
+        plots.feature_maps(model, digits[0][:2])
+
+
 def test_save_creates_the_folder_and_replaces_the_file(tmp_path):
     path = tmp_path / "new" / "cm.png"
     plots.plot_confusion_matrix(np.eye(2, dtype=int), path=path)

@@ -1,4 +1,4 @@
-"""The convolution and pooling kernels compiled by Numba: fast CPU loops.
+"""The Numba backend's overrides: im2col, col2im, max-pooling, the axis swap, ReLU and Adam as fast CPU loops.
 
 Each public function is an override (see :mod:`minicnn.backend`): it has the
 signature, the output values and the dtype of its readable reference in

@@ -1,0 +1,11 @@
+"""``minicnn serve``: a web page to draw or upload a digit and watch the network read it.
+
+    reading.py        one image -> the digit read, the ten probabilities, the 28x28 input, the feature maps
+    server.py         the Flask application and the local server that ``minicnn serve`` starts
+    templates/        the page itself: a canvas to draw on, the bar chart, the pictures (HTML, CSS, JavaScript)
+
+``reading`` needs only minicnn's own dependencies; ``server`` needs Flask,
+the ``web`` extra (``pip install -e ".[web]"``).
+
+Docs: docs/serve.md
+"""
