@@ -25,7 +25,7 @@ import numpy as np
 
 from minicnn import diagrams
 from minicnn.plots import DPI
-from minicnn.paths import write_together
+from minicnn.run_folder import write_together
 from minicnn.serialization import write_atomic
 
 IMAGES = Path(__file__).resolve().parent / "images"

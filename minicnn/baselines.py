@@ -120,7 +120,7 @@ def run_with_args(args, parser) -> dict:
     from minicnn.paths import output_folder
     from minicnn.data import load_mnist
     from minicnn.extras import require
-    from minicnn.paths import write_together
+    from minicnn.run_folder import write_together
     from minicnn.serialization import write_json_atomic, write_text_atomic
 
     for option, value in (("--limit", args.limit), ("--test-limit", args.test_limit)):

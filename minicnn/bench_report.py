@@ -12,7 +12,7 @@ import os
 
 from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
 from minicnn.bench import INFER_BATCH, TRAIN_BATCH, run, torch_cuda_problem
-from minicnn.paths import output_file
+from minicnn.paths import output_file, path_argument
 from minicnn.serialization import write_json_atomic
 from minicnn.validate import is_finite_real, satisfies
 
@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=0.5,
                    help="seconds of idle before each timed block, so no other backend's threads still spin "
                         "(default 0.5)")
-    p.add_argument("--json", help="write the full report as JSON here")
-    p.add_argument("--plot", help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
+    p.add_argument("--json", type=path_argument, help="write the full report as JSON here")
+    p.add_argument("--plot", type=path_argument,
+                   help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
     return p
 
 

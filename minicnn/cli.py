@@ -21,9 +21,11 @@ same :func:`run_command`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ import numpy as np
 import minicnn
 from minicnn import models
 from minicnn.inference import model_for_weights as _model_for
-from minicnn.paths import output_folder
+from minicnn.paths import output_folder, path_argument
 from minicnn.reports import TRAINING_REPORTS
 
 # --- running a command --------------------------------------------------------------
@@ -50,26 +52,36 @@ def _select_backend(args) -> None:
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, func) -> int:
-    """Call ``func(args, parser)``; return 0, or print an error a user can cause as one line and return its status.
+    """Call ``func(args, parser)``; return its status (an int it returns; 0 otherwise), or print an error a
+    user can cause as one line and return its status.
 
     ``parser.prog`` starts the line (``minicnn train: error: ...``).  A bad option is
     reported by ``parser.error`` inside ``func`` (exit status 2, with the usage); a backend
     that cannot load also exits with status 2.  Bad files and inputs (``ValueError``,
     which includes the package's data and checkpoint errors), a diverged training run
-    and, as a last resort, any file that cannot be read or written (``OSError``) return 1.
+    and, as a last resort, any file that cannot be read or written (``OSError``) return 1; so does an
+    output folder that another run holds.  Ctrl-C prints one line and returns 130.  Warnings are
+    printed as one line each, ``minicnn COMMAND: warning: ...``.
     """
+    from minicnn.run_folder import FolderInUseError
     from minicnn.training import TrainingDivergedError
 
-    try:
-        _select_backend(args)
-        func(args, parser)
-    except minicnn.BackendUnavailableError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    except (ValueError, TrainingDivergedError) as exc:
-        return _error(parser, exc)
-    except OSError as exc:
-        return _error(parser, f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc)
-    return 0
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_, **__: _warn(parser, message)
+        try:
+            _select_backend(args)
+            status = func(args, parser)
+            return status if isinstance(status, int) else 0  # bench returns its report
+        except minicnn.BackendUnavailableError as exc:
+            parser.exit(2, f"{parser.prog}: error: {exc}\n")
+        except (ValueError, TrainingDivergedError, FolderInUseError) as exc:
+            return _error(parser, exc)
+        except OSError as exc:
+            return _error(parser, f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C: one line, with what the command kept (minicnn train says how to resume).
+            print(f"{parser.prog}: interrupted{f' {exc}' if str(exc) else ''}", file=sys.stderr)
+            return 130
 
 
 def _error(parser, message) -> int:
@@ -85,7 +97,8 @@ def _warn(parser, message) -> None:
 
 def _add_common(p, weights=True):
     if weights:
-        p.add_argument("weights", type=Path, help="a .npz weights file (from --out of training, or minicnn.save)")
+        p.add_argument("weights", type=path_argument,
+                       help="a .npz weights file (from --out of training, or minicnn.save)")
     p.add_argument("--model", choices=sorted(models.MODELS), default=None,
                    help="the network the weights belong to (default: read from the file's keys)")
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None, help="array backend")
@@ -114,10 +127,15 @@ def _read_history(parser, path: Path) -> dict | None:
     return None
 
 
+# The files evaluate --out writes (curves.png only when there is a history, removed when there is none).
+EVALUATION_FILES = (*TRAINING_REPORTS, "predictions.png", "misclassified.png", "filters.png", "feature_maps.png")
+
+
 def cmd_evaluate(args, parser):
     from minicnn import metrics, plots
     from minicnn.data import DataLoader, load_mnist, mnist_eval_transform
     from minicnn.reports import save_reports
+    from minicnn.run_folder import claim, write_together
     from minicnn.training import evaluate
 
     for option, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
@@ -126,35 +144,45 @@ def cmd_evaluate(args, parser):
     model = _model_for(args.weights, args.model)
     out = None
     if args.out:
-        same_folder = Path(args.out).resolve() == args.weights.resolve().parent
-        here = [n for n in TRAINING_REPORTS if (Path(args.out) / n).exists()] if same_folder else []
+        same_folder = args.out.resolve() == args.weights.resolve().parent
+        here = [n for n in TRAINING_REPORTS if (args.out / n).exists()] if same_folder else []
         if here and not args.overwrite:
             parser.error(f"--out {args.out} holds the training reports of {args.weights} ({', '.join(here)}), "
                          f"which this evaluation would replace; choose another folder, such as "
-                         f"{Path(args.out) / 'report'}, or add --overwrite")
-        out = output_folder(parser, "--out", args.out)
-    images, labels = load_mnist("test", root=args.data_dir)
-    if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
-    result = evaluate(model, DataLoader(images, labels, args.batch_size, transform=mnist_eval_transform()),
-                      minicnn.nn.NLLLoss(), return_predictions=True)
-    y_true, y_pred = result["targets"], result["predictions"]
-    print(f"Test accuracy: {result['accuracy']:.4f} ({result['accuracy'] * 100:.2f}%) on "
-          f"{result['samples']:,} images, test loss {result['loss']:.4f}\n")
-    print(metrics.classification_report(y_true, y_pred, target_names=[str(d) for d in range(10)]))
-    if out:
+                         f"{args.out / 'report'}, or add --overwrite")
+        out = output_folder(parser, "--out", args.out, EVALUATION_FILES)
+    with claim(out, "minicnn evaluate") if out else contextlib.nullcontext():
+        images, labels = load_mnist("test", root=args.data_dir)
+        if args.limit:
+            images, labels = images[:args.limit], labels[:args.limit]
+        result = evaluate(model, DataLoader(images, labels, args.batch_size, transform=mnist_eval_transform()),
+                          minicnn.nn.NLLLoss(), return_predictions=True)
+        y_true, y_pred = result["targets"], result["predictions"]
+        print(f"Test accuracy: {result['accuracy']:.4f} ({result['accuracy'] * 100:.2f}%) on "
+              f"{result['samples']:,} images, test loss {result['loss']:.4f}\n")
+        print(metrics.classification_report(y_true, y_pred, target_names=[str(d) for d in range(10)]))
+        if not out:
+            return
         history_file = args.weights.parent / "history.json"
         history = _read_history(parser, history_file) if history_file.is_file() else None
-        written = save_reports(out, history, y_true, y_pred)
         probs = np.exp(result["outputs"])
-        plots.plot_predictions(images[:25], y_true[:25], y_pred[:25], probs[:25], path=out / "predictions.png")
-        plots.plot_misclassified(images, y_true, y_pred, probs, path=out / "misclassified.png")
-        plots.plot_filters(model, path=out / "filters.png")
-        plots.plot_feature_maps(model, images[0], path=out / "feature_maps.png")
-        written += ["predictions.png", "misclassified.png", "filters.png", "feature_maps.png"]
+
+        def write(folder: Path) -> list[str]:
+            written = save_reports(folder, history, y_true, y_pred)
+            plots.plot_predictions(images[:25], y_true[:25], y_pred[:25], probs[:25], path=folder / "predictions.png")
+            plots.plot_misclassified(images, y_true, y_pred, probs, path=folder / "misclassified.png")
+            plots.plot_filters(model, path=folder / "filters.png")
+            plots.plot_feature_maps(model, images[0], path=folder / "feature_maps.png")
+            return written + ["predictions.png", "misclassified.png", "filters.png", "feature_maps.png"]
+
+        stale_curves = history is None and (out / "curves.png").exists()
+        written = write_together(out, write, remove=EVALUATION_FILES)
         print()
         if not history_file.is_file():
-            print(f"No history.json beside {args.weights}: no training curves")
+            print(f"No history.json beside {args.weights}: no training curves"
+                  + (f" (removed the older curves.png from {out})" if stale_curves else ""))
+        elif stale_curves:
+            print(f"Removed the older curves.png from {out}")
         print(f"Wrote {', '.join(written)} to {out}")
 
 
@@ -169,7 +197,8 @@ def _input_name(path: str, taken: dict) -> str:
     return name
 
 
-def cmd_predict(args, parser):
+def cmd_predict(args, parser) -> int:
+    """Print each image's digit, or its error; status 1 when any image could not be read."""
     from PIL import Image
 
     from minicnn.imaging import preprocess_digit
@@ -178,10 +207,16 @@ def cmd_predict(args, parser):
 
     model = _model_for(args.weights, args.model)
     folder = output_folder(parser, "--save-input", args.save_input) if args.save_input else None
-    inputs, taken = [], {}
+    taken, failed = {}, 0
     for path in args.images:
-        x, raw = preprocess_digit(path, return_raw=True)
-        inputs.append(x)
+        try:
+            x, raw = preprocess_digit(path, return_raw=True)
+        except ValueError as exc:
+            _error(parser, exc)
+            failed += 1
+            continue
+        (digit,), (confidence,) = predict(model, x)
+        print(f"{path}: {digit} ({confidence * 100:.1f}%)", flush=True)
         if folder:
             name = _input_name(path, taken)
             first = f"{Path(path).stem}_28x28.png"
@@ -189,9 +224,9 @@ def cmd_predict(args, parser):
                 _warn(parser, f"{folder / first} holds the input of {taken[first]}, so the input of {path} "
                               f"is saved as {folder / name}")
             write_atomic(folder / name, lambda f: Image.fromarray(raw).save(f, format="PNG"))
-    digits, confidence = predict(model, np.stack(inputs))
-    for name, d, p in zip(args.images, digits, confidence):
-        print(f"{name}: {d} ({p * 100:.1f}%)")
+    if failed and len(args.images) > 1:
+        _error(parser, f"{failed} of {len(args.images)} images could not be read")
+    return 1 if failed else 0
 
 
 def cmd_summary(args, parser):
@@ -214,12 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test accuracy, classification report and plots of saved weights")
     _add_common(p)
-    p.add_argument("--out", metavar="DIR", help="folder for the plots and the report; the training curves "
-                                                "come from the history.json beside the weights, when there is one")
+    p.add_argument("--out", metavar="DIR", type=path_argument,
+                   help="folder for the plots and the report, replaced together; the training curves come from the "
+                        "history.json beside the weights, when there is one")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to be the weights' own folder, replacing the training run's reports "
                         f"({', '.join(TRAINING_REPORTS)}) there; without it, evaluate refuses")
-    p.add_argument("--data-dir", default=None, help="folder of MNIST-layout IDX files (default: bundled MNIST)")
+    p.add_argument("--data-dir", default=None, type=path_argument,
+                   help="folder of MNIST-layout IDX files (default: MINICNN_DATA, else the bundled MNIST)")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size (default 1000)")
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
     p.set_defaults(func=cmd_evaluate, command_parser=p)
@@ -227,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="read the digit in each image file")
     _add_common(p)
     p.add_argument("images", nargs="+", help="image files, one handwritten digit each")
-    p.add_argument("--save-input", metavar="DIR",
+    p.add_argument("--save-input", metavar="DIR", type=path_argument,
                    help="also save each preprocessed 28x28 input there, as NAME_28x28.png "
                         "(NAME_2_28x28.png, ... for inputs of the same name)")
     p.set_defaults(func=cmd_predict, command_parser=p)

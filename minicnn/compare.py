@@ -7,7 +7,7 @@ per-epoch seconds in its history:
     training_seconds = sum(history["seconds"])      (validation passes included)
 
 read from the ``history.json`` that ``minicnn train --out`` leaves beside
-the weights, or from the history inside a ``--checkpoint`` file.  For each
+the weights, or from the history inside a ``checkpoint.npz`` that ``train --out`` keeps.  For each
 baseline of a ``minicnn baselines`` JSON, the training time is its fit
 time.  The plot puts test accuracy against training time on a log scale:
 up and to the left is better.
@@ -29,7 +29,7 @@ import numpy as np
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("weights", type=Path, nargs="*",
-                   help="CNN weights files (model.npz from train --out, or a --checkpoint file)")
+                   help="CNN weights files (model.npz from train --out, or the checkpoint.npz beside it)")
     p.add_argument("--baselines", type=Path, nargs="+", default=[], metavar="JSON",
                    help="baselines.json files written by minicnn baselines")
     p.add_argument("--data-dir", default=None, help="folder of MNIST-layout IDX files (default: bundled MNIST)")
@@ -73,7 +73,7 @@ def cnn_row(weights: Path, loader) -> dict:
     history, source = _history(weights, model)
     if history is None:
         raise ValueError(f"{weights}: no history.json beside it ({source}), so no training time; pass the "
-                         f"model.npz of a train --out folder or a --checkpoint file")
+                         f"model.npz of a train --out folder or its checkpoint.npz")
     seconds = _training_seconds(history, source)
     metrics_file = weights.parent / "metrics.json"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
@@ -168,7 +168,7 @@ def run_with_args(args, parser) -> dict:
     from minicnn.bench import machine_description
     from minicnn.paths import output_folder
     from minicnn.data import DataLoader, load_mnist, mnist_eval_transform
-    from minicnn.paths import write_together
+    from minicnn.run_folder import write_together
     from minicnn.serialization import write_json_atomic, write_text_atomic
 
     if not args.weights and not args.baselines:

@@ -6,8 +6,13 @@ MNIST's recipe (LeCun et al.): white ink on black, the digit scaled so that
 its longer side is 20 pixels, then placed on a 28 x 28 canvas so that its
 centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
 
-1. **Grayscale.** A phone photo stored sideways (its EXIF Orientation tag
-   says how to show it) is first turned upright. RGB becomes luminance
+1. **Grayscale.** A file is refused, before it is decoded, when it has more
+   pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``; one of more than
+   :data:`MAX_WORKING_PIXELS` is decoded at a reduced scale (a digit needs a
+   few hundred pixels a side). A phone photo stored sideways (its EXIF
+   Orientation tag says how to show it) is first turned upright; a corrupt
+   EXIF block gives a warning, and the photo is read as stored. Float images
+   (a float TIFF) are read as float arrays are: 0-1 or 0-255, finite. RGB becomes luminance
    ``0.299 R + 0.587 G + 0.114 B``. A transparent background is composited
    onto white (dark ink) or black (light ink), whichever the ink stands out from.
 2. **Polarity.** MNIST's ink is bright on a dark background. The background
@@ -40,7 +45,10 @@ such inputs (also importable from here, under its old address).
 """
 from __future__ import annotations
 
+import math
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +63,7 @@ CANVAS = 28        # MNIST image side
 BOX = 20           # the digit's longer side inside it
 CENTRE = 14.0      # where MNIST's centre of mass lies (row and column)
 MIN_CONTRAST = 16  # gray levels ink must rise above the paper
+MAX_WORKING_PIXELS = 2048 * 2048  # a larger file is decoded or reduced to about this at once
 
 
 # --- reading ----------------------------------------------------------------
@@ -80,6 +89,48 @@ def _composite(gray: np.ndarray, alpha: np.ndarray, name: str) -> np.ndarray:
     return gray * alpha + background * (1 - alpha)
 
 
+def _read_file(path: Path, name: str) -> Image.Image:
+    """The image in the file at ``path``, decoded at no more than about :data:`MAX_WORKING_PIXELS`.
+
+    Its pixel count is known from the header: above Pillow's ``Image.MAX_IMAGE_PIXELS`` the file is
+    refused before it is decoded; a large JPEG is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``),
+    and any other large image reduced by averaging blocks of pixels (``Image.reduce``) at once, before
+    the float arrays of the steps below are made from it.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                factor = math.ceil(math.sqrt(opened.width * opened.height / MAX_WORKING_PIXELS))
+                if factor > 1 and opened.format == "JPEG":
+                    opened.draft(opened.mode, (-(-opened.width // factor), -(-opened.height // factor)))
+                opened.load()
+                image = opened.copy()
+    except FileNotFoundError:
+        raise ValueError(f"{name} does not exist") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"{name} is too large to read ({exc}); resize it first: a digit needs a "
+                         f"few hundred pixels a side") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{name} cannot be read as an image: {exc}") from None
+    factor = math.ceil(math.sqrt(image.width * image.height / MAX_WORKING_PIXELS))
+    if factor > 1 and min(image.size) // factor >= 2:
+        image = image.reduce(factor)  # keeps image.info, so the EXIF orientation still applies
+    return image
+
+
+def _upright(image: Image.Image, name: str) -> Image.Image:
+    """``image`` turned as its EXIF Orientation tag says; as stored, with a warning, when the EXIF is corrupt."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error) as exc:
+        # Pillow's EXIF parser reports a corrupt block with any of these.
+        warnings.warn(f"{name}: its EXIF data cannot be read ({exc}); read as stored, not turned upright by "
+                      f"its orientation tag", UserWarning, stacklevel=4)
+        return image
+
+
 def _to_gray(image) -> np.ndarray:
     """Any supported input as a float64 (H, W) array of gray levels 0..255 (step 1)."""
     if image is None or isinstance(image, (bytes, bytearray)):
@@ -87,32 +138,23 @@ def _to_gray(image) -> np.ndarray:
                         f"(H, W), (H, W, 3) or (H, W, 4), got {type(image).__name__}")
     name = _describe(image)
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except FileNotFoundError:
-            raise ValueError(f"{name} does not exist") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            # Pillow refuses images above Image.MAX_IMAGE_PIXELS before reading them.
-            raise ValueError(f"{name} is too large to read ({exc}); resize it first: a digit needs a "
-                             f"few hundred pixels a side") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{name} cannot be read as an image: {exc}") from None
+        image = _read_file(Path(image).expanduser(), name)
     if isinstance(image, Image.Image):
         if min(image.size) < 2:
             raise ValueError(f"{name} is too small to hold a digit")
-        image = ImageOps.exif_transpose(image)  # a phone photo stored sideways, turned upright
+        image = _upright(image, name)
         if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
             image = image.convert("RGBA")
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
             rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
             return _composite(_luminance(rgba), rgba[..., 3] / 255, name)
-        if image.mode in ("I", "I;16", "F"):
+        if image.mode in ("I", "I;16"):
             a = np.asarray(image.convert("F"), dtype=np.float64)
             return a * (255.0 / a.max()) if a.max() > 255 else a
-        return np.asarray(image.convert("L"), dtype=np.float64)
+        if image.mode == "F":
+            image = np.asarray(image)  # floats (a float TIFF): checked and scaled as a float array is, below
+        else:
+            return np.asarray(image.convert("L"), dtype=np.float64)
 
     a = to_numpy(image)
     is_float = np.issubdtype(a.dtype, np.floating)

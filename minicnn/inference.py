@@ -17,7 +17,7 @@ from minicnn import models
 from minicnn.backend import get_backend, to_numpy
 from minicnn.imaging import as_network_input
 from minicnn.validate import is_positive_int
-from minicnn.serialization import CheckpointError, load, read_npz
+from minicnn.serialization import CheckpointError, load, stored_names
 from minicnn.training import forward_in_blocks
 
 __all__ = ["predict"]
@@ -70,7 +70,7 @@ def model_for_weights(weights, name: str | None = None):
         raise CheckpointError(f"{weights} is a folder; expected a weights file such as "
                               f"{os.path.join(weights, 'model.npz')}")
     if name is None:
-        keys = set(read_npz(weights))
+        keys = stored_names(weights)
         name = ("MnistDeepCNN" if any(k.startswith(("conv4.", "model/conv4.")) for k in keys) else
                 "MnistBNCNN" if any(k.startswith(("bn1.", "model/bn1.")) for k in keys) else "MnistCNN")
     model = load(models.get_model(name, seed=0), weights)

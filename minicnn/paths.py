@@ -1,9 +1,10 @@
-"""Where the command line writes: output paths checked before any long work, and sets of files written together.
+"""Where the command line writes: output paths and `~` in them, checked before any long work.
 
 A bad ``--out`` costs nothing: :func:`output_folder` and :func:`output_file`
 create the folder and write a probe file there first, and a problem is a
 usage error (exit status 2) naming the option, the path and what is wrong.
-:func:`write_together` replaces a set of files together or not at all.
+The folder itself, while a run writes into it (one run at a time, a set of
+files replaced together or not at all), is :mod:`minicnn.run_folder`'s.
 """
 from __future__ import annotations
 
@@ -12,14 +13,30 @@ import os
 import tempfile
 from pathlib import Path
 
+from minicnn.run_folder import check_targets
 
-def output_folder(parser: argparse.ArgumentParser, option: str, path) -> Path:
+
+def path_argument(text: str) -> Path:
+    """A path option's value with ``~`` expanded, as the shell does for ``--out ~/run`` but not ``--out=~/run``.
+
+    Every path option and argument takes this ``type``, so that a path means one place everywhere:
+    the one checked before the work is the one written after it.
+    """
+    return Path(text).expanduser()
+
+
+def output_folder(parser: argparse.ArgumentParser, option: str, path, files=()) -> Path:
     """Create the folder ``path`` that ``option`` names (and its parents) and check that files can be written there.
 
+    ``files``: the names the command will write there; a folder of such a name is in the way.
     Anything wrong is a usage error (exit status 2) naming the option, the path and the problem.
     """
-    path = Path(path)
+    path = path_argument(str(path))
     _check_writable(parser, f"{option} {path}", path)
+    try:
+        check_targets(path, files)
+    except IsADirectoryError as exc:
+        parser.error(f"{option} {path}: {exc.filename} {exc.strerror}")
     return path
 
 
@@ -28,7 +45,7 @@ def output_file(parser: argparse.ArgumentParser, option: str, path) -> Path:
 
     As :func:`output_folder`, anything wrong is a usage error naming the option, the path and the problem.
     """
-    path = Path(path)
+    path = path_argument(str(path))
     if path.is_dir():
         parser.error(f"{option} {path}: is a folder, expected a file name")
     _check_writable(parser, f"{option} {path}", path.parent)
@@ -45,16 +62,3 @@ def _check_writable(parser, what: str, folder: Path) -> None:
         if blocker is not None and not os.path.isdir(blocker):
             parser.error(f"{what}: {blocker} is a file, not a folder")
         parser.error(f"{what}: {exc.strerror or exc}")
-
-
-def write_together(out: Path, write) -> list[str]:
-    """Call ``write(folder)`` on an empty temporary folder inside ``out``, then move the files it names into ``out``.
-
-    ``write`` returns the names of the files it wrote.  When it fails, ``out`` is left as it was; the moves
-    (``os.replace``, one rename each) only start once every file is complete.  Returns the names.
-    """
-    with tempfile.TemporaryDirectory(prefix=".writing-", dir=out) as staging:
-        names = write(Path(staging))
-        for name in names:
-            os.replace(Path(staging) / name, out / name)
-    return names

@@ -11,9 +11,18 @@ its loss, accuracy and time; the end prints the test accuracy.  With
 ``--out DIR``, the weights (``model.npz``), the per-epoch history
 (``history.json``), the final metrics (``metrics.json``) and the test-set
 reports (curves, confusion matrix, classification report) are written there.
-DIR is checked before the data is read, and the files are written to a
-temporary folder inside it first and then moved into place, so a run that
-fails leaves DIR as it was, never new weights beside old plots.
+DIR is checked before the data is read and held by one run at a time
+(:mod:`minicnn.run_folder`); the files are written to a temporary folder
+inside it first and then moved into place together, so a run that fails
+leaves them as they were, never new weights beside old plots.
+
+After every epoch, ``DIR/checkpoint.npz`` holds the whole state of the run
+(model, optimizer, scheduler, random generators, history, and the settings
+in :data:`SETUP`); ``--resume DIR`` continues it with those settings, and
+ends with the files the uninterrupted run would have written.  A run
+stopped by Ctrl-C or a diverged loss puts the last complete epoch's weights
+and history beside its checkpoint (the older run's metrics and reports go,
+together), and its one-line message says how to resume.
 
 Each network has its recipe in :data:`RECIPES`, the defaults of the options
 it leaves unset: ``--model MnistDeepCNN`` trains with RMSprop (lr 1e-3,
@@ -29,6 +38,7 @@ schedule, :func:`minicnn.training.fit`, :func:`minicnn.training.evaluate`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -38,10 +48,11 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
-from minicnn.paths import output_file, output_folder, write_together
-from minicnn.reports import save_reports
-from minicnn.serialization import write_json_atomic
-from minicnn.training import evaluate, fit
+from minicnn.paths import output_folder, path_argument
+from minicnn.reports import TRAINING_REPORTS, save_reports
+from minicnn.run_folder import claim, write_together
+from minicnn.serialization import CheckpointError, load_checkpoint, read_checkpoint_extra, write_json_atomic
+from minicnn.training import TrainingDivergedError, evaluate, fit
 from minicnn.validate import is_finite_real, satisfies
 
 
@@ -84,18 +95,15 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, default=None,
                    help="fraction of the training images held out for validation (default 0; 0.1 for MnistDeepCNN)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", default=None, type=path_argument,
                    help="folder of MNIST-layout IDX files (default: MINICNN_DATA, else the bundled MNIST)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", default=None, type=path_argument,
                    help="folder for model.npz, history.json, metrics.json and the reports (replaced together, "
-                        "only when the run succeeds)")
-    p.add_argument("--checkpoint", metavar="FILE", default=None,
-                   help="write the model, optimizer, scheduler, history and random states there after every "
-                        "epoch (atomically), for --resume or for evaluate while a long run goes on")
-    p.add_argument("--resume", metavar="FILE", default=None,
-                   help="continue the run a --checkpoint file recorded, from the epoch after its last one "
-                        "(give the same options as that run)")
+                        f"when the run succeeds), and {CHECKPOINT} after every epoch; one run at a time")
+    p.add_argument("--resume", metavar="DIR_OR_FILE", default=None, type=path_argument,
+                   help=f"continue the run whose checkpoint this is (DIR/{CHECKPOINT}), with its settings, "
+                        f"into --out (default: the checkpoint's folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -110,8 +118,16 @@ def main(argv=None) -> dict:
     return run(parser, parser.parse_args(argv))
 
 
+# What `minicnn train --out` writes, and the settings a checkpoint keeps so that --resume continues the same run.
+CHECKPOINT = "checkpoint.npz"
+RUN_FILES = ("model.npz", "history.json", "metrics.json", CHECKPOINT, *TRAINING_REPORTS)
+SETUP = ("model", "epochs", "batch_size", "optimizer", "lr", "scheduler", "no_augment", "zoom", "val_split",
+         "seed", "limit")
+
+
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
+    resume = _resume_point(parser, args) if args.resume else None
     recipe = RECIPES[args.model]
     for name in ("optimizer", "lr", "scheduler", "val_split", "zoom"):
         if getattr(args, name, None) is None:
@@ -126,11 +142,40 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
         parser.error(f"--zoom must be in [0, 1), got {args.zoom}")
     if not (is_finite_real(args.val_split) and satisfies(args.val_split, "in [0, 1)")):
         parser.error(f"--val-split must be in [0, 1), got {args.val_split}")
-    out = output_folder(parser, "--out", args.out) if args.out else None
-    checkpoint = output_file(parser, "--checkpoint", args.checkpoint) if args.checkpoint else None
-    if args.resume and not Path(args.resume).expanduser().is_file():
-        parser.error(f"--resume {args.resume}: no such file; expected a checkpoint that --checkpoint wrote")
+    if resume is not None and args.out is None:
+        args.out = resume.parent
+    out = output_folder(parser, "--out", args.out, RUN_FILES) if args.out else None
+    with claim(out, "minicnn train") if out else contextlib.nullcontext() as leftovers:
+        if leftovers:
+            print(f"Removed what an interrupted run left in {out}: {', '.join(leftovers)}")
+        return _train(parser, args, out, resume)
 
+
+def _resume_point(parser, args) -> Path:
+    """The checkpoint ``--resume`` names (a file, or a folder's checkpoint.npz); ``args`` take its settings.
+
+    A setting given on the command line that differs from the checkpoint's is a usage error: the run
+    continues as it was set up, so that it ends as the uninterrupted run would have.
+    """
+    path = args.resume / CHECKPOINT if args.resume.is_dir() else args.resume
+    if not path.is_file():
+        parser.error(f"--resume {args.resume}: no checkpoint {path} (minicnn train --out DIR writes "
+                     f"DIR/{CHECKPOINT} after every epoch)")
+    setup = read_checkpoint_extra(path).get("setup")
+    if not (isinstance(setup, dict) and set(SETUP) <= set(setup)):
+        raise CheckpointError(f"{path} holds no minicnn train settings (it was not written by minicnn train "
+                              f"--out); continue it with minicnn.training.fit(..., resume_from=...)")
+    for key in SETUP:
+        given, default, saved = getattr(args, key), parser.get_default(key), setup[key]
+        if given != default and given != saved:
+            option = "--" + key.replace("_", "-")
+            parser.error(f"{option} {given}: the run in {path} was set up with {option} {saved}; --resume "
+                         f"continues a run with its own settings")
+        setattr(args, key, saved)
+    return path
+
+
+def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
     if args.backend:
         minicnn.set_backend(args.backend)
     backend = minicnn.get_backend()
@@ -157,6 +202,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
 
     model = models.get_model(args.model, seed=args.seed)
     criterion = nn.NLLLoss()
+    recipe = RECIPES[args.model]
     optimizer_class, optimizer_args = OPTIMIZERS[args.optimizer]
     optimizer = optimizer_class(model.parameters(), lr=args.lr, **optimizer_args)
     monitor = recipe["monitor"] if val_loader is not None else recipe["monitor"].replace("val_", "train_")
@@ -176,11 +222,22 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     print(f"minicnn {minicnn.__version__}: {args.model} on {len(images):,} training images{held_out}, "
           f"backend {backend.name}, {epochs}, batch {args.batch_size}, {optimizer_class.__name__} lr {args.lr}, "
           f"scheduler {args.scheduler}{f' on {monitor}' if args.scheduler == 'plateau' else ''}, "
-          f"augmentation {augmentation}")
+          f"augmentation {augmentation}" + (f"; resuming {resume}" if resume else ""))
+    checkpoint = out / CHECKPOINT if out is not None else None
+    found = _identity(checkpoint)
     start = time.perf_counter()
-    history = fit(model, criterion, optimizer, train_loader, args.epochs, val_loader=val_loader,
-                  scheduler=scheduler, scheduler_interval=interval, plateau_metric=monitor,
-                  progress=False if args.quiet else None, checkpoint_path=checkpoint, resume_from=args.resume)
+    try:
+        # A diverging loss overflows on its way to NaN; fit reports it once, by epoch and batch.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            history = fit(model, criterion, optimizer, train_loader, args.epochs, val_loader=val_loader,
+                          scheduler=scheduler, scheduler_interval=interval, plateau_metric=monitor,
+                          progress=False if args.quiet else None, checkpoint_path=checkpoint, resume_from=resume,
+                          checkpoint_extra={"setup": {key: getattr(args, key) for key in SETUP}})
+    except TrainingDivergedError as exc:
+        raise TrainingDivergedError(f"{exc}{_kept(model, out, found, resume)}", exc.epoch, exc.batch,
+                                    exc.history) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"during training{_kept(model, out, found, resume)}") from None
     seconds = time.perf_counter() - start
     test = evaluate(model, test_loader, criterion, return_predictions=out is not None)
     print(f"Test accuracy: {test['accuracy']:.4f} ({test['accuracy'] * 100:.2f}%), "
@@ -199,5 +256,52 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
             return ["model.npz", "history.json", "metrics.json",
                     *save_reports(folder, history.to_dict(), test["targets"], test["predictions"])]
 
-        print(f"Wrote {', '.join(write_together(out, write))} to {out}")
+        # Curves this run did not draw (--epochs 0), and a checkpoint it did not write, are an older run's.
+        ours = _ours(checkpoint, found, resume)
+        stale = [*TRAINING_REPORTS, *([] if ours else [CHECKPOINT])]
+        try:
+            written = write_together(out, write, remove=stale)
+        except OSError as exc:
+            if not ours or exc.strerror is None:
+                raise
+            raise type(exc)(exc.errno, f"{exc.strerror}; {out} holds the rest as it was, and this run's checkpoint: "
+                                       f"minicnn train --resume {out} writes its files", exc.filename) from None
+        print(f"Wrote {', '.join(written)} to {out}")
     return metrics
+
+
+def _identity(path: Path | None):
+    """What tells one version of the file at ``path`` from another (None: no file)."""
+    if path is None or not path.is_file():
+        return None
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _ours(checkpoint: Path, found, resume: Path | None) -> bool:
+    """Whether ``checkpoint`` is this run's: written by it (not as ``found`` before it), or the one it resumed."""
+    return _identity(checkpoint) != found or (resume is not None and resume.resolve() == checkpoint.resolve())
+
+
+def _kept(model, out: Path | None, found, resume: Path | None) -> str:
+    """After a stopped run, what ``out`` keeps, for the end of its one-line message.
+
+    When an epoch is complete, its checkpoint is in ``out``: its weights and history are put beside it
+    (and the older run's metrics and reports taken away, all together), and the line says how to resume.
+    """
+    checkpoint = out / CHECKPOINT if out is not None else None
+    if checkpoint is None:
+        return ""
+    if not _ours(checkpoint, found, resume):
+        return f"; no epoch was complete, so {out} is as it was"
+    extra = load_checkpoint(checkpoint, model)
+
+    def write(folder: Path) -> list[str]:
+        minicnn.save(model, folder / "model.npz")
+        write_json_atomic(folder / "history.json", extra["history"])
+        return ["model.npz", "history.json"]
+
+    write_together(out, write, remove=("metrics.json", *TRAINING_REPORTS))
+    return (f"; {out} holds the weights and checkpoint of epoch {extra['epoch']}: continue with "
+            f"minicnn train --resume {out}")
+

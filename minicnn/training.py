@@ -216,7 +216,8 @@ def _rng_owners(model, loader):
 
 def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loader=None,
         scheduler=None, scheduler_interval: str = "epoch", progress=None, log=print,
-        checkpoint_path=None, resume_from=None, plateau_metric=None, on_epoch=None) -> History:
+        checkpoint_path=None, resume_from=None, checkpoint_extra=None, plateau_metric=None,
+        on_epoch=None) -> History:
     """Train ``model`` for ``epochs`` epochs and return the :class:`History`.
 
     scheduler           stepped once per epoch (``scheduler_interval="epoch"``) or
@@ -232,12 +233,14 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
                         states there after every epoch (atomically).
     resume_from         a checkpoint to continue from: training resumes at the
                         epoch after the one it recorded.
+    checkpoint_extra    a dict of more entries for every checkpoint (``minicnn train``
+                        keeps its settings there); see :func:`minicnn.save_checkpoint`.
     on_epoch            called with each epoch's record (a dict, as in the
                         History) once the epoch is logged and checkpointed; an
                         exception it raises ends the training there (a search
                         stops a hopeless trial so).
     """
-    from minicnn.serialization import load_checkpoint, save_checkpoint
+    from minicnn.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
@@ -251,11 +254,15 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
     owners = _rng_owners(model, train_loader)
     if resume_from is not None:
         extra = load_checkpoint(resume_from, model, optimizer, scheduler)
-        history = History.from_dict(extra.get("history", {}))
-        start_epoch = int(extra.get("epoch", len(history)))
-        for name, state in extra.get("rng_states", {}).items():
-            if name in owners:
-                owners[name].bit_generator.state = state
+        try:
+            history = History.from_dict(extra.get("history", {}))
+            start_epoch = int(extra.get("epoch", len(history)))
+            for name, state in extra.get("rng_states", {}).items():
+                if name in owners:
+                    owners[name].bit_generator.state = state
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+            raise CheckpointError(f"{resume_from}: its epoch, history or random-generator states cannot be "
+                                  f"resumed from ({type(exc).__name__}: {exc})") from None
     show = progress if progress is not None else sys.stderr.isatty()
     last_good = copy.deepcopy(model.state_dict())
 
@@ -324,7 +331,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
             line += f" LR: {record['lr']:.2e} Time: {record['seconds']:.1f}s"
             log(line)
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch=epoch,
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, **(checkpoint_extra or {}), epoch=epoch,
                             history=history.to_dict(),
                             rng_states={k: g.bit_generator.state for k, g in owners.items()})
         if on_epoch is not None:

@@ -176,7 +176,7 @@ def run_with_args(args, parser) -> dict:
     from minicnn.data import DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform, train_val_split
     from minicnn.extras import require
     from minicnn.models import MnistCNN
-    from minicnn.paths import write_together
+    from minicnn.run_folder import write_together
     from minicnn.serialization import write_json_atomic, write_text_atomic
     from minicnn.training import TrainingDivergedError, fit
 

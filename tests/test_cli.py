@@ -13,6 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 import minicnn
 from minicnn import cli, models
 from minicnn.data import load_mnist
@@ -258,10 +263,20 @@ def test_failed_train_out_leaves_the_old_run_as_it_was(trained, tmp_path, monkey
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(minicnn.plots, "plot_confusion_matrix", disk_full)
-    assert cli.main([*TINY_TRAIN, "--out", str(run)]) == 1
+    assert cli.main([*TINY_TRAIN, "--seed", "1", "--out", str(run)]) == 1
     _, line = _last_error_line(capsys)
-    assert line.startswith("minicnn train: error: ") and line.endswith("confusion_matrix.png: No space left on device")
-    assert {p.name: p.read_bytes() for p in run.iterdir()} == before, "no new file beside the old ones"
+    assert line == (f"minicnn train: error: {run / 'confusion_matrix.png'}: No space left on device; {run} holds the "
+                    f"rest as it was, and this run's checkpoint: minicnn train --resume {run} writes its files")
+    after = {p.name: p.read_bytes() for p in run.iterdir()}
+    # Only the checkpoint, written after every epoch, is the new run's: no new weights beside the old plots.
+    assert after.pop("checkpoint.npz") != before.pop("checkpoint.npz")
+    assert after == before, "no new file beside the old ones"
+    monkeypatch.undo()
+    assert cli.main(["train", "--resume", str(run), "--quiet"]) == 0
+    model = minicnn.load(models.MnistCNN(seed=0), run / "model.npz")
+    checkpointed = minicnn.load(models.MnistCNN(seed=0), run / "checkpoint.npz")
+    np.testing.assert_equal(model.state_dict(), checkpointed.state_dict())
+    assert json.loads((run / "metrics.json").read_text())["seed"] == 1
 
 
 def test_evaluate_will_not_replace_the_training_reports_unless_asked(trained, tmp_path, capsys):
@@ -319,3 +334,248 @@ def test_weights_folder_and_non_finite_weights_are_named(trained, tmp_path, caps
         assert cli.main(argv) == 1
         assert capsys.readouterr().err == (f"minicnn {argv[0]}: error: {path}: NaN or infinite values in fc1.weight; "
                                            f"every prediction would be meaningless (did the training diverge?)\n")
+
+
+# --- paths, faults and interruptions: one meaning, nothing lost, one line ----------------------------------
+
+def _digit_png(path, blank=False):
+    image = Image.new("L", (60, 60), 255)
+    if not blank:
+        from PIL import ImageDraw
+        ImageDraw.Draw(image).line([(12, 12), (48, 12), (22, 50)], fill=0, width=6)  # a 7
+    image.save(path)
+    return path
+
+
+def test_a_tilde_after_an_equals_sign_means_home_everywhere(trained, tmp_path, monkeypatch, capsys):
+    home, cwd = tmp_path / "h", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    shutil.copy(trained / "model.npz", cwd / "m.npz")
+    assert cli.main(["train", "--limit", "10", "--epochs", "0", "--quiet", "--out=~/tt"]) == 0
+    assert (home / "tt" / "model.npz").is_file()
+    assert cli.main(["evaluate", "--limit", "20", "--out=~/ev", "~/tt/model.npz"]) == 0
+    assert (home / "ev" / "classification_report.txt").is_file()
+    _digit_png(home / "seven.png")
+    assert cli.main(["predict", "~/tt/model.npz", "~/seven.png", "--save-input=~/seen"]) == 0
+    assert (home / "seen" / "seven_28x28.png").is_file()
+    assert os.listdir(cwd) == ["m.npz"], "no folder named '~'"
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_evaluate_help_names_where_the_data_comes_from(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    assert "(default: MINICNN_DATA, else the bundled MNIST)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_folder_in_the_way_stops_train_before_any_work(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    shutil.rmtree(run / "confusion_matrix.png", ignore_errors=True)
+    (run / "confusion_matrix.png").unlink(missing_ok=True)
+    (run / "confusion_matrix.png").mkdir()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit) as info:
+        cli.main([*TINY_TRAIN, "--out", str(run)])
+    assert info.value.code == 2
+    printed, line = _last_error_line(capsys)
+    assert printed == ""
+    assert line == (f"minicnn train: error: --out {run}: {run / 'confusion_matrix.png'} is a folder, where this run "
+                    f"writes a file; move it away or choose another folder")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_evaluate_on_a_full_disk_replaces_nothing_and_names_the_file(trained, tmp_path, monkeypatch, capsys):
+    report = tmp_path / "report"
+    argv = ["evaluate", str(trained / "model.npz"), "--limit", "30", "--out", str(report)]
+    assert cli.main(argv) == 0
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    fsync, calls = os.fsync, []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) == 5:  # the fifth of the eight files
+            raise OSError(errno.ENOSPC, "No space left on device")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert cli.main([*argv[:3], "50", *argv[4:]]) == 1
+    _, line = _last_error_line(capsys)
+    assert line == f"minicnn evaluate: error: {report / 'misclassified.png'}: No space left on device"
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before, "the old reports, all of them"
+
+
+def test_reports_a_run_does_not_make_are_not_left_beside_its_results(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    assert cli.main(["train", "--epochs", "0", "--limit", "64", "--quiet", "--out", str(run)]) == 0
+    assert not (run / "curves.png").exists() and not (run / "checkpoint.npz").exists(), "an older run's"
+    assert json.loads((run / "history.json").read_text()) == {}
+    report = tmp_path / "report"
+    report.mkdir()
+    shutil.copy(trained / "curves.png", report / "curves.png")
+    assert cli.main(["evaluate", str(run / "model.npz"), "--limit", "20", "--out", str(report)]) == 0
+    assert not (report / "curves.png").exists()
+    assert (f"{run / 'history.json'}: expected per-epoch columns of numbers" in capsys.readouterr().err)
+
+
+def test_predict_prints_every_image_it_can_read_and_fails_for_the_rest(trained, tmp_path, capsys):
+    good, blank, other = _digit_png(tmp_path / "good.png"), _digit_png(tmp_path / "blank.png", True), \
+        _digit_png(tmp_path / "other.png")
+    bad_exif = tmp_path / "exif.jpg"
+    Image.open(good).convert("RGB").save(bad_exif, exif=b"Exif\0\0" + b"\xff" * 40)
+    assert cli.main(["predict", str(trained / "model.npz"), str(good), str(blank), str(other), str(bad_exif)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(good), str(other), str(bad_exif)]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 3 and "Traceback" not in captured.err
+    assert err[0].startswith(f"minicnn predict: error: image file {str(blank)!r} is blank")
+    assert err[1].startswith(f"minicnn predict: warning: image file {str(bad_exif)!r}: its EXIF data cannot be read")
+    assert err[2] == "minicnn predict: error: 1 of 4 images could not be read"
+
+
+def test_a_killed_runs_leftovers_are_removed_by_the_next_run(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / ".writing-8kq2m1x").mkdir()
+    (run / ".writing-8kq2m1x" / "model.npz").write_bytes(b"half a file")
+    (run / ".checkpoint.npz.x1y2z3w4.tmp").write_bytes(b"half a file")
+    assert cli.main(["train", "--epochs", "0", "--limit", "64", "--quiet", "--out", str(run)]) == 0
+    assert (f"Removed what an interrupted run left in {run}: .checkpoint.npz.x1y2z3w4.tmp, .writing-8kq2m1x"
+            in capsys.readouterr().out)
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".minicnn.lock"]
+
+
+@pytest.mark.skipif(fcntl is None, reason="no fcntl (advisory file locks) on this platform")
+def test_a_second_train_into_the_same_folder_stops_at_once(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    # Another minicnn train holding the folder: an exclusive flock on its lock file, which names the process.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys\n"
+                               f"with open({str(out / '.minicnn.lock')!r}, 'w') as lock:\n"
+                               "    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                               "    lock.write(f'process {os.getpid()} (minicnn train)'); lock.flush()\n"
+                               "    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert cli.main([*TINY_TRAIN, "--out", str(out)]) == 1
+        printed, line = _last_error_line(capsys)
+        assert line == (f"minicnn train: error: {out} is in use by process {holder.pid} (minicnn train), which is "
+                        f"writing there; wait for it to finish or choose another folder")
+        assert "Epoch" not in printed and not (out / "model.npz").exists()
+    finally:
+        holder.communicate("")
+
+
+def test_a_diverging_run_prints_one_line_and_no_numpy_warnings():
+    code, err = _run_script("-m", "minicnn.cli", "train", "--lr", "1e30", "--epochs", "1", "--limit", "256",
+                            "--no-augment", "--quiet")
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("minicnn train: error: loss became nan at epoch 1, batch ")
+
+
+RESUMABLE = ["train", "--epochs", "2", "--limit", "128", "--val-split", "0.25", "--quiet"]  # 2 batches an epoch
+
+
+def _stop_at_step(monkeypatch, n, error=KeyboardInterrupt):
+    """Make the n-th optimizer step raise ``error`` (Ctrl-C), as it would arrive in the middle of an epoch."""
+    step, calls = minicnn.optim.Adam.step, []
+
+    def stopping_step(self):
+        calls.append(1)
+        if len(calls) == n:
+            raise error()
+        step(self)
+
+    monkeypatch.setattr(minicnn.optim.Adam, "step", stopping_step)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The run that --resume must reproduce, uninterrupted."""
+    out = tmp_path_factory.mktemp("straight")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main([*RESUMABLE, "--out", str(out)]) == 0
+    return out
+
+
+def test_ctrl_c_keeps_the_last_complete_epoch_and_resume_continues_bit_identically(straight, tmp_path, monkeypatch,
+                                                                                    capsys):
+    run = tmp_path / "run"
+    _stop_at_step(monkeypatch, 3)  # the first step of epoch 2
+    assert cli.main([*RESUMABLE, "--out", str(run)]) == 130
+    _, line = _last_error_line(capsys)
+    assert line == (f"minicnn train: interrupted during training; {run} holds the weights and checkpoint of epoch 1: "
+                    f"continue with minicnn train --resume {run}")
+    assert sorted(p.name for p in run.iterdir()) == [".minicnn.lock", "checkpoint.npz", "history.json", "model.npz"]
+    assert json.loads((run / "history.json").read_text())["epoch"] == [1]
+    monkeypatch.undo()
+    assert cli.main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "Epoch [2/2]" in capsys.readouterr().out
+    for name in ("model.npz", "checkpoint.npz"):
+        with np.load(run / name) as resumed, np.load(straight / name) as expected:
+            for key in expected.files:
+                if key != "__meta__":
+                    np.testing.assert_array_equal(resumed[key], expected[key], err_msg=f"{name}: {key}")
+    resumed, expected = (json.loads((folder / "history.json").read_text()) for folder in (run, straight))
+    assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == json.loads((straight / "metrics.json").read_text())["test_accuracy"]
+
+
+def test_a_diverged_epoch_keeps_the_last_good_one_to_resume_from(trained, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)  # an older run's files, reports and all
+    loss, calls = minicnn.nn.NLLLoss.__call__, []
+
+    def diverging(self, output, target):
+        calls.append(1)
+        # Epoch 1 calls the loss for its 2 batches and its validation batch; then epoch 2, batch 1.
+        return float("nan") if len(calls) == 4 else loss(self, output, target)
+
+    monkeypatch.setattr(minicnn.nn.NLLLoss, "__call__", diverging)
+    assert cli.main([*RESUMABLE, "--no-augment", "--out", str(run)]) == 1
+    _, line = _last_error_line(capsys)
+    assert line == (f"minicnn train: error: loss became nan at epoch 2, batch 1; the model holds the weights from the "
+                    f"end of epoch 1 (try a lower learning rate); {run} holds the weights and checkpoint of epoch 1: "
+                    f"continue with minicnn train --resume {run}")
+    assert sorted(p.name for p in run.iterdir() if p.name != "stdout.txt") == [
+        ".minicnn.lock", "checkpoint.npz", "history.json", "model.npz"], "the older run's reports are gone"
+    weights = minicnn.load(models.MnistCNN(seed=0), run / "model.npz").state_dict()
+    np.testing.assert_equal(weights, minicnn.load(models.MnistCNN(seed=0), run / "checkpoint.npz").state_dict())
+
+
+def test_ctrl_c_before_an_epoch_is_complete_leaves_the_folder_as_it_was(trained, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    _stop_at_step(monkeypatch, 1)
+    assert cli.main([*RESUMABLE, "--out", str(run)]) == 130
+    _, line = _last_error_line(capsys)
+    assert line == f"minicnn train: interrupted during training; no epoch was complete, so {run} is as it was"
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_takes_the_runs_settings_and_refuses_others(straight, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--resume", str(straight), "--lr", "0.01"])
+    assert info.value.code == 2
+    _, line = _last_error_line(capsys)
+    assert line == (f"minicnn train: error: --lr 0.01: the run in {straight / 'checkpoint.npz'} was set up with "
+                    f"--lr 0.001; --resume continues a run with its own settings")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--resume", str(tmp_path)])
+    assert info.value.code == 2
+    _, line = _last_error_line(capsys)
+    assert line == (f"minicnn train: error: --resume {tmp_path}: no checkpoint {tmp_path / 'checkpoint.npz'} "
+                    f"(minicnn train --out DIR writes DIR/checkpoint.npz after every epoch)")
+    weights_only = minicnn.save(models.MnistCNN(seed=0), tmp_path / "w.npz")
+    assert cli.main(["train", "--resume", str(weights_only)]) == 1
+    _, line = _last_error_line(capsys)
+    assert line == (f"minicnn train: error: {weights_only} holds weights only, not a training checkpoint "
+                    f"(written by minicnn.save, not minicnn.save_checkpoint)")

@@ -17,7 +17,7 @@ def runs(tmp_path_factory):
         assert cli.main(["train", "--epochs", "1", "--limit", "300", "--no-augment", "--quiet",
                          "--out", str(root / "cnn")]) == 0
         assert cli.main(["train", "--epochs", "2", "--limit", "200", "--no-augment", "--quiet",
-                         "--checkpoint", str(root / "ckpt.npz")]) == 0
+                         "--out", str(root / "ckpt")]) == 0
     baselines = {"machine": "test", "train_samples": 1000, "test_samples": 10000, "pending": [], "results": [
         {"method": "knn", "name": "k-nearest neighbours (k=3)", "train_samples": 1000, "test_samples": 10000,
          "fit_seconds": 0.01, "predict_seconds": 2.5, "test_accuracy": 0.88},
@@ -29,7 +29,7 @@ def runs(tmp_path_factory):
 
 def test_compare_writes_one_table_and_one_plot(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert cli.main(["compare", str(runs / "cnn" / "model.npz"), str(runs / "ckpt.npz"),
+    assert cli.main(["compare", str(runs / "cnn" / "model.npz"), str(runs / "ckpt" / "checkpoint.npz"),
                      "--baselines", str(runs / "baselines.json"), "--limit", "500", "--out", str(out)]) == 0
     report = json.loads((out / "comparison.json").read_text())
     rows = {r["name"]: r for r in report["rows"]}
@@ -45,7 +45,7 @@ def test_compare_writes_one_table_and_one_plot(runs, tmp_path, capsys):
     assert f"Test accuracy: {cnn['test_accuracy']:.4f}" in capsys.readouterr().out  # scored as evaluate scores
     assert metrics["epochs"] == 1
     ckpt = rows["MnistCNN (2 epochs)"]
-    assert ckpt["training_seconds"] > 0 and ckpt["train_samples"] is None  # the checkpoint's own history
+    assert ckpt["training_seconds"] > 0 and ckpt["train_samples"] == 200  # its history; metrics.json beside it
     svm = rows["RBF SVM (C=5, gamma=0.05)"]
     assert (svm["training_seconds"], svm["test_accuracy"], svm["kind"]) == (1.5, 0.91, "classical")
     table = (out / "comparison.md").read_text()

@@ -138,19 +138,27 @@ def test_mnist_cnn_keeps_its_own_recipe(monkeypatch):
     assert seen["train_loader"].transform.scale is None
 
 
-def test_a_checkpointed_run_resumes_where_it_stopped(tmp_path, capsys):
-    ckpt = tmp_path / "run.npz"
-    base = ["train", "--model", "MnistDeepCNN", "--limit", "100", "--quiet", "--checkpoint", str(ckpt)]
-    assert cli.main([*base, "--epochs", "1"]) == 0
-    assert cli.main([*base, "--epochs", "2", "--resume", str(ckpt), "--out", str(tmp_path / "out")]) == 0
-    out = capsys.readouterr().out
-    assert "Epoch [1/1]" in out and "Epoch [2/2]" in out and "Epoch [1/2]" not in out
-    assert json.loads((tmp_path / "out" / "history.json").read_text())["epoch"] == [1, 2]
+def test_a_checkpoint_keeps_the_recipe_it_was_trained_with(tmp_path, capsys):
+    """--resume continues with the run's own recipe (RMSprop, zoom, validation split), not MnistCNN's defaults."""
+    from minicnn.serialization import read_checkpoint_extra
+
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    assert cli.main(["train", "--model", "MnistDeepCNN", "--limit", "100", "--quiet", "--epochs", "1",
+                     "--out", str(tmp_path / "run")]) == 0
+    setup = read_checkpoint_extra(ckpt)["setup"]
+    assert (setup["model"], setup["optimizer"], setup["scheduler"], setup["zoom"], setup["val_split"]) == \
+        ("MnistDeepCNN", "rmsprop", "plateau", 0.1, 0.1)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--quiet", "--resume", str(ckpt), "--optimizer", "adam"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--optimizer adam: the run in" in err and "was set up with --optimizer rmsprop" in err
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--zoom", "1.5"], "--zoom must be in [0, 1), got 1.5"),
-    (["--resume", "missing.npz"], "--resume missing.npz: no such file"),
+    (["--resume", "missing.npz"], "--resume missing.npz: no checkpoint missing.npz"),
 ])
 def test_bad_recipe_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

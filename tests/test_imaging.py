@@ -225,6 +225,77 @@ def test_what_is_not_an_image_is_a_type_error(image, kind):
         digit_to_mnist(image)
 
 
+def test_a_corrupt_exif_block_is_read_as_stored_with_a_warning(tmp_path):
+    plain, corrupt = tmp_path / "plain.jpg", tmp_path / "corrupt.jpg"
+    dark_on_light_rgb().save(plain, quality=95)
+    dark_on_light_rgb().save(corrupt, quality=95, exif=b"Exif\0\0" + b"\xff" * 40)
+    with pytest.warns(UserWarning, match=r"^image file '.*corrupt\.jpg': its EXIF data cannot be read \(not a TIFF "
+                                         r"file.*\); read as stored, not turned upright by its orientation tag$"):
+        raw = digit_to_mnist(corrupt)
+    np.testing.assert_array_equal(raw, digit_to_mnist(plain))
+
+
+def _record_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    decoded, load = [], ImageFile.ImageFile.load
+
+    def recording_load(self):
+        decoded.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
+    return decoded
+
+
+def test_images_between_pillows_warning_and_its_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; in between it decodes at full
+    # size (a 12,500 x 12,500 PNG of 0.76 MB took 6.3 GB). 300 x 200 stands for such a file here.
+    path = tmp_path / "huge.png"
+    dark_on_light_rgb().save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)
+    decoded = _record_decoding(monkeypatch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match=r"^image file '.*huge\.png' is too large to read \(Image size \(60000 "
+                                             r"pixels\) exceeds limit of 40000 pixels.*\); resize it first"):
+            digit_to_mnist(path)
+    assert caught == [] and decoded == []
+
+
+@pytest.mark.parametrize("suffix, orientation", [(".png", None), (".png", 6), (".jpg", None)])
+def test_large_files_are_reduced_as_they_are_decoded(suffix, orientation, tmp_path, monkeypatch):
+    from minicnn import imaging
+
+    upright = dark_on_light_rgb()  # 300 x 200
+    path = tmp_path / f"large{suffix}"
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    (upright.transpose(Image.Transpose.ROTATE_90) if orientation else upright).save(path, exif=exif)
+    monkeypatch.setattr(imaging, "MAX_WORKING_PIXELS", 10_000)
+    decoded = _record_decoding(monkeypatch)
+    gray = imaging._to_gray(path)
+    rows, cols = gray.shape
+    assert rows * cols <= 10_000 and cols > rows  # reduced, and upright (wider than tall)
+    if suffix == ".jpg":
+        assert decoded[0][0] * decoded[0][1] < 300 * 200  # decoded at a reduced scale
+    check_mnist_like(imaging.digit_to_mnist(path))
+
+
+def test_float_tiffs_are_read_as_float_arrays_are(tmp_path):
+    gray = np.asarray(dark_on_light_rgb().convert("L"), dtype=np.float32) / 255  # floats in [0, 1]
+    path = tmp_path / "float.tif"
+    Image.fromarray(gray).save(path)
+    with Image.open(path) as opened:
+        assert opened.mode == "F"
+    np.testing.assert_array_equal(digit_to_mnist(path), digit_to_mnist(gray))
+    gray[5, 5] = np.nan
+    Image.fromarray(gray).save(path)
+    with pytest.raises(ValueError, match=r"^image file '.*float\.tif' contains NaN or infinite values$"):
+        digit_to_mnist(path)
+
+
 def test_predict_keeps_its_old_address_in_imaging():
     import minicnn.imaging
     import minicnn.inference

@@ -1,5 +1,8 @@
 """Weights and checkpoints: round trips, clear errors, atomic writes."""
+import io
 import os
+import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -257,3 +260,131 @@ def test_directories_and_files_in_the_way_are_named(tmp_path):
             call(target)
         assert str(info.value) == f"{target}: {tmp_path / 'notes.txt'} is a file, not a directory"
     assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+# --- crafted files: nothing is read before its declared size is checked -------------------
+
+def _npy_member(shape, dtype="<f4", payload=b""):
+    """The bytes of a .npy file whose header declares ``shape`` and ``dtype``, followed by ``payload``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return header.getvalue() + payload  # the header starts with the magic string
+
+
+def _write_zip(path, members: dict):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+    return path
+
+
+@pytest.fixture
+def inflated(monkeypatch):
+    """A list that collects the size of every read from a zip member (the bytes inflated)."""
+    sizes, read = [], zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = read(self, n)
+        sizes.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    return sizes
+
+
+def test_a_huge_declared_shape_is_refused_before_reading(tmp_path, inflated):
+    path = _write_zip(tmp_path / "huge.npz", {"0.weight": _npy_member((2**40,)), "0.bias": _npy_member((2,))})
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(CheckpointError) as info:
+        load(model, path)
+    assert str(info.value) == f"{path}: does not fit Sequential: 0.weight: expected shape (2, 3), got (1099511627776,)"
+    assert sum(inflated) < 2_000  # the headers only
+
+
+def test_a_member_larger_than_its_header_declares_is_not_inflated(tmp_path, inflated):
+    # 4 bytes of float32 declared, 50 MB of zeros stored (about 50 kB compressed).
+    path = _write_zip(tmp_path / "bomb.npz", {"0.weight": _npy_member((1, 1), payload=bytes(50 * 2**20))})
+    with pytest.raises(CheckpointError, match=r"bomb\.npz is not a readable \.npz file \(0\.weight declares shape "
+                                              r"\(1, 1\) of float32, 4 bytes, but the archive holds 52,428,800 bytes"):
+        load(nn.Sequential(nn.Linear(1, 1, bias=False)), path)
+    assert sum(inflated) < 2**20
+
+
+def test_keys_the_model_does_not_have_are_never_read(tmp_path, inflated):
+    model = nn.Sequential(nn.Linear(3, 2))
+    members = {k: _npy_member(v.shape, payload=np.asarray(v, "<f4").tobytes()) for k, v in model.state_dict().items()}
+    members["junk"] = _npy_member((50 * 2**18,), payload=bytes(50 * 2**20))  # a 50 MB deflate bomb
+    path = _write_zip(tmp_path / "extra.npz", members)
+    with pytest.raises(CheckpointError, match=r"unexpected keys: junk"):
+        load(model, path)
+    load(model, path, strict=False)
+    names = minicnn.serialization.stored_names(path)
+    assert names == ["0.weight", "0.bias", "junk"]
+    assert sum(inflated) < 2**20
+
+
+def test_weights_stored_as_integers_are_refused(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2))
+    path = tmp_path / "int.npz"
+    np.savez(path, **{k: np.round(v * 10).astype(np.int32) for k, v in model.state_dict().items()})
+    with pytest.raises(CheckpointError) as info:
+        load(model, path)
+    assert str(info.value) == (f"{path}: does not fit Sequential: 0.weight: expected a floating-point array for a "
+                               f"float32 entry, got dtype int32 (weights stored as integers or booleans are not a "
+                               f"trained model's); 0.bias: expected a floating-point array for a float32 entry, got "
+                               f"dtype int32 (weights stored as integers or booleans are not a trained model's)")
+    # An integer buffer (BatchNorm's counter) is stored as integers, as it should be.
+    load(models.MnistBNCNN(seed=1), save(models.MnistBNCNN(seed=0), tmp_path / "bn.npz"))
+
+
+def _with_meta(tmp_path, meta):
+    """A checkpoint of a small model and Adam, its ``__meta__`` replaced by ``meta``."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    path = save_checkpoint(tmp_path / "ck.npz", model, optim.Adam(model.parameters()), epoch=1)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["__meta__"] = meta if isinstance(meta, np.ndarray) else np.array(meta)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("meta, message", [
+    ("{", r"__meta__ does not describe a checkpoint: Expecting property name"),
+    ("5", r'__meta__ does not describe a checkpoint: expected \{"optimizer": \.\.\., "scheduler": \.\.\., '
+          r'"extra": \{\.\.\.\}\}'),
+    ('{"extra": {}}', r"__meta__ does not describe a checkpoint: expected"),
+    ('{"optimizer": null, "scheduler": null, "extra": []}', r"__meta__ does not describe a checkpoint: expected"),
+    ('{"optimizer": 5, "scheduler": null, "extra": {}}', r"the optimizer state does not fit"),
+    ('{"optimizer": {"__array__": "state/nope"}, "scheduler": null, "extra": {}}',
+     r"__meta__ refers to arrays the file does not hold: state/nope"),
+    ('{"optimizer": {"__array__": 5}, "scheduler": null, "extra": {}}',
+     r"__meta__ does not describe a checkpoint: an array marker names 5"),
+    ('{"optimizer": {"__array__": "model/0.weight"}, "scheduler": null, "extra": {}}',
+     r"__meta__ refers to arrays the file does not hold: model/0\.weight"),
+    ("[" * 100_000 + "]" * 100_000, r"__meta__ is nested too deeply"),
+    (np.array(5), r"__meta__ is a int64 array of shape \(\); expected the JSON text"),
+    (np.array(["{}", "{}"]), r"__meta__ is a <U2 array of shape \(2,\); expected the JSON text"),
+], ids=["not-json", "number", "no-parts", "extra-list", "optimizer-number", "missing-array", "marker-number",
+        "marker-model", "deep", "int-meta", "meta-list"])
+def test_a_malformed_meta_is_a_checkpoint_error(tmp_path, meta, message):
+    path = _with_meta(tmp_path, meta)
+    model = nn.Sequential(nn.Linear(3, 2))
+    weights = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path))}: {message}"):
+        load_checkpoint(path, model, optim.Adam(model.parameters()))
+    np.testing.assert_equal(model.state_dict(), weights)
+
+
+def test_optimizer_arrays_beyond_what_the_model_needs_are_not_read(tmp_path, inflated, monkeypatch):
+    model = nn.Sequential(nn.Linear(3, 2))
+    big = np.zeros(2**20, np.float32)  # 4 MiB, against a model of 32 bytes
+    path = save_checkpoint(tmp_path / "ck.npz", model, big=big)
+    monkeypatch.setattr(minicnn.serialization, "_MAX_EXTRA_BYTES", 2**20)
+    inflated.clear()
+    with pytest.raises(CheckpointError, match=r"ck\.npz: the optimizer, scheduler and extra arrays declare "
+                                              r"4,194,304 bytes, more than a checkpoint of this model holds "
+                                              r"\(at most 1,048,704\); not read"):
+        load_checkpoint(path, model)
+    assert sum(inflated) < 2**20
+    monkeypatch.setattr(minicnn.serialization, "_MAX_EXTRA_BYTES", 2**23)
+    np.testing.assert_array_equal(load_checkpoint(path, model)["big"], big)

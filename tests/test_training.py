@@ -199,3 +199,21 @@ def test_bad_arguments():
         fit(model, nn.NLLLoss(), opt, ListLoader(x, y, 5), epochs=1, scheduler_interval="step")
     with pytest.raises(ValueError, match="yielded no samples"):
         evaluate(model, ListLoader(x[:0], y[:0], 5))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(history=5), "AttributeError: 'int' object has no attribute 'values'"),
+    (dict(epoch="two"), "ValueError: invalid literal for int"),
+    (dict(rng_states={"loader": {"bit_generator": "PCG64", "state": "x"}}), "(TypeError|ValueError|KeyError)"),
+], ids=["history", "epoch", "rng-state"])
+def test_a_checkpoint_whose_training_state_does_not_fit_is_a_checkpoint_error(tmp_path, extra, message):
+    from minicnn.serialization import CheckpointError, save_checkpoint
+
+    x, y = blobs(40)
+    model = make_model(0)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    path = save_checkpoint(tmp_path / "ck.npz", model, opt, **extra)
+    with pytest.raises(CheckpointError, match=rf"ck\.npz: its epoch, history or random-generator states cannot be "
+                                              rf"resumed from \({message}"):
+        fit(model, nn.NLLLoss(), opt, ListLoader(x, y, 8, np.random.default_rng(0)), epochs=2, progress=False,
+            log=None, resume_from=path)
