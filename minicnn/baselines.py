@@ -24,8 +24,6 @@ Docs: docs/comparisons.md
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import platform
 import time
 from datetime import datetime, timezone
@@ -101,14 +99,6 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _csv_text(results: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(results)
-    return buffer.getvalue()
-
-
 def _jsonable(value):
     """scikit-learn's get_params() as JSON: numbers, strings, None; anything else by its repr."""
     return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
@@ -121,7 +111,7 @@ def run_with_args(args, parser) -> dict:
     from minicnn.data import load_mnist
     from minicnn.extras import require
     from minicnn.run_folder import write_together
-    from minicnn.serialization import write_json_atomic, write_text_atomic
+    from minicnn.serialization import write_csv_atomic, write_json_atomic
 
     for option, value in (("--limit", args.limit), ("--test-limit", args.test_limit)):
         if value is not None and value < 1:
@@ -145,7 +135,7 @@ def run_with_args(args, parser) -> dict:
 
     def write(folder):
         write_json_atomic(folder / "baselines.json", report)
-        write_text_atomic(folder / "baselines.csv", _csv_text(report["results"]))
+        write_csv_atomic(folder / "baselines.csv", report["results"], CSV_COLUMNS)
         return ["baselines.json", "baselines.csv"]
 
     for method in methods:

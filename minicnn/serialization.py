@@ -24,6 +24,8 @@ text and JSON reports (:func:`write_text_atomic`, :func:`write_json_atomic`) and
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -91,6 +93,15 @@ def write_atomic(path, write, check=None) -> Path:
 def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically: a reader sees the old file or the new one."""
     return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_csv_atomic(path, rows, columns) -> Path:
+    """Write ``rows`` (dicts) as CSV with a header of ``columns`` (other keys left out), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def write_json_atomic(path, obj) -> Path:

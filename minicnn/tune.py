@@ -34,8 +34,6 @@ Docs: docs/comparisons.md
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import time
 from pathlib import Path
@@ -125,14 +123,6 @@ def trial_rows(study) -> list[dict]:
     return rows
 
 
-def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def plot_trials(rows: list[dict], path=None):
     """Validation accuracy by trial: finished trials filled, pruned ones hollow, the best so far as a step line."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
@@ -177,7 +167,7 @@ def run_with_args(args, parser) -> dict:
     from minicnn.extras import require
     from minicnn.models import MnistCNN
     from minicnn.run_folder import write_together
-    from minicnn.serialization import write_json_atomic, write_text_atomic
+    from minicnn.serialization import write_csv_atomic, write_json_atomic
     from minicnn.training import TrainingDivergedError, fit
 
     _check(parser, args)
@@ -270,7 +260,7 @@ def run_with_args(args, parser) -> dict:
                             "space": {"filters": args.filters, "units": args.units, "lr": args.lr}}}
 
     def write(folder: Path) -> list[str]:
-        write_text_atomic(folder / "trials.csv", _csv_text(rows))
+        write_csv_atomic(folder / "trials.csv", rows, CSV_COLUMNS)
         write_json_atomic(folder / "trials.json", rows)
         write_json_atomic(folder / "best.json", summary)
         plot_trials(rows, path=folder / "accuracy_by_trial.png")
