@@ -134,7 +134,7 @@ class _Minicnn:
         x, y = self.batches[batch]
         self.model.train()
         self.loss(self.model(x), y)
-        self.model.backward(self.loss.backward())
+        self.model.parameter_backward(self.loss.backward())
         self.opt.step()
         self.opt.zero_grad()
 
@@ -149,7 +149,9 @@ class _Minicnn:
         self.model.train()
         rows = []
         h = self.x64
-        for name, layer in self.model.named_children():
+        for index, (name, layer) in enumerate(self.model.named_children()):
+            # The first layer's input (the images) needs no gradient, as in a training step.
+            backward = layer.parameter_backward if index == 0 else layer.backward
             fwd, bwd = [], []
             for _ in range(reps):
                 self.sync()
@@ -157,7 +159,7 @@ class _Minicnn:
                 out = layer(h)
                 self.sync()
                 t1 = time.perf_counter()
-                layer.backward(out)  # any gradient of the right shape times the same
+                backward(out)  # any gradient of the right shape times the same
                 self.sync()
                 fwd.append(t1 - t0)
                 bwd.append(time.perf_counter() - t1)

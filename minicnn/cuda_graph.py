@@ -75,7 +75,7 @@ class GraphedTrainStep:
     def _forward_backward(self):
         output = self.model(self.x)
         loss = self.loss_fn(output, self.y)
-        self.model.backward(self.loss_fn.backward())
+        self.model.parameter_backward(self.loss_fn.backward())  # the images need no gradient
         return loss, output
 
     def __call__(self, x, y):

@@ -4,7 +4,8 @@ One training step is the whole story of the package in four lines::
 
     output = model(x)                     # forward: every layer caches what backward needs
     loss = loss_fn(output, y)             # a scalar where the arrays are (host or GPU)
-    model.backward(loss_fn.backward())    # backward: dL/d(theta) accumulates in p.grad
+    model.parameter_backward(loss_fn.backward())  # backward: dL/d(theta) accumulates in p.grad
+                                                  # (no dL/dx: the images need no gradient)
     optimizer.step(); optimizer.zero_grad()
 
 :func:`fit` repeats it over the batches of a loader for some epochs, keeps a
@@ -299,7 +300,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader, epochs: int, *, val_loa
                     rate = tally.seen / max(time.perf_counter() - t0, 1e-9)
                     bar.set_postfix(loss=f"{tally.loss_sum / tally.seen:.4f}", acc=f"{tally.correct / tally.seen:.4f}",
                                     img_s=f"{rate:.0f}", refresh=False)
-            model.backward(loss_fn.backward())
+            model.parameter_backward(loss_fn.backward())  # the images need no gradient
             optimizer.step()
             optimizer.zero_grad()
             if scheduler is not None and scheduler_interval == "batch":

@@ -329,3 +329,35 @@ def test_float32_model_stays_float32(model_cls):
     for name, b in model.named_buffers():
         assert b.dtype == (np.int64 if name.endswith("num_batches_tracked") else np.float32), name
     np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_parameter_backward_gives_the_gradients_of_backward_without_dx(backend, monkeypatch):
+    """A network's first layer needs no dL/dx: parameter_backward fills the same p.grad, and
+    Conv2d then neither multiplies W_mat^T @ dY nor runs col2im."""
+    pytest.importorskip(backend)
+    from minicnn.nn import functional as F
+    from strategies import using
+
+    x = normal(0, (4, 1, 28, 28), np.float32)
+    with using(backend):
+        grads = []
+        for method in ("backward", "parameter_backward"):
+            model = models.MnistCNN(seed=0)
+            y = model(x)
+            getattr(model, method)(np.ones_like(y))
+            grads.append([p.grad for p in model.parameters()])
+        for full, only in zip(*grads):
+            np.testing.assert_allclose(only, full, rtol=1e-6, atol=1e-7)
+        conv = nn.Conv2d(1, 2, 3, generator=np.random.default_rng(0))
+        seen = []
+        conv_backward = F.conv2d_backward
+        monkeypatch.setattr(F, "conv2d_backward",
+                            lambda *a, **k: seen.append(k["input_grad"]) or conv_backward(*a, **k))
+        y = conv(x)
+        assert conv.parameter_backward(np.ones_like(y)) is None
+        assert seen == [False] and conv.weight.grad is not None
+
+
+def test_parameter_backward_of_an_empty_sequential_does_nothing():
+    nn.Sequential().parameter_backward(np.ones(3))

@@ -56,3 +56,11 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             grad_output = layer.backward(grad_output)
         return grad_output
+
+    def parameter_backward(self, grad_output) -> None:
+        """:meth:`backward` without ``dL/dx``: the first layer gets ``parameter_backward``."""
+        layers = list(self._modules.values())
+        for layer in reversed(layers[1:]):
+            grad_output = layer.backward(grad_output)
+        if layers:
+            layers[0].parameter_backward(grad_output)

@@ -59,14 +59,20 @@ class Conv2d(Module):
     def forward(self, x):
         self._check(x)
         bias = None if self.bias is None else self.bias.data
-        y, col = F.conv2d(x, self.weight.data, bias, self.stride, self.padding)    # col = im2col(x)
-        self.save_for_backward(col, x.shape, output=y)
+        y, saved = F.conv2d(x, self.weight.data, bias, self.stride, self.padding)  # saved: col = im2col(x)
+        self.save_for_backward(saved, x.shape, output=y)
         return y
 
     def backward(self, grad_output):
-        col, x_shape = self.saved_tensors(grad_output)
-        dx, dweight, dbias = F.conv2d_backward(grad_output, col, self.weight.data, x_shape,
-                                               self.stride, self.padding)
+        return self._backward(grad_output, input_grad=True)
+
+    def parameter_backward(self, grad_output) -> None:
+        self._backward(grad_output, input_grad=False)  # no dX: neither W_mat^T @ dY nor col2im
+
+    def _backward(self, grad_output, input_grad):
+        saved, x_shape = self.saved_tensors(grad_output)
+        dx, dweight, dbias = F.conv2d_backward(grad_output, saved, self.weight.data, x_shape,
+                                               self.stride, self.padding, input_grad=input_grad)
         self.weight.accumulate_grad(dweight)                                      # dY @ cols^T
         if self.bias is not None:
             self.bias.accumulate_grad(dbias)                                      # db = sum dY

@@ -14,8 +14,9 @@ K   = C*KH*KW, one unfolded window;   P = OH*OW, the windows of one image
 Every function is written once, with the array module of its arguments
 (NumPy or CuPy), and is the reference the faster backends are tested
 against.  Those marked :func:`minicnn.backend.kernel` (im2col, col2im,
-max-pooling, ReLU and the axis swap) may be replaced by a backend's override;
-the rest is built from them and matrix products.  The layers in
+max-pooling, ReLU, the axis swap, and the whole convolution forward and
+backward) may be replaced by a backend's override; the rest is built from
+them and matrix products.  The layers in
 :mod:`minicnn.nn` call these and keep what the backward pass needs.
 
 Docs: docs/convolution.md, docs/layers.md, docs/losses.md
@@ -32,8 +33,10 @@ __all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "log_softmax", "log_
            "softmax", "softmax_backward", "transpose01", "window"]
 
 
+@kernel
 def conv2d(x, weight, bias, stride, padding):
-    """``y = weight * x + bias`` by im2col: returns ``(y, col)``, ``col`` being what the backward pass needs.
+    """``y = weight * x + bias`` by im2col: returns ``(y, saved)``, ``saved`` being what
+    :func:`conv2d_backward` needs (here ``col``; a backend's override may keep less, such as ``x``).
 
         col  = im2col(x)                        (N, K, P)
         y[n] = w_mat @ col[n] + bias            w_mat = weight.reshape(OC, K)  ->  (N, OC, P)
@@ -51,19 +54,26 @@ def conv2d(x, weight, bias, stride, padding):
     return y.reshape(N, OC, OH, OW), col
 
 
-def conv2d_backward(grad_output, col, weight, x_shape, stride, padding):
+@kernel
+def conv2d_backward(grad_output, col, weight, x_shape, stride, padding, input_grad=True):
     """``(dx, dweight, dbias)`` of :func:`conv2d` from ``dY`` (N, OC, OH, OW) and the forward's ``col``.
 
         dweight = dY @ cols^T           (OC, K) -> (OC, C, KH, KW); one product sums over n and p
         dbias   = sum over n and p of dY
         dx      = col2im(w_mat^T @ dY)  the adjoint of im2col adds each column's gradient onto its window
 
-    with dY as (OC, N*P) and cols as (K, N*P), the batch side by side.
+    with dY as (OC, N*P) and cols as (K, N*P), the batch side by side.  With
+    ``input_grad=False`` (the network's input needs no gradient) dx is ``None``,
+    and neither its product nor col2im is computed.
     """
+    if col.ndim == 4:  # a backend's conv2d kept the input x instead of its columns
+        col = im2col(col, weight.shape[2:], stride, padding)
     (N, K, P), OC = col.shape, weight.shape[0]
     dy = transpose01(grad_output.reshape(N, OC, P)).reshape(OC, N * P)           # (OC, N*P)
     cols = col.transpose(1, 0, 2).reshape(K, N * P)                              # (K, N*P)
     dweight = (dy @ cols.T).reshape(weight.shape)
+    if not input_grad:
+        return None, dweight, dy.sum(axis=1)
     dcol = (weight.reshape(OC, K).T @ dy).reshape(K, N, P).transpose(1, 0, 2)    # (N, K, P)
     return col2im(dcol, x_shape, weight.shape[2:], stride, padding), dweight, dy.sum(axis=1)
 

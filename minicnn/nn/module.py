@@ -85,6 +85,12 @@ class Module:
     def backward(self, grad_output):
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
+    def parameter_backward(self, grad_output) -> None:
+        """The parameters' part of :meth:`backward` alone, for a module whose input needs no gradient
+        (the first layer of a network: nothing is upstream of the images).  By default the whole
+        backward, its ``dL/dx`` dropped; a layer where ``dL/dx`` costs work (Conv2d) skips it."""
+        self.backward(grad_output)
+
     def __call__(self, *inputs):
         out = self.forward(*inputs)
         if not is_grad_enabled():
