@@ -74,6 +74,50 @@ def test_col2im_of_a_strided_view(case, seed, dtype):
                                **ROUNDING[dtype])
 
 
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
+       input_grad=st.booleans())
+def test_conv2d_forward_and_backward_equal_reference(case, seed, dtype, block_bytes, input_grad):
+    """The blocked convolution (one image per block, a few, or the whole batch) against the reference."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nk, "_BLOCK_BYTES", block_bytes)
+        _check_conv2d_against_reference(case, seed, dtype, input_grad)
+
+
+def _check_conv2d_against_reference(case, seed, dtype, input_grad):
+    C, OC = case.x_shape[1], case.out_channels
+    x = normal(seed, case.x_shape, dtype)
+    weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
+    bias = normal(seed + 2, (OC,), dtype) if case.bias else None
+    y, saved = nk.conv2d(x, weight, bias, case.stride, case.padding)
+    y_ref, col = ref.conv2d(x, weight, bias, case.stride, case.padding)
+    assert y.dtype == dtype and y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, **ROUNDING[dtype])
+    dy = normal(seed + 3, y.shape, dtype)
+    got = nk.conv2d_backward(dy, saved, weight, x.shape, case.stride, case.padding, input_grad=input_grad)
+    want = ref.conv2d_backward(dy, col, weight, x.shape, case.stride, case.padding, input_grad=input_grad)
+    if input_grad:
+        assert got[0].dtype == dtype
+        np.testing.assert_allclose(got[0], want[0], **ROUNDING[dtype])
+    else:
+        assert got[0] is None and want[0] is None
+    for g, w in zip(got[1:], want[1:]):
+        assert g.dtype == dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, **ROUNDING[dtype])
+
+
+def test_conv2d_keeps_the_input_not_the_columns():
+    x = normal(0, (8, 4, 10, 10), np.float32)
+    y, saved = nk.conv2d(x, normal(1, (6, 4, 3, 3), np.float32), None, (1, 1), (1, 1))
+    assert saved is x  # the columns (K = 36 rows of 8*100) are rebuilt a block at a time in backward
+
+
+def test_conv2d_backward_checks_shapes_before_indexing():
+    x, weight = normal(0, (2, 3, 6, 6), np.float32), normal(1, (4, 3, 3, 3), np.float32)
+    y, saved = nk.conv2d(x, weight, None, (1, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"grad_output of shape \(2, 4, 4, 4\)"):
+        nk.conv2d_backward(np.ones((2, 4, 5, 5), np.float32), saved, weight, x.shape, (1, 1), (0, 0))
+
+
 @given(case=pool_cases(kernel_max=5), seed=seeds, dtype=dtypes, ties=st.booleans())
 def test_maxpool_forward_equals_reference(case, seed, dtype, ties):
     x = tied(seed, case.x_shape, dtype) if ties else normal(seed, case.x_shape, dtype)
@@ -368,3 +412,16 @@ def test_falls_back_to_numpy_with_one_warning_when_numba_is_missing(monkeypatch)
     assert "numba" in message and "NumPy" in message and "\n" not in message
     with pytest.raises(minicnn.BackendUnavailableError, match="numba"):
         minicnn.set_backend("numba")
+
+
+def test_conv2d_backward_takes_what_either_forward_saved():
+    """A forward of one dtype and a gradient of another may meet different kernels: the reference's
+    backward takes the input the Numba forward kept, and the Numba backward the reference's columns."""
+    x, weight = normal(0, (2, 3, 6, 6), np.float32), normal(1, (4, 3, 3, 3), np.float32)
+    dy = normal(2, (2, 4, 6, 6), np.float32)
+    (_, col), (_, kept) = ref.conv2d(x, weight, None, (1, 1), (1, 1)), nk.conv2d(x, weight, None, (1, 1), (1, 1))
+    want = ref.conv2d_backward(dy, col, weight, x.shape, (1, 1), (1, 1))
+    for got in (ref.conv2d_backward(dy, kept, weight, x.shape, (1, 1), (1, 1)),
+                nk.conv2d_backward(dy, col, weight, x.shape, (1, 1), (1, 1))):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, **ROUNDING[np.float32])

@@ -19,3 +19,5 @@ relu_forward = _functional.relu_forward.reference
 relu_backward = _functional.relu_backward.reference
 adam_update = _adam.adam_update.reference
 adam_update_many = _adam.adam_update_many.reference
+conv2d = _functional.conv2d.reference
+conv2d_backward = _functional.conv2d_backward.reference
