@@ -20,7 +20,10 @@ What is measured, for MnistCNN on real MNIST images:
   float32 matrix product on the same device in the same run.  No backend
   built on im2col and BLAS can be faster than that, so the gap between a
   backend's rate and its ceiling is what everything else (im2col, col2im,
-  pooling, ReLU, the axis swaps, the optimizer) costs.
+  pooling, ReLU, the axis swaps, the optimizer) costs.  A second ceiling
+  times the products on the shapes the network really multiplies (such as
+  (64, 288) @ (288, 12544) for conv2's forward at batch 64), one by one: thin
+  and tall products run below the square product's speed.
 
 Each figure is the median of ``--repeats`` rounds; the rounds visit the
 backends in turn (round-robin), so a machine that slows down or speeds up
@@ -319,6 +322,49 @@ def matmul_rate(xp=np, n=1024, reps=5, sync=lambda: None) -> float:
     return 2 * n ** 3 / statistics.median(times)
 
 
+def matmul_shapes(model, x, training=True) -> list[tuple[int, int, int]]:
+    """The (M, K, N) of every matrix product (M, K) @ (K, N) that ``model`` does on the batch ``x``.
+
+    Conv2d forward: (OC, C*KH*KW) @ (C*KH*KW, N*OH*OW); Linear forward: (N, in) @ (in, out).
+    With ``training``, each layer's two backward products follow: the weight gradient
+    (OC, N*P) @ (N*P, K) and the input gradient (K, OC) @ (OC, N*P) for Conv2d, (out, N) @ (N, in)
+    and (N, out) @ (out, in) for Linear.  (The first layer's input gradient is counted too, as in
+    :func:`matmul_flops`.)
+    """
+    shapes, h = [], x
+    for _, layer in model.named_children():
+        out = layer(h)
+        if isinstance(layer, nn.Conv2d):
+            N, OC, OH, OW = out.shape
+            K, NP = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1], N * OH * OW
+            shapes += [(OC, K, NP)] + ([(OC, NP, K), (K, OC, NP)] if training else [])
+        elif isinstance(layer, nn.Linear):
+            N, fan_in, fan_out = out.shape[0], layer.in_features, layer.out_features
+            shapes += [(N, fan_in, fan_out)] + ([(fan_out, N, fan_in), (N, fan_out, fan_in)] if training else [])
+        h = out
+    return shapes
+
+
+def products_time(shapes, xp=np, reps=5, sync=lambda: None) -> float:
+    """Seconds that the float32 products of ``shapes`` take on this device, one after the other:
+    the sum over the shapes of the median of ``reps`` timings of each."""
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for M, K, N in shapes:
+        a = xp.asarray(rng.standard_normal((M, K), dtype=np.float32))
+        b = xp.asarray(rng.standard_normal((K, N), dtype=np.float32))
+        a @ b  # warm-up
+        sync()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            times.append(time.perf_counter() - t0)
+        total += statistics.median(times)
+    return total
+
+
 def _ceiling(runner, x, settle, n=1024, reps=5) -> dict:
     """The best training and inference rates the matrix products allow on ``runner``'s device."""
     xp = runner.backend.xp
@@ -326,7 +372,14 @@ def _ceiling(runner, x, settle, n=1024, reps=5) -> dict:
     train_flops, infer_flops = 3 * TRAIN_BATCH * per_image, INFER_BATCH * per_image
     time.sleep(settle)
     rate = matmul_rate(xp, n=n, reps=reps, sync=runner.sync)
+    # The same products on the shapes the network really multiplies (thin and tall ones run slower).
+    model = runner.model.eval()
+    train_s = products_time(matmul_shapes(model, xp.asarray(x[:TRAIN_BATCH])), xp, reps, runner.sync)
+    infer_s = products_time(matmul_shapes(model, xp.asarray(x[:INFER_BATCH]), training=False), xp, reps,
+                            runner.sync)
     return {"device": runner.device, "matmul_size": n, "matmul_reps": reps, "matmul_flops_per_s": rate,
+            "shapes_train_s": train_s, "shapes_infer_s": infer_s,
+            "shapes_train_images_per_s": TRAIN_BATCH / train_s, "shapes_infer_images_per_s": INFER_BATCH / infer_s,
             "train_flops_per_step": train_flops, "infer_flops_per_batch": infer_flops,
             "train_images_per_s": TRAIN_BATCH * rate / train_flops,
             "infer_images_per_s": INFER_BATCH * rate / infer_flops}

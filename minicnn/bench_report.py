@@ -70,6 +70,15 @@ def format_ceilings(report: dict) -> str:
             shares = ", ".join(f"{name} {r[key] / c[key]:.0%}" for name, r in here.items())
             out.append(f"  {what + ':':<11} {flops / 1e9:.2f} GFLOP per {per} -> at most {c[key]:,.0f} img/s"
                        + (f" ({shares})" if shares else ""))
+        if "shapes_train_s" in c:
+            out.append("The same products on the network's own shapes (such as (64, 288) @ (288, 12544)), timed one by one:")
+            for key, what, seconds, per in (
+                    ("train_images_per_s", "training", c["shapes_train_s"], f"step of {TRAIN_BATCH}"),
+                    ("infer_images_per_s", "inference", c["shapes_infer_s"], f"batch of {INFER_BATCH}")):
+                ceiling = c["shapes_" + key]
+                shares = ", ".join(f"{name} {r[key] / ceiling:.0%}" for name, r in here.items())
+                out.append(f"  {what + ':':<11} {seconds * 1e3:.1f} ms per {per} -> at most {ceiling:,.0f} img/s"
+                           + (f" ({shares})" if shares else ""))
     return "\n".join(out)
 
 

@@ -45,6 +45,8 @@ def test_bench_command_prints_table_and_writes_json_and_plot(tmp_path, capsys):
     assert ceiling["train_flops_per_step"] == 3 * 64 * MNIST_CNN_FLOPS
     assert ceiling["infer_flops_per_batch"] == 1000 * MNIST_CNN_FLOPS
     assert ceiling["train_images_per_s"] == pytest.approx(64 * ceiling["matmul_flops_per_s"] / (3 * 64 * MNIST_CNN_FLOPS))
+    assert ceiling["shapes_train_s"] > 0 and ceiling["shapes_train_images_per_s"] == pytest.approx(64 / ceiling["shapes_train_s"])
+    assert ceiling["shapes_infer_images_per_s"] == pytest.approx(1000 / ceiling["shapes_infer_s"])
     assert "Ceiling on cpu set by the matrix products alone" in out
     with Image.open(plot_path) as image:
         assert image.format == "PNG" and image.width > 500 and image.height > 200
@@ -113,6 +115,38 @@ def test_ceiling_lines_give_each_runner_its_share():
     assert lines[3] == ("  inference:  8.48 GFLOP per batch of 1000 -> at most 8,000 img/s "
                         "(numba 25%, pytorch-cpu 31%)")
     assert len(lines) == 4, "the cuda backend has no ceiling in this report, so no line of its own"
+
+
+def test_matmul_shapes_are_the_products_of_a_training_step():
+    from minicnn import models
+
+    shapes = bench.matmul_shapes(models.MnistCNN(seed=0).eval(), np.zeros((64, 1, 28, 28), np.float32))
+    assert shapes[:6] == [(32, 9, 50176), (32, 50176, 9), (9, 32, 50176),
+                          (64, 288, 12544), (64, 12544, 288), (288, 64, 12544)]
+    assert shapes[6:] == [(64, 3136, 128), (128, 64, 3136), (64, 128, 3136),
+                          (64, 128, 10), (10, 64, 128), (64, 10, 128)]
+    assert sum(2 * m * k * n for m, k, n in shapes) == 3 * 64 * MNIST_CNN_FLOPS
+    inference = bench.matmul_shapes(models.MnistCNN(seed=0).eval(), np.zeros((2, 1, 28, 28), np.float32),
+                                    training=False)
+    assert inference == [(32, 9, 1568), (64, 288, 392), (2, 3136, 128), (2, 128, 10)]
+
+
+def test_products_time_sums_one_time_per_shape():
+    one = bench.products_time([(8, 8, 8)], reps=3)
+    assert 0 < one < 1 and bench.products_time([], reps=3) == 0
+
+
+def test_ceiling_on_real_shapes_gives_each_runner_its_share():
+    report = {"results": {"numba": {"device": "cpu", "train_images_per_s": 1000.0, "infer_images_per_s": 2000.0}},
+              "ceilings": [{"device": "cpu", "matmul_size": 1024, "matmul_reps": 5, "matmul_flops_per_s": 70e9,
+                            "train_flops_per_step": 1.63e9, "infer_flops_per_batch": 8.48e9,
+                            "train_images_per_s": 2500.0, "infer_images_per_s": 8000.0,
+                            "shapes_train_s": 0.032, "shapes_infer_s": 0.25,
+                            "shapes_train_images_per_s": 2000.0, "shapes_infer_images_per_s": 4000.0}]}
+    lines = bench_report.format_ceilings(report).splitlines()
+    assert lines[4].startswith("The same products on the network's own shapes")
+    assert lines[5] == "  training:   32.0 ms per step of 64 -> at most 2,000 img/s (numba 50%)"
+    assert lines[6] == "  inference:  250.0 ms per batch of 1000 -> at most 4,000 img/s (numba 50%)"
 
 
 @pytest.mark.parametrize("argv, message", [
