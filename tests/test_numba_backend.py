@@ -5,6 +5,7 @@ col2im and max-pooling backward add overlapping windows, possibly in another
 order, so they agree to rounding.  The fallback to NumPy when Numba cannot be
 imported is simulated by hiding the ``numba`` module.
 """
+import dataclasses
 import os
 import sys
 import warnings
@@ -21,7 +22,8 @@ from minicnn.backend import numpy_kernels as ref
 from strategies import conv_cases, distinct, normal, pool_cases, seeds, using
 
 numba = pytest.importorskip("numba", reason="Numba is not installed (pip install numba): the numba backend cannot load here")
-from minicnn.backend import numba_kernels as nk  # noqa: E402  (needs numba)
+from minicnn.backend import numba_conv as nc  # noqa: E402  (needs numba)
+from minicnn.backend import numba_kernels as nk  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 dtypes = st.sampled_from(DTYPES)
@@ -76,11 +78,47 @@ def test_col2im_of_a_strided_view(case, seed, dtype):
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
        input_grad=st.booleans())
-def test_conv2d_forward_and_backward_equal_reference(case, seed, dtype, block_bytes, input_grad):
+def test_blocked_conv2d_forward_and_backward_equal_reference(case, seed, dtype, block_bytes, input_grad):
     """The blocked convolution (one image per block, a few, or the whole batch) against the reference."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(nk, "_BLOCK_BYTES", block_bytes)
+        patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
+        patch.setattr(nc, "_DIRECT_MAX_K", 0)  # never direct
         _check_conv2d_against_reference(case, seed, dtype, input_grad)
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans())
+def test_direct_conv2d_forward_and_backward_equal_reference(case, seed, dtype, input_grad):
+    """The direct kernels (stride 1, any K here) against the reference."""
+    case = dataclasses.replace(case, stride=(1, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9)
+        assert nc._uses_direct(int(np.prod(case.kernel_size)) * case.x_shape[1], case.stride)
+        _check_conv2d_against_reference(case, seed, dtype, input_grad)
+
+
+@pytest.mark.parametrize("shape, weight_shape, stride, direct", [
+    ((64, 1, 28, 28), (32, 1, 3, 3), (1, 1), True),     # MnistCNN conv1: K = 9
+    ((64, 1, 28, 28), (32, 1, 5, 5), (1, 1), True),     # MnistDeepCNN conv1: K = 25
+    ((64, 32, 14, 14), (64, 32, 3, 3), (1, 1), False),  # MnistCNN conv2: K = 288, BLAS's
+    ((64, 1, 28, 28), (32, 1, 3, 3), (2, 2), False),    # a stride: blocked
+])
+def test_the_first_layers_take_the_direct_kernels(shape, weight_shape, stride, direct):
+    K = int(np.prod(weight_shape[1:]))
+    assert nc._uses_direct(K, stride) is direct
+
+
+def test_direct_weight_gradient_keeps_its_precision_over_a_large_batch():
+    """Its sums run over N*OH*Wp products; each image's sum is added into float64 totals, so a float32
+    gradient over 512 images stays as close to the float64 one as the reference's BLAS product is."""
+    x, weight = normal(0, (512, 1, 28, 28), np.float64), normal(1, (8, 1, 3, 3), np.float64)
+    dy = normal(2, (512, 8, 28, 28), np.float64)
+    exact = ref.conv2d_backward(dy, ref.conv2d(x, weight, None, (1, 1), (1, 1))[1], weight, x.shape,
+                                (1, 1), (1, 1), input_grad=False)[1]
+    f32 = [a.astype(np.float32) for a in (x, weight, dy)]
+    got = nc.conv2d_backward(f32[2], f32[0], f32[1], x.shape, (1, 1), (1, 1), input_grad=False)[1]
+    blas = ref.conv2d_backward(f32[2], ref.conv2d(f32[0], f32[1], None, (1, 1), (1, 1))[1], f32[1], x.shape,
+                               (1, 1), (1, 1), input_grad=False)[1]
+    assert np.abs(got - exact).max() <= 2 * np.abs(blas - exact).max() + 1e-3
 
 
 def _check_conv2d_against_reference(case, seed, dtype, input_grad):
@@ -88,12 +126,12 @@ def _check_conv2d_against_reference(case, seed, dtype, input_grad):
     x = normal(seed, case.x_shape, dtype)
     weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
     bias = normal(seed + 2, (OC,), dtype) if case.bias else None
-    y, saved = nk.conv2d(x, weight, bias, case.stride, case.padding)
+    y, saved = nc.conv2d(x, weight, bias, case.stride, case.padding)
     y_ref, col = ref.conv2d(x, weight, bias, case.stride, case.padding)
     assert y.dtype == dtype and y.shape == y_ref.shape
     np.testing.assert_allclose(y, y_ref, **ROUNDING[dtype])
     dy = normal(seed + 3, y.shape, dtype)
-    got = nk.conv2d_backward(dy, saved, weight, x.shape, case.stride, case.padding, input_grad=input_grad)
+    got = nc.conv2d_backward(dy, saved, weight, x.shape, case.stride, case.padding, input_grad=input_grad)
     want = ref.conv2d_backward(dy, col, weight, x.shape, case.stride, case.padding, input_grad=input_grad)
     if input_grad:
         assert got[0].dtype == dtype
@@ -107,15 +145,17 @@ def _check_conv2d_against_reference(case, seed, dtype, input_grad):
 
 def test_conv2d_keeps_the_input_not_the_columns():
     x = normal(0, (8, 4, 10, 10), np.float32)
-    y, saved = nk.conv2d(x, normal(1, (6, 4, 3, 3), np.float32), None, (1, 1), (1, 1))
-    assert saved is x  # the columns (K = 36 rows of 8*100) are rebuilt a block at a time in backward
+    for weight in (normal(1, (6, 4, 3, 3), np.float32), normal(1, (6, 1, 3, 3), np.float32)):  # blocked, direct
+        x_in = x[:, :weight.shape[1]].copy()
+        y, saved = nc.conv2d(x_in, weight, None, (1, 1), (1, 1))
+        assert saved is x_in  # not the columns (K rows of 8*100): backward rebuilds what it needs
 
 
 def test_conv2d_backward_checks_shapes_before_indexing():
     x, weight = normal(0, (2, 3, 6, 6), np.float32), normal(1, (4, 3, 3, 3), np.float32)
-    y, saved = nk.conv2d(x, weight, None, (1, 1), (0, 0))
+    y, saved = nc.conv2d(x, weight, None, (1, 1), (0, 0))
     with pytest.raises(ValueError, match=r"grad_output of shape \(2, 4, 4, 4\)"):
-        nk.conv2d_backward(np.ones((2, 4, 5, 5), np.float32), saved, weight, x.shape, (1, 1), (0, 0))
+        nc.conv2d_backward(np.ones((2, 4, 5, 5), np.float32), saved, weight, x.shape, (1, 1), (0, 0))
 
 
 @given(case=pool_cases(kernel_max=5), seed=seeds, dtype=dtypes, ties=st.booleans())
@@ -419,9 +459,9 @@ def test_conv2d_backward_takes_what_either_forward_saved():
     backward takes the input the Numba forward kept, and the Numba backward the reference's columns."""
     x, weight = normal(0, (2, 3, 6, 6), np.float32), normal(1, (4, 3, 3, 3), np.float32)
     dy = normal(2, (2, 4, 6, 6), np.float32)
-    (_, col), (_, kept) = ref.conv2d(x, weight, None, (1, 1), (1, 1)), nk.conv2d(x, weight, None, (1, 1), (1, 1))
+    (_, col), (_, kept) = ref.conv2d(x, weight, None, (1, 1), (1, 1)), nc.conv2d(x, weight, None, (1, 1), (1, 1))
     want = ref.conv2d_backward(dy, col, weight, x.shape, (1, 1), (1, 1))
     for got in (ref.conv2d_backward(dy, kept, weight, x.shape, (1, 1), (1, 1)),
-                nk.conv2d_backward(dy, col, weight, x.shape, (1, 1), (1, 1))):
+                nc.conv2d_backward(dy, col, weight, x.shape, (1, 1), (1, 1))):
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, **ROUNDING[np.float32])

@@ -2,7 +2,8 @@
 
 Arrays are plain NumPy arrays, so the layers' matrix products still go to
 NumPy's BLAS; only the loops that :mod:`minicnn.backend.numba_kernels` overrides change, and
-only for float32 and float64 arrays (other dtypes take the reference).
+only for float32 and float64 arrays (other dtypes take the reference); the
+convolution's own overrides are in :mod:`minicnn.backend.numba_conv`.
 Kernels compile on first use and are cached on disk (``cache=True``), so a
 fresh interpreter only pays the compile once per machine.
 """
@@ -18,7 +19,7 @@ def make_backend() -> Backend:
         raise BackendUnavailableError(
             f"backend 'numba' cannot be loaded: Numba is not importable ({exc}); "
             f"install it with 'pip install numba'") from exc
-    from minicnn.backend import numba_kernels as k
+    from minicnn.backend import numba_conv, numba_kernels
 
-    return Backend(name="numba", xp=np, device="cpu", dtypes=k.DTYPES,
-                   overrides={name: getattr(k, name) for name in k.__all__})
+    overrides = {name: getattr(module, name) for module in (numba_kernels, numba_conv) for name in module.__all__}
+    return Backend(name="numba", xp=np, device="cpu", dtypes=numba_kernels.DTYPES, overrides=overrides)

@@ -16,15 +16,6 @@ plane           the (H, W) image x[n, c] of one sample n and channel c
 
 How each kernel maps onto the reference
 ---------------------------------------
-``conv2d``, ``conv2d_backward``
-    Reference: im2col of the whole batch, one product, the axis swap with the
-    bias; the columns are kept for backward.
-    Here: the same steps one block of images at a time (as many as fit
-    ``_BLOCK_BYTES`` with their product, so the product reads the columns from
-    the cache), keeping only ``x``; backward unfolds each block again and adds
-    its ``dY_b @ cols_b^T``, and skips ``W_mat^T @ dY`` and col2im when the
-    input needs no gradient.
-
 ``im2col``
     Reference: for each window offset (i, j), copy the strided slice
     ``img[:, :, i:i+SH*OH:SH, j:j+SW*OW:SW]`` of the padded image into ``col``
@@ -110,7 +101,7 @@ from minicnn.optim import adam
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["conv2d", "conv2d_backward", "im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
+__all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
            "relu_backward", "adam_update"]
 
 _inline = numba.njit(cache=True, inline="always")
@@ -439,95 +430,6 @@ def transpose01(a, bias=None):
     out = np.empty((B, A, P), dtype=a.dtype)
     _transpose01(np.ascontiguousarray(a), np.ascontiguousarray(bias, dtype=a.dtype), out)
     return out
-
-
-#: The working set of one block of images in :func:`conv2d`: its columns and its product.  Sized to
-#: stay in the two cores' L2 caches together (2 MB each on the machines measured), so the product
-#: reads the columns im2col has just written from the cache instead of memory.  Smaller blocks
-#: (1 MB: conv2 of MnistCNN in 22 blocks of 3 images) ran slower: each block starts three parallel
-#: loops and a product, and a thin product of 3 images is far below BLAS's speed.
-_BLOCK_BYTES = 4 << 20
-
-
-def _images_per_block(K, OC, P, itemsize, N) -> int:
-    """How many images' columns (K, P) and products (OC, P) fit ``_BLOCK_BYTES`` together (at least one)."""
-    return max(1, min(N, _BLOCK_BYTES // ((K + OC) * P * itemsize)))
-
-
-def _blocks(N, per_block):
-    """(first image, image count) of each block of ``per_block`` images (the last one may be smaller)."""
-    return [(n0, min(per_block, N - n0)) for n0 in range(0, N, per_block)]
-
-
-def conv2d(x, weight, bias, stride, padding):
-    """``y = W * x + b`` a block of images at a time; returns ``(y, x)``: backward rebuilds the columns.
-
-    The reference unfolds the whole batch (conv2 of MnistCNN at batch 64: a 288 x 12,544 float32
-    matrix, 14.4 MB, seven times a core's L2), multiplies it, and keeps it for backward.  Here each
-    block of images is unfolded into one reused buffer that stays in the cache, multiplied, and swapped
-    into the output with the bias added; nothing but ``x`` is kept.  Same values as
-    :func:`functional.conv2d` up to the rounding of BLAS on a smaller product.
-    """
-    x = np.ascontiguousarray(x)
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x.shape, weight.shape[2:], stride, padding)
-    OC, K, P = weight.shape[0], C * KH * KW, OH * OW
-    w_mat = np.ascontiguousarray(weight.reshape(OC, K))
-    bias = np.empty(0, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    y = np.empty((N, OC, OH, OW), dtype=x.dtype)
-    per_block = _images_per_block(K, OC, P, x.dtype.itemsize, N)
-    col_buf = np.empty(K * per_block * P, dtype=x.dtype)
-    prod_buf = np.empty(OC * per_block * P, dtype=x.dtype)
-    pad = x.dtype.type(0)
-    for n0, m in _blocks(N, per_block):
-        cols = col_buf[:K * m * P].reshape(K, m, P)
-        _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, pad, cols)             # (K, m, P)
-        prod = prod_buf[:OC * m * P].reshape(OC, m * P)
-        np.matmul(w_mat, cols.reshape(K, m * P), out=prod)                          # (OC, m*P)
-        _transpose01(prod.reshape(OC, m, P), bias, y[n0:n0 + m].reshape(m, OC, P))   # + b, (m, OC, P)
-    return y, x
-
-
-def conv2d_backward(grad_output, x, weight, x_shape, stride, padding, input_grad=True):
-    """``(dx, dW, db)`` of :func:`conv2d`, a block of images at a time; see :func:`functional.conv2d_backward`.
-
-    ``x`` is what :func:`conv2d` returned for backward: each block's columns are unfolded again
-    from it (cheaper than reading 14 MB of kept columns back from memory), then
-    ``dW += dY_b @ cols_b^T`` and, unless ``input_grad`` is False, ``dx_b = col2im(W_mat^T @ dY_b)``,
-    all on arrays that stay in the cache.
-    """
-    if x.ndim == 3 or x.dtype not in DTYPES:  # columns from the reference's forward (x of another dtype)
-        return functional.conv2d_backward.reference(grad_output, x, weight, x_shape, stride, padding, input_grad)
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = window(x_shape, weight.shape[2:], stride, padding)
-    OC, K, P = weight.shape[0], C * KH * KW, OH * OW
-    if tuple(x.shape) != (N, C, H, W) or tuple(grad_output.shape) != (N, OC, OH, OW):
-        raise ValueError(f"conv2d_backward: for an input of shape {(N, C, H, W)} expected the forward's "
-                         f"saved input of that shape and grad_output of shape {(N, OC, OH, OW)}, got "
-                         f"{tuple(x.shape)} and {tuple(grad_output.shape)}")
-    dtype = grad_output.dtype
-    grad_output = np.ascontiguousarray(grad_output)
-    w_t = np.ascontiguousarray(weight.reshape(OC, K).T)                              # (K, OC)
-    dweight = np.zeros((OC, K), dtype=dtype)
-    dbias = np.zeros(OC, dtype=dtype)
-    dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
-    per_block = _images_per_block(K, OC, P, dtype.itemsize, N)
-    col_buf = np.empty(K * per_block * P, dtype=dtype)
-    dy_buf = np.empty(OC * per_block * P, dtype=dtype)
-    dw_block = np.empty((OC, K), dtype=dtype)
-    no_bias, zero = np.empty(0, dtype=dtype), dtype.type(0)
-    for n0, m in _blocks(N, per_block):
-        cols = col_buf[:K * m * P].reshape(K, m, P)
-        _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, zero, cols)            # (K, m, P)
-        dy = dy_buf[:OC * m * P].reshape(OC, m, P)
-        _transpose01(grad_output[n0:n0 + m].reshape(m, OC, P), no_bias, dy)         # (OC, m, P)
-        dy, cols = dy.reshape(OC, m * P), cols.reshape(K, m * P)
-        np.matmul(dy, cols.T, out=dw_block)
-        dweight += dw_block                                                        # dW = sum_b dY_b @ cols_b^T
-        dbias += dy.sum(axis=1)
-        if input_grad:
-            dcols = cols  # the block's columns are no longer needed: the gradient takes their place
-            np.matmul(w_t, dy, out=dcols)                                         # (K, m*P)
-            _col2im(dcols.reshape(K, m, P), KH, KW, SH, SW, PH, PW, OH, OW, zero, dx[n0:n0 + m])
-    return dx, dweight.reshape(weight.shape), dbias
 
 
 def _parallel_float(*arrays) -> bool:

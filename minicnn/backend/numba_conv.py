@@ -1,0 +1,297 @@
+"""The Numba backend's convolution: ``conv2d`` and ``conv2d_backward`` as overrides.
+
+Notation: that of :mod:`minicnn.backend.numba_kernels` (N, C, H, W, OC, KH,
+KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``).
+
+The reference (:func:`minicnn.nn.functional.conv2d`) unfolds the whole batch
+with im2col, multiplies once, and keeps the columns for backward.  Here the
+same im2col + product runs in one of two ways, chosen by the shapes; both
+keep only the input ``x`` for backward, and both are tested against the
+reference (values to rounding, the same dtype):
+
+Blocked im2col (every convolution with ``K > _DIRECT_MAX_K`` or a stride)
+    The reference's steps one block of images at a time: as many images as
+    fit ``_BLOCK_BYTES`` with their product are unfolded into one reused
+    buffer, multiplied while the buffer is still in the cache, and swapped
+    into the output with the bias added.  conv2 of MnistCNN at batch 64
+    unfolds into a 288 x 12,544 float32 matrix (14.4 MB, seven times a core's
+    L2): unblocked, it is written to memory, read by the product, kept, and
+    read again in backward.  Backward unfolds each block again from ``x`` and
+    adds its ``dY_b @ cols_b^T``.
+
+Direct (stride 1 and ``K <= _DIRECT_MAX_K``, such as conv1: one channel, K = 9)
+    With few rows the product ``w_mat @ cols`` is a thin, memory-bound pass:
+    im2col writes K copies of the image for a product that does only K
+    multiply-adds per output.  The direct kernel does those multiply-adds
+    from a zero-padded copy of each image instead:
+
+        y[n, oc, oh, ow] = bias[oc] + sum over (c, i, j) of w[oc, c, i, j] * xpad[n, c, oh + i, ow + j]
+
+    The padded image is stored flat with row length ``Wp = W + 2*PW``, so for
+    one tap (c, i, j) all the outputs of a plane are one contiguous loop
+    ``acc[t] += w * xpad_flat[i*Wp + j + t]`` over ``t < OH*Wp`` (``t = oh*Wp
+    + ow``; the ``Wp - OW`` positions past each row's end are computed and
+    dropped), which LLVM turns into vector code.  The weight gradient is the
+    same sum the other way round, ``dW[oc, c, i, j] = sum over n, t of
+    dY_wide[n, oc, t] * xpad_flat[n, c, i*Wp + j + t]`` (dY widened to rows of
+    Wp with zeros), and the input gradient adds ``w * dY_wide`` back onto the
+    padded image, which is then cropped.
+
+Docs: docs/backends.md#numba
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from minicnn.backend.numba_kernels import DTYPES, _col2im, _im2col, _transpose01
+from minicnn.nn import functional
+from minicnn.nn.unfold import window
+
+__all__ = ["conv2d", "conv2d_backward"]
+
+#: The working set of one block of images in the blocked path: its columns and its product.  Sized
+#: to stay in the two cores' L2 caches together (2 MB each on the machines measured), so the product
+#: reads the columns im2col has just written from the cache instead of memory.  Smaller blocks
+#: (1 MB: conv2 of MnistCNN in 22 blocks of 3 images) ran slower: each block starts three parallel
+#: loops and a product, and a thin product of 3 images is far below BLAS's speed.
+_BLOCK_BYTES = 4 << 20
+
+#: Convolutions of stride 1 with at most this many rows in their columns (K = C*KH*KW) take the
+#: direct kernels.  Measured at batch 64 and 1000 on the first layers of the networks here (K = 9,
+#: 25, 27), the direct kernels beat the blocked im2col + product in forward and in the weight
+#: gradient; at K = 50 the product was already faster (docs/backends.md).
+_DIRECT_MAX_K = 32
+
+_SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
+
+
+def _uses_direct(K, stride) -> bool:
+    return K <= _DIRECT_MAX_K and tuple(stride) == (1, 1)
+
+
+# --- blocked im2col -----------------------------------------------------------------------------
+
+def _images_per_block(K, OC, P, itemsize, N) -> int:
+    """How many images' columns (K, P) and products (OC, P) fit ``_BLOCK_BYTES`` together (at least one)."""
+    return max(1, min(N, _BLOCK_BYTES // ((K + OC) * P * itemsize)))
+
+
+def _blocks(N, per_block):
+    """(first image, image count) of each block of ``per_block`` images (the last one may be smaller)."""
+    return [(n0, min(per_block, N - n0)) for n0 in range(0, N, per_block)]
+
+
+def _blocked_forward(x, w_mat, bias, dims, y):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K, P = w_mat.shape[0], w_mat.shape[1], OH * OW
+    per_block = _images_per_block(K, OC, P, x.dtype.itemsize, N)
+    col_buf = np.empty(K * per_block * P, dtype=x.dtype)
+    prod_buf = np.empty(OC * per_block * P, dtype=x.dtype)
+    pad = x.dtype.type(0)
+    for n0, m in _blocks(N, per_block):
+        cols = col_buf[:K * m * P].reshape(K, m, P)
+        _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, pad, cols)             # (K, m, P)
+        prod = prod_buf[:OC * m * P].reshape(OC, m * P)
+        np.matmul(w_mat, cols.reshape(K, m * P), out=prod)                          # (OC, m*P)
+        _transpose01(prod.reshape(OC, m, P), bias, y[n0:n0 + m].reshape(m, OC, P))   # + b, (m, OC, P)
+
+
+def _blocked_backward(grad_output, x, w_mat, dims, dweight, dbias, dx):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K, P = w_mat.shape[0], w_mat.shape[1], OH * OW
+    dtype = grad_output.dtype
+    w_t = np.ascontiguousarray(w_mat.T)                                              # (K, OC)
+    per_block = _images_per_block(K, OC, P, dtype.itemsize, N)
+    col_buf = np.empty(K * per_block * P, dtype=dtype)
+    dy_buf = np.empty(OC * per_block * P, dtype=dtype)
+    dw_block = np.empty((OC, K), dtype=dtype)
+    no_bias, zero = np.empty(0, dtype=dtype), dtype.type(0)
+    for n0, m in _blocks(N, per_block):
+        cols = col_buf[:K * m * P].reshape(K, m, P)
+        _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, zero, cols)            # (K, m, P)
+        dy = dy_buf[:OC * m * P].reshape(OC, m, P)
+        _transpose01(grad_output[n0:n0 + m].reshape(m, OC, P), no_bias, dy)         # (OC, m, P)
+        dy, cols = dy.reshape(OC, m * P), cols.reshape(K, m * P)
+        np.matmul(dy, cols.T, out=dw_block)
+        dweight += dw_block                                                        # dW = sum_b dY_b @ cols_b^T
+        dbias += dy.sum(axis=1)
+        if dx is not None:
+            dcols = cols  # the block's columns are no longer needed: the gradient takes their place
+            np.matmul(w_t, dy, out=dcols)                                         # (K, m*P)
+            _col2im(dcols.reshape(K, m, P), KH, KW, SH, SW, PH, PW, OH, OW, zero, dx[n0:n0 + m])
+
+
+# --- direct (stride 1, few rows) ----------------------------------------------------------------
+# A padded plane is stored flat: xpad[n, c, (h + PH)*Wp + (w + PW)] = x[n, c, h, w], zeros
+# around, and KW - 1 more zeros at the end so that the last tap's loop stays inside.
+# The loops index with unsigned integers, as in numba_kernels: no wrap-around tests, vector code.
+
+@numba.njit(parallel=True, cache=True)
+def _pad_planes(x, PH, PW, xpad):
+    """xpad[n, c] = x[n, c] zero-padded by (PH, PW), rows of Wp = W + 2*PW, flat."""
+    N, C, H, W = x.shape
+    Wp = W + 2 * PW
+    zero = xpad.dtype.type(0)
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        dst = xpad[n, c]
+        for t in range(np.uint64(dst.shape[0])):
+            dst[t] = zero
+        for h in range(H):
+            src, base = x[n, c, h], np.uint64((h + PH) * Wp + PW)
+            for w in range(np.uint64(W)):
+                dst[base + w] = src[w]
+
+
+@numba.njit(parallel=True, cache=True)
+def _direct_forward(xpad, w, bias, Wp, y):
+    """y[n, oc, oh, ow] = bias[oc] + sum over (c, i, j) of w[oc, c, i, j] * xpad[n, c, (oh + i)*Wp + ow + j]"""
+    N, C = xpad.shape[0], xpad.shape[1]
+    OC, KH, KW = w.shape[0], w.shape[2], w.shape[3]
+    OH, OW = y.shape[2], y.shape[3]
+    L = np.uint64(OH * Wp)
+    zero = y.dtype.type(0)
+    for plane in prange(N * OC):
+        n, oc = plane // OC, plane % OC
+        acc = np.empty(OH * Wp, dtype=y.dtype)     # the plane's outputs, rows of Wp
+        b = bias[oc] if bias.shape[0] != 0 else zero
+        for t in range(L):
+            acc[t] = b
+        for c in range(C):
+            src = xpad[n, c]
+            for i in range(KH):
+                for j in range(KW):
+                    wv, off = w[oc, c, i, j], np.uint64(i * Wp + j)
+                    for t in range(L):
+                        acc[t] += wv * src[off + t]
+        for oh in range(OH):
+            dst, base = y[n, oc, oh], np.uint64(oh * Wp)
+            for ow in range(np.uint64(OW)):
+                dst[ow] = acc[base + ow]
+
+
+@numba.njit(cache=True, inline="always")
+def _widen(dy, n, oc, Wp, g):
+    """g[oh*Wp + ow] = dy[n, oc, oh, ow] for ow < OW (g's other entries are left as they are: zero)."""
+    for oh in range(dy.shape[2]):
+        row, base = dy[n, oc, oh], np.uint64(oh * Wp)
+        for ow in range(np.uint64(dy.shape[3])):
+            g[base + ow] = row[ow]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_SUMS)
+def _direct_weight_grad(xpad, dy, Wp, dw, db):
+    """dw[oc, c, i, j] = sum over n, t of dY_wide[n, oc, t] * xpad[n, c, i*Wp + j + t]; db[oc] = sum of dY[:, oc].
+    Each plane's sums are added into float64 totals, so a large batch loses no precision."""
+    N, C = xpad.shape[0], xpad.shape[1]
+    OC, KH, KW = dw.shape[0], dw.shape[2], dw.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    L = np.uint64(OH * Wp)
+    for oc in prange(OC):
+        acc = np.zeros((C, KH, KW), dtype=np.float64)
+        bias_acc = 0.0
+        g = np.zeros(OH * Wp, dtype=dy.dtype)
+        for n in range(N):
+            _widen(dy, n, oc, Wp, g)
+            s = dy.dtype.type(0)
+            for t in range(L):
+                s += g[t]
+            bias_acc += s
+            for c in range(C):
+                src = xpad[n, c]
+                for i in range(KH):
+                    for j in range(KW):
+                        off, s = np.uint64(i * Wp + j), dy.dtype.type(0)
+                        for t in range(L):
+                            s += g[t] * src[off + t]
+                        acc[c, i, j] += s
+        for c in range(C):
+            for i in range(KH):
+                for j in range(KW):
+                    dw[oc, c, i, j] = acc[c, i, j]
+        db[oc] = bias_acc
+
+
+@numba.njit(parallel=True, cache=True)
+def _direct_input_grad(dy, w, PH, PW, Wp, dx):
+    """dx[n, c] = the crop of sum over (oc, i, j) of w[oc, c, i, j] * dY_wide[n, oc] added at offset i*Wp + j."""
+    N, C, H, W = dx.shape
+    OC, KH, KW = w.shape[0], w.shape[2], w.shape[3]
+    OH = dy.shape[2]
+    L = np.uint64(OH * Wp)
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        dxp = np.zeros((H + 2 * PH) * Wp + KW, dtype=dx.dtype)
+        g = np.zeros(OH * Wp, dtype=dx.dtype)
+        for oc in range(OC):
+            _widen(dy, n, oc, Wp, g)
+            for i in range(KH):
+                for j in range(KW):
+                    wv, off = w[oc, c, i, j], np.uint64(i * Wp + j)
+                    for t in range(L):
+                        dxp[off + t] += wv * g[t]
+        for h in range(H):
+            dst, base = dx[n, c, h], np.uint64((h + PH) * Wp + PW)
+            for ww in range(np.uint64(W)):
+                dst[ww] = dxp[base + ww]
+
+
+def _padded(x, dims):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    Wp = W + 2 * PW
+    xpad = np.empty((N, C, (H + 2 * PH) * Wp + KW - 1), dtype=x.dtype)
+    _pad_planes(x, PH, PW, xpad)
+    return xpad, Wp
+
+
+# --- the overrides ------------------------------------------------------------------------------
+
+def conv2d(x, weight, bias, stride, padding):
+    """``y = weight * x + bias``, blocked or direct (see the module docstring); returns ``(y, x)``:
+    backward rebuilds what it needs from ``x``.  Same values as :func:`functional.conv2d` up to the
+    rounding of a sum taken in another order."""
+    x = np.ascontiguousarray(x)
+    dims = window(x.shape, weight.shape[2:], stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K = weight.shape[0], C * KH * KW
+    bias = np.empty(0, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    y = np.empty((N, OC, OH, OW), dtype=x.dtype)
+    if _uses_direct(K, stride):
+        xpad, Wp = _padded(x, dims)
+        _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, y)
+    else:
+        _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, y)
+    return y, x
+
+
+def conv2d_backward(grad_output, x, weight, x_shape, stride, padding, input_grad=True):
+    """``(dx, dweight, dbias)`` of :func:`conv2d` from the input it kept; see :func:`functional.conv2d_backward`.
+
+    ``dx`` is None with ``input_grad=False``.  Columns kept by the reference's forward (a 3-d
+    ``x``) go to the reference.
+    """
+    if x.ndim == 3 or x.dtype not in DTYPES:  # columns from the reference's forward (x of another dtype)
+        return functional.conv2d_backward.reference(grad_output, x, weight, x_shape, stride, padding, input_grad)
+    dims = window(x_shape, weight.shape[2:], stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K = weight.shape[0], C * KH * KW
+    if tuple(x.shape) != (N, C, H, W) or tuple(grad_output.shape) != (N, OC, OH, OW):
+        raise ValueError(f"conv2d_backward: for an input of shape {(N, C, H, W)} expected the forward's "
+                         f"saved input of that shape and grad_output of shape {(N, OC, OH, OW)}, got "
+                         f"{tuple(x.shape)} and {tuple(grad_output.shape)}")
+    dtype = grad_output.dtype
+    grad_output, x = np.ascontiguousarray(grad_output), np.ascontiguousarray(x, dtype=dtype)
+    dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
+    if _uses_direct(K, stride):
+        dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(OC, dtype=dtype)
+        xpad, Wp = _padded(x, dims)
+        _direct_weight_grad(xpad, grad_output, Wp, dweight, dbias)
+        if input_grad:
+            _direct_input_grad(grad_output, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
+        return dx, dweight, dbias
+    dweight, dbias = np.zeros((OC, K), dtype=dtype), np.zeros(OC, dtype=dtype)
+    _blocked_backward(grad_output, x, np.ascontiguousarray(weight.reshape(OC, K), dtype=dtype), dims,
+                      dweight, dbias, dx)
+    return dx, dweight.reshape(weight.shape), dbias
