@@ -262,3 +262,48 @@ def test_cuda_graph_without_cupy_is_one_line_before_measuring(capsys, without_cu
     assert info.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("minicnn bench: error: --cuda-graph: backend 'cupy' needs CuPy")
+
+
+def _levers_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_numba_levers.py"
+    spec = importlib.util.spec_from_file_location("bench_numba_levers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backend_back(tmp_path, capsys):
+    pytest.importorskip("numba", reason="Numba is not installed: the levers are the numba backend's")
+    levers = _levers_module()
+    backend = minicnn.backend.load_backend("numba")
+    before = dict(backend.overrides)
+    from minicnn.backend import numba_conv
+
+    direct_max_k = numba_conv._DIRECT_MAX_K
+    out = tmp_path / "levers.json"
+    assert levers.main(["--rounds", "1", "--steps", "1", "--no-torch", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    configs = set(report["train_images_per_s"])
+    assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1"} <= configs
+    assert all(rate > 0 for rate in report["train_images_per_s"].values())
+    assert "+ no image grad" not in report["infer_images_per_s"]  # no backward in inference
+    assert set(report["conv2_product_ms"]) == {"(OC, K) @ (K, N*P)", "(N*P, K) @ (K, OC)"}
+    assert report["optimizer_step_ms"] > 0
+    table = capsys.readouterr().out
+    assert "| + direct conv1 |" in table and "Adam's step alone" in table
+    assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k
+
+
+def test_numba_levers_configurations_switch_what_runs():
+    pytest.importorskip("numba", reason="Numba is not installed: the levers are the numba backend's")
+    levers = _levers_module()
+    from minicnn.backend import numba_conv
+
+    backend = minicnn.backend.load_backend("numba")
+    with levers.configured(backend, "reference conv"):
+        assert "conv2d" not in backend.overrides and "conv2d_backward" not in backend.overrides
+    with levers.configured(backend, "+ blocked im2col"):
+        assert not numba_conv._uses_direct(9, (1, 1))
+    assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))

@@ -1,0 +1,198 @@
+"""What each of the Numba backend's convolution levers buys, measured side by side in one process.
+
+    python benchmarks/bench_numba_levers.py                 # MnistCNN, batch 64 training, batch 1000 inference
+    python benchmarks/bench_numba_levers.py --rounds 9 --json levers.json
+
+The levers are switched on one after the other (each configuration includes the ones above it):
+
+    reference conv      the reference convolution (whole-batch im2col, columns kept) and the
+                        full backward pass, dL/dx of the images included
+    + no image grad     ``model.parameter_backward``: conv1 computes no gradient for the images
+    + blocked im2col    numba_conv's blocked im2col + product for every convolution (conv1 too)
+    + direct conv1      the direct kernels for the stride-1 convolutions of few rows (the default)
+    + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
+
+The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
+speeds up or slows down affects them alike; each figure is the median over the rounds of the
+median step.  Also timed: the optimizer's step alone (the most a single flat-buffer Adam pass
+could save) and conv2's forward product in both orientations, ``(OC, K) @ (K, N*P)`` as the
+package multiplies and ``(N*P, K) @ (K, OC)``, whose output would already be NHWC.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import minicnn
+from minicnn import bench
+from minicnn.backend import numba_conv
+from minicnn.serialization import write_json_atomic
+
+CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ 1 BLAS thread")
+
+
+@contextlib.contextmanager
+def configured(backend, name):
+    """The numba backend as configuration ``name`` has it (overrides put back afterwards)."""
+    saved = {k: backend.overrides[k] for k in ("conv2d", "conv2d_backward")}
+    direct_max_k = numba_conv._DIRECT_MAX_K
+    limits = contextlib.nullcontext()
+    try:
+        if name == "reference conv":
+            for k in saved:
+                del backend.overrides[k]  # the reference runs, as on the NumPy backend
+        elif name == "+ blocked im2col":
+            numba_conv._DIRECT_MAX_K = 0
+        elif name == "+ 1 BLAS thread":
+            from threadpoolctl import threadpool_limits
+            limits = threadpool_limits(1, user_api="blas")
+        with limits:
+            yield
+    finally:
+        backend.overrides.update(saved)
+        numba_conv._DIRECT_MAX_K = direct_max_k
+
+
+def step_seconds(runner, steps, full_backward=False):
+    """Median seconds of one training step over ``steps`` steps."""
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        if full_backward:
+            x, y = runner.batches[bench.TRAIN_BATCH]
+            runner.model.train()
+            runner.loss(runner.model(x), y)
+            runner.model.backward(runner.loss.backward())
+            runner.opt.step()
+            runner.opt.zero_grad()
+        else:
+            runner.train_step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def infer_seconds(runner, calls):
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        runner.infer()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def optimizer_seconds(runner, reps=50):
+    """Median seconds of Adam's step over every parameter (gradients filled by one backward pass first)."""
+    x, y = runner.batches[bench.TRAIN_BATCH]
+    runner.model.train()
+    runner.loss(runner.model(x), y)
+    runner.model.parameter_backward(runner.loss.backward())
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        runner.opt.step()
+        times.append(time.perf_counter() - t0)
+    runner.opt.zero_grad()
+    return statistics.median(times)
+
+
+def product_orientations(n=bench.TRAIN_BATCH, reps=21):
+    """Median seconds of conv2's forward product as (64, 288) @ (288, N*196) and as (N*196, 288) @ (288, 64)."""
+    rng = np.random.default_rng(0)
+    w, cols = rng.standard_normal((64, 288), dtype=np.float32), rng.standard_normal((288, n * 196), dtype=np.float32)
+    cols_t, w_t = np.ascontiguousarray(cols.T), np.ascontiguousarray(w.T)
+    out = {}
+    for name, a, b in (("(OC, K) @ (K, N*P)", w, cols), ("(N*P, K) @ (K, OC)", cols_t, w_t)):
+        a @ b
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    return out
+
+
+def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
+    x, y = bench._mnist_batch(bench.INFER_BATCH)
+    runner = bench._Minicnn("numba", x, y)
+    backend = runner.backend
+    configs = list(CONFIGS)
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        configs.remove("+ 1 BLAS thread")
+    torch_runner = None
+    if torch_reference:
+        try:
+            torch_runner = bench._Torch(x, y)
+        except ImportError:
+            pass
+    train = {c: [] for c in configs}
+    infer = {c: [] for c in configs}
+    torch_train, torch_infer = [], []
+    for c in configs:  # warm-up: compile every kernel of every configuration
+        with configured(backend, c):
+            step_seconds(runner, 2, full_backward=c == "reference conv")
+            runner.infer()
+    for _ in range(rounds):
+        for c in configs:
+            with configured(backend, c):
+                train[c].append(step_seconds(runner, steps, full_backward=c == "reference conv"))
+                if c != "+ no image grad":  # inference has no backward: the same as the reference
+                    infer[c].append(infer_seconds(runner, infer_calls))
+        if torch_runner is not None:
+            torch_train.append(step_seconds(torch_runner, steps))
+            torch_infer.append(infer_seconds(torch_runner, infer_calls))
+    report = {
+        "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
+        "train_images_per_s": {c: bench.TRAIN_BATCH / statistics.median(v) for c, v in train.items()},
+        "infer_images_per_s": {c: bench.INFER_BATCH / statistics.median(v) for c, v in infer.items() if v},
+        "optimizer_step_ms": optimizer_seconds(runner) * 1e3,
+        "conv2_product_ms": {k: v * 1e3 for k, v in product_orientations().items()},
+    }
+    if torch_runner is not None:
+        report["torch_train_images_per_s"] = bench.TRAIN_BATCH / statistics.median(torch_train)
+        report["torch_infer_images_per_s"] = bench.INFER_BATCH / statistics.median(torch_infer)
+    return report
+
+
+def format_report(r) -> str:
+    t_train, t_infer = r.get("torch_train_images_per_s"), r.get("torch_infer_images_per_s")
+    lines = [f"Machine: {r['machine']}; medians of {r['rounds']} rounds of {r['steps']} steps", "",
+             "| configuration | training img/s (batch 64) | vs PyTorch | inference img/s (batch 1000) | vs PyTorch |",
+             "|---|---|---|---|---|"]
+    for c, rate in r["train_images_per_s"].items():
+        inf = r["infer_images_per_s"].get(c)
+        lines.append(f"| {c} | {rate:,.0f} | {f'{rate / t_train:.2f}x' if t_train else '-'} | "
+                     f"{f'{inf:,.0f}' if inf else '(as above)'} | "
+                     f"{f'{inf / t_infer:.2f}x' if inf and t_infer else '-'} |")
+    if t_train:
+        lines.append(f"| pytorch-cpu | {t_train:,.0f} | 1.00x | {t_infer:,.0f} | 1.00x |")
+    lines += ["", f"Adam's step alone (MnistCNN's 8 tensors): {r['optimizer_step_ms']:.2f} ms",
+              "conv2's forward product at batch 64: " + ", ".join(
+                  f"{k} {v:.2f} ms" for k, v in r["conv2_product_ms"].items())]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7, help="rounds over the configurations (default 7)")
+    p.add_argument("--steps", type=int, default=15, help="training steps per configuration and round (default 15)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--json", help="write the report as JSON here")
+    args = p.parse_args(argv)
+    minicnn.set_backend("numba")
+    report = run(args.rounds, args.steps, torch_reference=not args.no_torch)
+    print(format_report(report))
+    if args.json:
+        write_json_atomic(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
