@@ -311,7 +311,13 @@ def matmul_rate(xp=np, n=1024, reps=5, sync=lambda: None) -> float:
     """This device's float32 matrix-product speed in FLOP/s: the median over ``reps`` products of two n x n matrices."""
     rng = np.random.default_rng(0)
     a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
-    a @ b  # warm-up: BLAS threads started, GPU kernels loaded
+    return 2 * n ** 3 / _product_seconds(a, b, reps, sync)
+
+
+def _product_seconds(a, b, reps, sync) -> float:
+    """Median seconds of ``a @ b`` over ``reps`` products, after one warm-up (BLAS threads started,
+    GPU kernels loaded)."""
+    a @ b
     sync()
     times = []
     for _ in range(reps):
@@ -319,7 +325,7 @@ def matmul_rate(xp=np, n=1024, reps=5, sync=lambda: None) -> float:
         a @ b
         sync()
         times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times)
+    return statistics.median(times)
 
 
 def matmul_shapes(model, x, training=True) -> list[tuple[int, int, int]]:
@@ -353,15 +359,7 @@ def products_time(shapes, xp=np, reps=5, sync=lambda: None) -> float:
     for M, K, N in shapes:
         a = xp.asarray(rng.standard_normal((M, K), dtype=np.float32))
         b = xp.asarray(rng.standard_normal((K, N), dtype=np.float32))
-        a @ b  # warm-up
-        sync()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            a @ b
-            sync()
-            times.append(time.perf_counter() - t0)
-        total += statistics.median(times)
+        total += _product_seconds(a, b, reps, sync)
     return total
 
 
