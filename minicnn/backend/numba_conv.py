@@ -59,9 +59,11 @@ __all__ = ["conv2d", "conv2d_backward"]
 _BLOCK_BYTES = 4 << 20
 
 #: Convolutions of stride 1 with at most this many rows in their columns (K = C*KH*KW) take the
-#: direct kernels.  Measured at batch 64 and 1000 on the first layers of the networks here (K = 9,
-#: 25, 27), the direct kernels beat the blocked im2col + product in forward and in the weight
-#: gradient; at K = 50 the product was already faster (docs/backends.md).
+#: direct kernels: a one-channel first layer (K = 9 for 3 x 3, 25 for 5 x 5) or a 3 x 3 one on RGB
+#: images (K = 27).  A direct kernel does K multiply-adds per output from the cache, where the
+#: product would do the same K with BLAS after im2col has written K copies of the image; with more
+#: rows the product's register blocking wins.  benchmarks/bench_numba_levers.py measures what
+#: the direct kernels buy in a training step and in inference.
 _DIRECT_MAX_K = 32
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
