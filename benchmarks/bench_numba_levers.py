@@ -58,31 +58,20 @@ def configured(backend, name):
         numba_conv._DIRECT_MAX_K = direct_max_k
 
 
+def median_seconds(fn, reps):
+    """Median wall-clock seconds of one call of ``fn`` over ``reps`` calls."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def step_seconds(runner, steps, full_backward=False):
-    """Median seconds of one training step over ``steps`` steps."""
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        if full_backward:
-            x, y = runner.batches[bench.TRAIN_BATCH]
-            runner.model.train()
-            runner.loss(runner.model(x), y)
-            runner.model.backward(runner.loss.backward())
-            runner.opt.step()
-            runner.opt.zero_grad()
-        else:
-            runner.train_step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def infer_seconds(runner, calls):
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        runner.infer()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of one training step over ``steps`` steps (``full_backward``: dL/dx of the images too)."""
+    step = (lambda: runner.train_step(image_grad=True)) if full_backward else runner.train_step
+    return median_seconds(step, steps)
 
 
 def optimizer_seconds(runner, reps=50):
@@ -91,13 +80,9 @@ def optimizer_seconds(runner, reps=50):
     runner.model.train()
     runner.loss(runner.model(x), y)
     runner.model.parameter_backward(runner.loss.backward())
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        runner.opt.step()
-        times.append(time.perf_counter() - t0)
+    seconds = median_seconds(runner.opt.step, reps)
     runner.opt.zero_grad()
-    return statistics.median(times)
+    return seconds
 
 
 def product_orientations(n=bench.TRAIN_BATCH, reps=21):
@@ -105,16 +90,8 @@ def product_orientations(n=bench.TRAIN_BATCH, reps=21):
     rng = np.random.default_rng(0)
     w, cols = rng.standard_normal((64, 288), dtype=np.float32), rng.standard_normal((288, n * 196), dtype=np.float32)
     cols_t, w_t = np.ascontiguousarray(cols.T), np.ascontiguousarray(w.T)
-    out = {}
-    for name, a, b in (("(OC, K) @ (K, N*P)", w, cols), ("(N*P, K) @ (K, OC)", cols_t, w_t)):
-        a @ b
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times)
-    return out
+    return {name: bench._product_seconds(a, b, reps, sync=lambda: None)
+            for name, a, b in (("(OC, K) @ (K, N*P)", w, cols), ("(N*P, K) @ (K, OC)", cols_t, w_t))}
 
 
 def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
@@ -144,10 +121,10 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
             with configured(backend, c):
                 train[c].append(step_seconds(runner, steps, full_backward=c == "reference conv"))
                 if c != "+ no image grad":  # inference has no backward: the same as the reference
-                    infer[c].append(infer_seconds(runner, infer_calls))
+                    infer[c].append(median_seconds(runner.infer, infer_calls))
         if torch_runner is not None:
             torch_train.append(step_seconds(torch_runner, steps))
-            torch_infer.append(infer_seconds(torch_runner, infer_calls))
+            torch_infer.append(median_seconds(torch_runner.infer, infer_calls))
     report = {
         "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
         "train_images_per_s": {c: bench.TRAIN_BATCH / statistics.median(v) for c, v in train.items()},

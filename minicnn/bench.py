@@ -133,11 +133,13 @@ class _Minicnn:
     def activate(self):
         minicnn.set_backend(self.backend.name)
 
-    def train_step(self, batch=TRAIN_BATCH):
+    def train_step(self, batch=TRAIN_BATCH, image_grad=False):
+        """One Adam step; ``image_grad=True`` also computes dL/dx of the images (the full backward)."""
         x, y = self.batches[batch]
         self.model.train()
         self.loss(self.model(x), y)
-        self.model.parameter_backward(self.loss.backward())
+        backward = self.model.backward if image_grad else self.model.parameter_backward
+        backward(self.loss.backward())
         self.opt.step()
         self.opt.zero_grad()
 
