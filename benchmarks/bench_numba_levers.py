@@ -30,8 +30,10 @@ import numpy as np
 
 import minicnn
 from minicnn import bench
-from minicnn.backend import numba_conv
+from minicnn.cli import run_command
+from minicnn.paths import output_file, path_argument
 from minicnn.serialization import write_json_atomic
+from minicnn.validate import satisfies
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ 1 BLAS thread")
 
@@ -39,6 +41,8 @@ CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct co
 @contextlib.contextmanager
 def configured(backend, name):
     """The numba backend as configuration ``name`` has it (overrides put back afterwards)."""
+    from minicnn.backend import numba_conv  # needs Numba: imported once the numba backend has loaded
+
     saved = {k: backend.overrides[k] for k in ("conv2d", "conv2d_backward")}
     direct_max_k = numba_conv._DIRECT_MAX_K
     limits = contextlib.nullcontext()
@@ -156,19 +160,34 @@ def format_report(r) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench_numba_levers.py", description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=7, help="rounds over the configurations (default 7)")
     p.add_argument("--steps", type=int, default=15, help="training steps per configuration and round (default 15)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--json", help="write the report as JSON here")
-    args = p.parse_args(argv)
-    minicnn.set_backend("numba")
+    p.add_argument("--json", type=path_argument, help="write the report as JSON here")
+    return p
+
+
+def run_with_args(args, parser) -> int:
+    """Check the options and the output path first (nothing goes wrong after minutes of measuring), then measure."""
+    for option, value in (("--rounds", args.rounds), ("--steps", args.steps)):
+        if not satisfies(value, "> 0"):
+            parser.error(f"{option} must be at least 1, got {value}")
+    if args.json:
+        output_file(parser, "--json", args.json)
+    minicnn.set_backend("numba")  # the levers are the numba backend's: one line where it cannot load
     report = run(args.rounds, args.steps, torch_reference=not args.no_torch)
     print(format_report(report))
     if args.json:
         write_json_atomic(args.json, report)
     return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    # Errors as `minicnn bench` reports them: one line, exit status 1 or 2, no traceback.
+    return run_command(parser, parser.parse_args(argv), run_with_args)
 
 
 if __name__ == "__main__":

@@ -307,3 +307,19 @@ def test_numba_levers_configurations_switch_what_runs():
     with levers.configured(backend, "+ blocked im2col"):
         assert not numba_conv._uses_direct(9, (1, 1))
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+    (["--steps", "-2"], "--steps must be at least 1, got -2"),
+])
+def test_numba_levers_benchmark_refuses_bad_options_before_measuring(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _levers_module().main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_numba_levers_benchmark_checks_its_json_path_first(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _levers_module().main(["--json", str(tmp_path)])  # a folder: refused before minutes of measuring
+    assert exc.value.code == 2 and f"--json {tmp_path}: is a folder, expected a file name" in capsys.readouterr().err
