@@ -34,6 +34,31 @@ def test_state_dict_layout_and_parameter_count():
     assert [model.drop1.p, model.drop2.p, model.drop3.p] == [0.25, 0.25, 0.5]
 
 
+def test_it_starts_as_keras_starts_it_glorot_uniform_weights_and_zero_biases():
+    model = models.MnistDeepCNN(seed=0)
+    fans = {"conv1": (25, 800), "conv2": (800, 800), "conv3": (288, 576), "conv4": (576, 576),
+            "fc1": (3136, 256), "fc2": (256, 10)}
+    for name, (fan_in, fan_out) in fans.items():
+        layer = getattr(model, name)
+        bound = np.sqrt(6 / (fan_in + fan_out))
+        w = layer.weight.data
+        assert np.abs(w).max() <= bound * (1 + 1e-6), name
+        assert np.abs(w).max() > 0.9 * bound, name  # drawn over the whole range, not a narrower one
+        # U(-b, b) has variance b^2 / 3; the larger layers pin it down
+        if w.size >= 10_000:
+            np.testing.assert_allclose(w.var(), bound ** 2 / 3, rtol=0.05, err_msg=name)
+        assert not layer.bias.data.any(), name
+    fan_in_model = models.MnistDeepCNN(seed=0, init="fan_in")
+    assert np.abs(fan_in_model.fc1.weight.data).max() <= 1 / np.sqrt(3136) * (1 + 1e-6)
+    assert fan_in_model.fc1.bias.data.any()
+    np.testing.assert_array_equal(models.MnistDeepCNN(seed=0).conv2.weight.data, model.conv2.weight.data)
+
+
+def test_an_unknown_init_is_named():
+    with pytest.raises(ValueError, match="init must be 'glorot' or 'fan_in', got 'he'"):
+        models.MnistDeepCNN(init="he")
+
+
 def test_summary_prints_the_layer_shapes_and_887530_parameters(capsys):
     assert cli.main(["summary", "--model", "MnistDeepCNN"]) == 0
     out = capsys.readouterr().out
@@ -105,7 +130,8 @@ def test_train_uses_the_deep_recipe_by_default(monkeypatch, tmp_path):
     assert (group["lr"], group["alpha"], group["eps"], group["momentum"]) == (1e-3, 0.9, 1e-8, 0)
     sched = seen["scheduler"]
     assert type(sched) is optim.ReduceLROnPlateau
-    assert (sched.mode, sched.patience, sched.factor, sched.min_lrs) == ("max", 3, 0.5, [1e-5])
+    assert (sched.mode, sched.patience, sched.factor, sched.min_lrs) == ("max", 2, 0.5, [1e-5])  # Keras patience 3
+    assert seen["train_loader"].batch_size == 86
     assert seen["plateau_metric"] == "val_accuracy" and seen["scheduler_interval"] == "epoch"
     transform = seen["train_loader"].transform
     assert (transform.augment, transform.degrees, transform.translate, transform.scale) == (True, 10.0, 0.1, (0.9, 1.1))
