@@ -9,13 +9,16 @@ The levers are switched on one after the other (each configuration includes the 
                         full backward pass, dL/dx of the images included
     + no image grad     ``model.parameter_backward``: conv1 computes no gradient for the images
     + blocked im2col    numba_conv's blocked im2col + product for every convolution (conv1 too)
-    + direct conv1      the direct kernels for the stride-1 convolutions of few rows (the default)
+    + direct conv1      the direct kernels for the stride-1 convolutions of few rows
+    + fused inference   conv -> ReLU -> max-pool as one kernel under no_grad (inference only)
+    + one Adam pass     Adam's step over all of a group's tensors in one parallel loop (training
+                        only); with it, everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
 
 The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
 speeds up or slows down affects them alike; each figure is the median over the rounds of the
-median step.  Also timed: the optimizer's step alone (the most a single flat-buffer Adam pass
-could save) and conv2's forward product in both orientations, ``(OC, K) @ (K, N*P)`` as the
+median step; a configuration that changes only training or only inference is measured on that
+alone.  Also timed: the optimizer's step alone, and conv2's forward product in both orientations, ``(OC, K) @ (K, N*P)`` as the
 package multiplies and ``(N*P, K) @ (K, OC)``, whose output would already be NHWC.
 """
 from __future__ import annotations
@@ -35,7 +38,23 @@ from minicnn.paths import output_file, path_argument
 from minicnn.serialization import write_json_atomic
 from minicnn.validate import satisfies
 
-CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ 1 BLAS thread")
+CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ fused inference",
+           "+ one Adam pass", "+ 1 BLAS thread")
+
+#: The overrides each configuration goes without (the reference runs in their place).
+_FUSED, _ADAM_MANY = "conv2d_relu_maxpool2d", "adam_update_many"
+WITHOUT = {
+    "reference conv": ("conv2d", "conv2d_backward", _FUSED, _ADAM_MANY),
+    "+ no image grad": (_FUSED, _ADAM_MANY),
+    "+ blocked im2col": (_FUSED, _ADAM_MANY),
+    "+ direct conv1": (_FUSED, _ADAM_MANY),
+    "+ fused inference": (_ADAM_MANY,),
+    "+ one Adam pass": (),
+    "+ 1 BLAS thread": (),
+}
+
+#: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
+MEASURED = {"+ no image grad": ("train",), "+ fused inference": ("infer",), "+ one Adam pass": ("train",)}
 
 
 @contextlib.contextmanager
@@ -43,14 +62,13 @@ def configured(backend, name):
     """The numba backend as configuration ``name`` has it (overrides put back afterwards)."""
     from minicnn.backend import numba_conv  # needs Numba: imported once the numba backend has loaded
 
-    saved = {k: backend.overrides[k] for k in ("conv2d", "conv2d_backward")}
+    saved = {k: backend.overrides[k] for k in WITHOUT[name]}
     direct_max_k = numba_conv._DIRECT_MAX_K
     limits = contextlib.nullcontext()
     try:
-        if name == "reference conv":
-            for k in saved:
-                del backend.overrides[k]  # the reference runs, as on the NumPy backend
-        elif name == "+ blocked im2col":
+        for k in saved:
+            del backend.overrides[k]  # the reference runs, as on the NumPy backend
+        if name == "+ blocked im2col":
             numba_conv._DIRECT_MAX_K = 0
         elif name == "+ 1 BLAS thread":
             from threadpoolctl import threadpool_limits
@@ -89,6 +107,11 @@ def optimizer_seconds(runner, reps=50):
     return seconds
 
 
+def _configured_seconds(backend, name, measure, *args):
+    with configured(backend, name):
+        return measure(*args)
+
+
 def product_orientations(n=bench.TRAIN_BATCH, reps=21):
     """Median seconds of conv2's forward product as (64, 288) @ (288, N*196) and as (N*196, 288) @ (288, 64)."""
     rng = np.random.default_rng(0)
@@ -123,17 +146,20 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
     for _ in range(rounds):
         for c in configs:
             with configured(backend, c):
-                train[c].append(step_seconds(runner, steps, full_backward=c == "reference conv"))
-                if c != "+ no image grad":  # inference has no backward: the same as the reference
+                if "train" in MEASURED.get(c, ("train",)):
+                    train[c].append(step_seconds(runner, steps, full_backward=c == "reference conv"))
+                if "infer" in MEASURED.get(c, ("infer",)):
                     infer[c].append(median_seconds(runner.infer, infer_calls))
         if torch_runner is not None:
             torch_train.append(step_seconds(torch_runner, steps))
             torch_infer.append(median_seconds(torch_runner.infer, infer_calls))
     report = {
         "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
-        "train_images_per_s": {c: bench.TRAIN_BATCH / statistics.median(v) for c, v in train.items()},
+        "train_images_per_s": {c: bench.TRAIN_BATCH / statistics.median(v) for c, v in train.items() if v},
         "infer_images_per_s": {c: bench.INFER_BATCH / statistics.median(v) for c, v in infer.items() if v},
-        "optimizer_step_ms": optimizer_seconds(runner) * 1e3,
+        "optimizer_step_ms": {label: _configured_seconds(backend, c, optimizer_seconds, runner) * 1e3
+                              for label, c in (("a kernel per tensor", "+ fused inference"),
+                                               ("one pass", "+ one Adam pass"))},
         "conv2_product_ms": {k: v * 1e3 for k, v in product_orientations().items()},
     }
     if torch_runner is not None:
@@ -147,14 +173,16 @@ def format_report(r) -> str:
     lines = [f"Machine: {r['machine']}; medians of {r['rounds']} rounds of {r['steps']} steps", "",
              "| configuration | training img/s (batch 64) | vs PyTorch | inference img/s (batch 1000) | vs PyTorch |",
              "|---|---|---|---|---|"]
-    for c, rate in r["train_images_per_s"].items():
-        inf = r["infer_images_per_s"].get(c)
-        lines.append(f"| {c} | {rate:,.0f} | {f'{rate / t_train:.2f}x' if t_train else '-'} | "
+    for c in [c for c in CONFIGS if c in r["train_images_per_s"] or c in r["infer_images_per_s"]]:
+        rate, inf = r["train_images_per_s"].get(c), r["infer_images_per_s"].get(c)
+        lines.append(f"| {c} | {f'{rate:,.0f}' if rate else '(as above)'} | "
+                     f"{f'{rate / t_train:.2f}x' if rate and t_train else '-'} | "
                      f"{f'{inf:,.0f}' if inf else '(as above)'} | "
                      f"{f'{inf / t_infer:.2f}x' if inf and t_infer else '-'} |")
     if t_train:
         lines.append(f"| pytorch-cpu | {t_train:,.0f} | 1.00x | {t_infer:,.0f} | 1.00x |")
-    lines += ["", f"Adam's step alone (MnistCNN's 8 tensors): {r['optimizer_step_ms']:.2f} ms",
+    lines += ["", "Adam's step alone (MnistCNN's 8 tensors): " + ", ".join(
+                  f"{k} {v:.2f} ms" for k, v in r["optimizer_step_ms"].items()),
               "conv2's forward product at batch 64: " + ", ".join(
                   f"{k} {v:.2f} ms" for k, v in r["conv2_product_ms"].items())]
     return "\n".join(lines)

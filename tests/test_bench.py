@@ -286,13 +286,17 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     assert levers.main(["--rounds", "1", "--steps", "1", "--no-torch", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     configs = set(report["train_images_per_s"])
-    assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1"} <= configs
+    assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ one Adam pass"} <= configs
     assert all(rate > 0 for rate in report["train_images_per_s"].values())
     assert "+ no image grad" not in report["infer_images_per_s"]  # no backward in inference
+    assert "+ one Adam pass" not in report["infer_images_per_s"] and "+ fused inference" not in configs
+    assert "+ fused inference" in report["infer_images_per_s"]
+    assert set(report["optimizer_step_ms"]) == {"a kernel per tensor", "one pass"}
     assert set(report["conv2_product_ms"]) == {"(OC, K) @ (K, N*P)", "(N*P, K) @ (K, OC)"}
-    assert report["optimizer_step_ms"] > 0
+    assert all(ms > 0 for ms in report["optimizer_step_ms"].values())
     table = capsys.readouterr().out
-    assert "| + direct conv1 |" in table and "Adam's step alone" in table
+    assert "| + direct conv1 |" in table and "| + fused inference | (as above) |" in table
+    assert "Adam's step alone" in table
     assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k
 
 
@@ -302,11 +306,17 @@ def test_numba_levers_configurations_switch_what_runs():
     from minicnn.backend import numba_conv
 
     backend = minicnn.backend.load_backend("numba")
+    fused, many = "conv2d_relu_maxpool2d", "adam_update_many"
     with levers.configured(backend, "reference conv"):
-        assert "conv2d" not in backend.overrides and "conv2d_backward" not in backend.overrides
+        assert not {"conv2d", "conv2d_backward", fused, many} & set(backend.overrides)
     with levers.configured(backend, "+ blocked im2col"):
-        assert not numba_conv._uses_direct(9, (1, 1))
+        assert not numba_conv._uses_direct(9, (1, 1)) and fused not in backend.overrides
+    with levers.configured(backend, "+ fused inference"):
+        assert backend.overrides[fused] is numba_conv.conv2d_relu_maxpool2d and many not in backend.overrides
+    with levers.configured(backend, "+ one Adam pass"):
+        assert {fused, many} <= set(backend.overrides)
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
+    assert {fused, many} <= set(backend.overrides)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import hypothesis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -141,6 +142,69 @@ def _check_conv2d_against_reference(case, seed, dtype, input_grad):
     for g, w in zip(got[1:], want[1:]):
         assert g.dtype == dtype and g.shape == w.shape
         np.testing.assert_allclose(g, w, **ROUNDING[dtype])
+
+
+def _check_fused_inference_against_reference(case, seed, dtype, pool):
+    C, OC = case.x_shape[1], case.out_channels
+    x = normal(seed, case.x_shape, dtype)
+    weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
+    bias = normal(seed + 2, (OC,), dtype) if case.bias else None
+    z = nc.conv2d_relu_maxpool2d(x, weight, bias, case.stride, case.padding, *pool)
+    with using("numpy"):  # the reference's parts are the NumPy ones
+        z_ref = ref.conv2d_relu_maxpool2d(x, weight, bias, case.stride, case.padding, *pool)
+    assert z.dtype == dtype and z.shape == z_ref.shape
+    np.testing.assert_allclose(z, z_ref, **ROUNDING[dtype])
+
+
+POOL_2X2 = ((2, 2), (2, 2), (0, 0))
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]))
+def test_fused_inference_blocked_equals_reference(case, seed, dtype, block_bytes):
+    """conv -> ReLU -> 2x2 max-pool with the pooling in the blocked product's swap."""
+    assume_poolable(case)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
+        patch.setattr(nc, "_DIRECT_MAX_K", 0)
+        _check_fused_inference_against_reference(case, seed, dtype, POOL_2X2)
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes)
+def test_fused_inference_direct_equals_reference(case, seed, dtype):
+    """conv -> ReLU -> 2x2 max-pool with the pooling in the direct kernel's store."""
+    case = dataclasses.replace(case, stride=(1, 1))
+    assume_poolable(case)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9)
+        _check_fused_inference_against_reference(case, seed, dtype, POOL_2X2)
+
+
+@given(case=conv_cases(kernel_max=3), seed=seeds, pool=st.sampled_from([
+    ((3, 3), (2, 2), (1, 1)), ((2, 2), (1, 1), (0, 0)), ((1, 2), (1, 2), (0, 0))]))
+def test_fused_inference_with_another_pool_takes_the_reference(case, seed, pool):
+    oh, ow = nc.window(case.x_shape, case.kernel_size, case.stride, case.padding)[-2:]
+    hypothesis.assume(oh + 2 * pool[2][0] >= pool[0][0] and ow + 2 * pool[2][1] >= pool[0][1])
+    _check_fused_inference_against_reference(case, seed, np.float64, pool)
+
+
+def assume_poolable(case):
+    oh, ow = nc.window(case.x_shape, case.kernel_size, case.stride, case.padding)[-2:]
+    hypothesis.assume(oh >= 2 and ow >= 2)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "blocked"])
+def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
+    """A NaN anywhere in a window gives NaN (as ReLU then max-pooling do); all-negative windows give 0."""
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 0, 1], x[0, 0, 3, 3] = np.nan, -1.0
+    weight = np.ones((2, 1, 1, 1), np.float32)
+    bias = np.array([0.0, -2.0], np.float32)  # channel 1: every window negative but the NaN one
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if direct else 0)
+        z = nc.conv2d_relu_maxpool2d(x, weight, bias, (1, 1), (0, 0), *POOL_2X2)
+    assert np.isnan(z[0, :, 0, 0]).all()
+    assert not np.isnan(z[0, :, 1, 1]).any() and (z[0, 1][~np.isnan(z[0, 1])] == 0).all()
+    np.testing.assert_array_equal(z[0, 0, 1, :], [0.0, 0.0])
 
 
 def test_conv2d_keeps_the_input_not_the_columns():
@@ -317,6 +381,60 @@ def test_adam_update_of_strided_views_updates_the_arrays_themselves():
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(g, e)
     assert not np.array_equal(got[0], _adam_arrays(0, (6, 8), np.float32)[0])  # it did move
+
+
+def _adam_groups(seed, sizes, dtype):
+    """Four lists (params, grads, exp_avgs, exp_avg_sqs) of tensors of the given sizes."""
+    tensors = [_adam_arrays(seed + k, (n,), dtype) for k, n in enumerate(sizes)]
+    return [list(group) for group in zip(*tensors)]
+
+
+# Sizes around the chunk of 16,384 elements: tensors of one chunk, of several, and a last chunk cut short.
+@given(sizes=st.lists(st.sampled_from([1, 7, 16383, 16384, 16385, 40000]), min_size=1, max_size=6),
+       seed=seeds, dtype=dtypes, t=st.integers(1, 1000), weight_decay=st.sampled_from([0.0, 0.01]))
+def test_adam_update_many_equals_reference(sizes, seed, dtype, t, weight_decay):
+    expected, got = _adam_groups(seed, sizes, dtype), _adam_groups(seed, sizes, dtype)
+    with using("numpy"):
+        ref.adam_update_many(*expected, *_adam_scalars(dtype, t), dtype(weight_decay))
+    nk.adam_update_many(*got, *_adam_scalars(dtype, t), dtype(weight_decay))
+    for name, e_group, g_group in zip(("param", "grad", "exp_avg", "exp_avg_sq"), expected, got):
+        for e, g in zip(e_group, g_group):
+            assert g.dtype == dtype, name
+            np.testing.assert_array_equal(g, e, err_msg=name)  # the same operations: equal to the last bit
+
+
+def test_adam_update_many_of_strided_views_updates_the_arrays_themselves():
+    expected = [list(a) for a in zip(_adam_arrays(0, (6, 8), np.float32), _adam_arrays(1, (3,), np.float32))]
+    got = [[a.copy() for a in group] for group in expected]
+    views = lambda groups: [[group[0][:, ::2], group[1]] for group in groups]  # noqa: E731
+    with using("numpy"):
+        ref.adam_update_many(*views(expected), *_adam_scalars(np.float32, 3), np.float32(0))
+    nk.adam_update_many(*views(got), *_adam_scalars(np.float32, 3), np.float32(0))
+    for e_group, g_group in zip(expected, got):
+        for e, g in zip(e_group, g_group):
+            np.testing.assert_array_equal(g, e)
+    assert not np.array_equal(got[0][0], _adam_arrays(0, (6, 8), np.float32)[0])  # it did move
+
+
+def test_adam_update_many_checks_its_lists_before_updating():
+    params, grads, ms, vs = _adam_groups(0, [3, 5], np.float32)
+    before = [p.copy() for p in params]
+    with pytest.raises(ValueError, match="expected as many gradients and states as parameters, got 2, 1, 2, 2"):
+        nk.adam_update_many(params, grads[:1], ms, vs, *_adam_scalars(np.float32, 1), np.float32(0))
+    with pytest.raises(ValueError, match=r"must have one shape, got \(5,\), \(4,\), \(5,\), \(5,\)"):
+        nk.adam_update_many(params, [grads[0], grads[1][:4]], ms, vs, *_adam_scalars(np.float32, 1), np.float32(0))
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p, b)
+
+
+def test_adam_updates_the_whole_group_with_one_kernel_call(numba_active, monkeypatch):
+    calls = []
+    monkeypatch.setattr(nk, "_adam_update_many", lambda *args: calls.append(len(args[0])))
+    model = minicnn.models.MnistCNN(seed=0)
+    for p in model.parameters():
+        p.grad = np.ones_like(p.data)
+    minicnn.optim.Adam(model.parameters()).step()
+    assert calls == [8]  # MnistCNN's eight tensors, one parallel loop
 
 
 @pytest.mark.parametrize("kernels", [ref, nk], ids=["numpy", "numba"])

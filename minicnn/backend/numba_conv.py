@@ -49,7 +49,7 @@ from minicnn.backend.numba_kernels import DTYPES, _col2im, _im2col, _transpose01
 from minicnn.nn import functional
 from minicnn.nn.unfold import window
 
-__all__ = ["conv2d", "conv2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_relu_maxpool2d"]
 
 #: The working set of one block of images in the blocked path: its columns and its product.  Sized
 #: to stay in the two cores' L2 caches together (2 MB each on the machines measured), so the product
@@ -85,7 +85,9 @@ def _blocks(N, per_block):
     return [(n0, min(per_block, N - n0)) for n0 in range(0, N, per_block)]
 
 
-def _blocked_forward(x, w_mat, bias, dims, y):
+def _blocked_forward(x, w_mat, bias, dims, y, relu_pool2=False):
+    """y = the convolution (N, OC, OH, OW); with ``relu_pool2``, y (N, OC, OH // 2, OW // 2) receives its
+    2 x 2 max-pool and ReLU instead, taken as each block's product is swapped into place."""
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K, P = w_mat.shape[0], w_mat.shape[1], OH * OW
     per_block = _images_per_block(K, OC, P, x.dtype.itemsize, N)
@@ -97,7 +99,22 @@ def _blocked_forward(x, w_mat, bias, dims, y):
         _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, pad, cols)             # (K, m, P)
         prod = prod_buf[:OC * m * P].reshape(OC, m * P)
         np.matmul(w_mat, cols.reshape(K, m * P), out=prod)                          # (OC, m*P)
-        _transpose01(prod.reshape(OC, m, P), bias, y[n0:n0 + m].reshape(m, OC, P))   # + b, (m, OC, P)
+        if relu_pool2:
+            _swap_relu_pool2(prod.reshape(OC, m, P), bias, OW, y[n0:n0 + m])         # (m, OC, ZH, ZW)
+        else:
+            _transpose01(prod.reshape(OC, m, P), bias, y[n0:n0 + m].reshape(m, OC, P))   # + b, (m, OC, P)
+
+
+@numba.njit(parallel=True, cache=True)
+def _swap_relu_pool2(prod, bias, OW, z):
+    """z[b, i] = relu(bias[i] + the 2 x 2 maxima of prod[i, b], a plane of rows OW long): the axis
+    swap of the product with bias, ReLU and max-pool in one pass.  The bias is added to each window's
+    maximum, which gives the same numbers as adding it first (rounding is monotone)."""
+    A, B = prod.shape[0], prod.shape[1]
+    for row in prange(A * B):
+        i, b = row // B, row % B
+        add = bias[i] if bias.shape[0] != 0 else z.dtype.type(0)
+        _relu_pool2(prod[i, b], OW, add, z[b, i])
 
 
 def _blocked_backward(grad_output, x, w_mat, dims, dweight, dbias, dx):
@@ -147,31 +164,63 @@ def _pad_planes(x, PH, PW, xpad):
                 dst[base + w] = src[w]
 
 
+@numba.njit(cache=True, inline="always")
+def _direct_plane(xpad, w, bias, Wp, n, oc, acc):
+    """acc[oh*Wp + ow] = bias[oc] + sum over (c, i, j) of w[oc, c, i, j] * xpad[n, c, (oh + i)*Wp + ow + j]"""
+    C, KH, KW = xpad.shape[1], w.shape[2], w.shape[3]
+    L = np.uint64(acc.shape[0])
+    b = bias[oc] if bias.shape[0] != 0 else acc.dtype.type(0)
+    for t in range(L):
+        acc[t] = b
+    for c in range(C):
+        src = xpad[n, c]
+        for i in range(KH):
+            for j in range(KW):
+                wv, off = w[oc, c, i, j], np.uint64(i * Wp + j)
+                for t in range(L):
+                    acc[t] += wv * src[off + t]
+
+
 @numba.njit(parallel=True, cache=True)
 def _direct_forward(xpad, w, bias, Wp, y):
     """y[n, oc, oh, ow] = bias[oc] + sum over (c, i, j) of w[oc, c, i, j] * xpad[n, c, (oh + i)*Wp + ow + j]"""
-    N, C = xpad.shape[0], xpad.shape[1]
-    OC, KH, KW = w.shape[0], w.shape[2], w.shape[3]
-    OH, OW = y.shape[2], y.shape[3]
-    L = np.uint64(OH * Wp)
-    zero = y.dtype.type(0)
+    N, OC, OH, OW = y.shape
     for plane in prange(N * OC):
         n, oc = plane // OC, plane % OC
         acc = np.empty(OH * Wp, dtype=y.dtype)     # the plane's outputs, rows of Wp
-        b = bias[oc] if bias.shape[0] != 0 else zero
-        for t in range(L):
-            acc[t] = b
-        for c in range(C):
-            src = xpad[n, c]
-            for i in range(KH):
-                for j in range(KW):
-                    wv, off = w[oc, c, i, j], np.uint64(i * Wp + j)
-                    for t in range(L):
-                        acc[t] += wv * src[off + t]
+        _direct_plane(xpad, w, bias, Wp, n, oc, acc)
         for oh in range(OH):
             dst, base = y[n, oc, oh], np.uint64(oh * Wp)
             for ow in range(np.uint64(OW)):
                 dst[ow] = acc[base + ow]
+
+
+@numba.njit(parallel=True, cache=True)
+def _direct_forward_relu_pool2(xpad, w, bias, Wp, OH, z):
+    """z[n, oc] = relu of the 2 x 2 maxima of the direct convolution's plane (OH rows of Wp)."""
+    N, OC = z.shape[0], z.shape[1]
+    for plane in prange(N * OC):
+        n, oc = plane // OC, plane % OC
+        acc = np.empty(OH * Wp, dtype=z.dtype)
+        _direct_plane(xpad, w, bias, Wp, n, oc, acc)               # the bias is in acc already
+        _relu_pool2(acc, Wp, z.dtype.type(0), z[n, oc])
+
+
+@numba.njit(cache=True, inline="always")
+def _relu_pool2(src, row, add, dst):
+    """dst[ph, pw] = max(0, add + the largest of src[(2ph + a)*row + 2pw + b] for a, b in {0, 1}): a
+    flat plane of rows ``row`` long, max-pooled 2 x 2 with stride 2 (rows and columns past 2*ZH, 2*ZW
+    left out, as pooling's floor does), the bias ``add`` added, then ReLU.  NaN stays NaN."""
+    zero = dst.dtype.type(0)
+    for ph in range(dst.shape[0]):
+        top, out = np.uint64(2 * ph * row), dst[ph]
+        for pw in range(np.uint64(dst.shape[1])):
+            k = top + 2 * pw
+            a, b, c, d = src[k], src[k + 1], src[k + row], src[k + row + 1]
+            m = a if a >= b or a != a else b          # the larger, or a NaN, of each pair
+            n = c if c >= d or c != c else d
+            m = (m if m >= n or m != m else n) + add
+            out[pw] = m if not m < zero else zero     # relu; a NaN fails both tests and stays
 
 
 @numba.njit(cache=True, inline="always")
@@ -250,15 +299,20 @@ def _padded(x, dims):
 
 # --- the overrides ------------------------------------------------------------------------------
 
+def _forward_args(x, bias, weight, stride, padding):
+    """x contiguous, the bias as an array (empty for none) and the window's dimensions."""
+    x = np.ascontiguousarray(x)
+    bias = np.empty(0, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    return x, bias, window(x.shape, weight.shape[2:], stride, padding)
+
+
 def conv2d(x, weight, bias, stride, padding):
     """``y = weight * x + bias``, blocked or direct (see the module docstring); returns ``(y, x)``:
     backward rebuilds what it needs from ``x``.  Same values as :func:`functional.conv2d` up to the
     rounding of a sum taken in another order."""
-    x = np.ascontiguousarray(x)
-    dims = window(x.shape, weight.shape[2:], stride, padding)
+    x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
-    bias = np.empty(0, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
     if _uses_direct(K, stride):
         xpad, Wp = _padded(x, dims)
@@ -266,6 +320,25 @@ def conv2d(x, weight, bias, stride, padding):
     else:
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, y)
     return y, x
+
+
+def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
+    """Inference's ``maxpool2d(relu(conv2d(x)))`` (see :func:`functional.conv2d_relu_maxpool2d`): for a
+    2 x 2 pool of stride 2 without padding, the convolution's planes are pooled and clipped as they are
+    stored, so its full-size output is never written; any other pool goes to the reference."""
+    if (tuple(pool_kernel), tuple(pool_stride), tuple(pool_padding)) != ((2, 2), (2, 2), (0, 0)):
+        return functional.conv2d_relu_maxpool2d.reference(x, weight, bias, stride, padding,
+                                                          pool_kernel, pool_stride, pool_padding)
+    x, bias, dims = _forward_args(x, bias, weight, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K = weight.shape[0], C * KH * KW
+    z = np.empty((N, OC, OH // 2, OW // 2), dtype=x.dtype)
+    if _uses_direct(K, stride):
+        xpad, Wp = _padded(x, dims)
+        _direct_forward_relu_pool2(xpad, np.ascontiguousarray(weight), bias, Wp, OH, z)
+    else:
+        _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, z, relu_pool2=True)
+    return z
 
 
 def conv2d_backward(grad_output, x, weight, x_shape, stride, padding, input_grad=True):

@@ -102,7 +102,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 __all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
-           "relu_backward", "adam_update"]
+           "relu_backward", "adam_update", "adam_update_many"]
 
 _inline = numba.njit(cache=True, inline="always")
 
@@ -369,6 +369,23 @@ def _adam_update(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps,
         param[i] -= lr * (m_i / c1) / (np.sqrt(v_i / c2) + eps)
 
 
+@numba.njit(parallel=True, cache=True)
+def _adam_update_many(params, grads, ms, vs, starts, lr, b1, one_minus_b1, b2, one_minus_b2, eps, c1, c2):
+    """:func:`_adam_update` over tuples of flat tensors, all in one parallel loop over their chunks of
+    ``_CHUNK`` elements: chunk ``starts[k] + j`` is elements ``j*_CHUNK ...`` of tensor k."""
+    for chunk in prange(starts[-1]):
+        k = np.searchsorted(starts, chunk, side="right") - 1
+        param, grad, m, v = params[k], grads[k], ms[k], vs[k]
+        lo = (chunk - starts[k]) * _CHUNK
+        for i in range(lo, min(lo + _CHUNK, param.shape[0])):
+            g = grad[i]
+            m_i = b1 * m[i] + one_minus_b1 * g
+            v_i = b2 * v[i] + one_minus_b2 * g * g
+            m[i] = m_i
+            v[i] = v_i
+            param[i] -= lr * (m_i / c1) / (np.sqrt(v_i / c2) + eps)
+
+
 # --- the kernels, with the reference's signatures ---------------------------------------------
 
 #: The dtypes the kernels are compiled for (native byte order); the backend sends others to the reference.
@@ -469,3 +486,29 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, be
                                           beta2, one_minus_beta2, eps, correction1, correction2)
     _adam_update(*(a.reshape(-1) for a in arrays), lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
                  eps, correction1, correction2)
+
+
+def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                     eps, correction1, correction2, weight_decay):
+    """Adam's step for a whole parameter group in one parallel pass; see
+    :func:`minicnn.optim.adam.adam_update_many`.  The same float operations per element as
+    :func:`adam_update`, so the same results to the last bit.  With weight decay, or any tensor
+    that is not contiguous, each tensor takes :func:`adam_update` in turn (the reference's loop)."""
+    groups = [tuple(group) for group in (params, grads, exp_avgs, exp_avg_sqs)]
+    if len({len(group) for group in groups}) > 1:
+        raise ValueError(f"adam_update_many: expected as many gradients and states as parameters, got "
+                         f"{', '.join(str(len(group)) for group in groups)}")
+    for arrays in zip(*groups):
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError(f"adam_update_many: each param, grad, exp_avg and exp_avg_sq must have one shape, "
+                             f"got {', '.join(str(tuple(a.shape)) for a in arrays)}")
+    flat = [a for group in groups for a in group]
+    if (not params or weight_decay != 0 or not all(a.flags.c_contiguous for a in flat)
+            or len({a.dtype for a in flat}) > 1):
+        return adam.adam_update_many.reference(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1,
+                                               beta2, one_minus_beta2, eps, correction1, correction2, weight_decay)
+    chunks = [-(-p.size // _CHUNK) for p in groups[0]]
+    starts = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+    _adam_update_many(*(tuple(a.reshape(-1) for a in group) for group in groups), starts, lr, beta1,
+                      one_minus_beta1, beta2, one_minus_beta2, eps, correction1, correction2)
+

@@ -21,3 +21,4 @@ adam_update = _adam.adam_update.reference
 adam_update_many = _adam.adam_update_many.reference
 conv2d = _functional.conv2d.reference
 conv2d_backward = _functional.conv2d_backward.reference
+conv2d_relu_maxpool2d = _functional.conv2d_relu_maxpool2d.reference

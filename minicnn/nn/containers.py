@@ -2,12 +2,16 @@
 
     y = f_L(... f_2(f_1(x)))          dL/dx = J_1^T (J_2^T ( ... J_L^T dL/dy))
 
+Under no_grad (inference) a Conv2d -> ReLU -> MaxPool2d run is one fused call: see minicnn/nn/fusion.py.
+
 Docs: docs/overview.md
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from minicnn.nn import fusion
+from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.module import Module
 
 
@@ -17,7 +21,8 @@ class Sequential(Module):
     ``Sequential(a, b, c)`` names its children ``"0"``, ``"1"``, ``"2"``;
     ``Sequential(OrderedDict(conv=..., relu=...))`` uses the given names.
 
-    For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
+    Under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is one
+    fused kernel call (:mod:`minicnn.nn.fusion`). For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
     runs it a block of samples at a time.
     """
 
@@ -48,8 +53,15 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            if not is_grad_enabled() and fusion.fusable(layers[i:i + 3]):
+                x = fusion.conv_relu_pool(*layers[i:i + 3], x)  # inference: Conv2d -> ReLU -> MaxPool2d in one pass
+                i += 3
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     def backward(self, grad_output):

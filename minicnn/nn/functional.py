@@ -14,8 +14,8 @@ K   = C*KH*KW, one unfolded window;   P = OH*OW, the windows of one image
 Every function is written once, with the array module of its arguments
 (NumPy or CuPy), and is the reference the faster backends are tested
 against.  Those marked :func:`minicnn.backend.kernel` (im2col, col2im,
-max-pooling, ReLU, the axis swap, and the whole convolution forward and
-backward) may be replaced by a backend's override; the rest is built from
+max-pooling, ReLU, the axis swap, the whole convolution forward and
+backward, and inference's convolution -> ReLU -> max-pool) may be replaced by a backend's override; the rest is built from
 them and matrix products.  The layers in
 :mod:`minicnn.nn` call these and keep what the backward pass needs.
 
@@ -28,7 +28,7 @@ import numpy as np
 from minicnn.backend import get_array_module, kernel
 from minicnn.nn.unfold import col2im, im2col, output_size, transpose01, window
 
-__all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "log_softmax", "log_softmax_backward",
+__all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu_maxpool2d", "im2col", "log_softmax", "log_softmax_backward",
            "maxpool2d_backward", "maxpool2d_forward", "output_size", "relu_backward", "relu_forward",
            "softmax", "softmax_backward", "transpose01", "window"]
 
@@ -119,6 +119,23 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
     dcol = xp.zeros((N * C, KH * KW, P), dtype=grad_output.dtype)
     xp.put_along_axis(dcol, argmax[:, None, :], grad_output.reshape(N * C, 1, P), axis=1)
     return col2im(dcol, (N * C, 1, H, W), kernel_size, stride, padding).reshape(N, C, H, W)
+
+
+@kernel
+def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
+    """Inference's ``maxpool2d(relu(conv2d(x)))`` in one call; nothing is kept for a backward pass.
+
+        z = maxpool2d(relu(conv2d(x) + bias))   (N, C, H, W) -> (N, OC, ZH, ZW)
+
+    This reference is the three functions one after the other.  A backend may
+    fuse them: ReLU is monotone, so it commutes with the max of a window
+    (``max(relu(a), relu(b)) = relu(max(a, b))``) and so does adding the
+    bias, and a fused kernel can pool each product as it swaps it into
+    place, never writing the full-size convolution output.
+    """
+    y, _ = conv2d(x, weight, bias, stride, padding)
+    z, _ = maxpool2d_forward(relu_forward(y), pool_kernel, pool_stride, pool_padding, with_argmax=False)
+    return z
 
 
 @kernel

@@ -14,7 +14,7 @@ torch.optim.Adam, with m_0 = v_0 = 0):
 eps is added to the square root, so it bounds the step where v_hat is ~0.
 State per parameter: ``step`` (t), ``exp_avg`` (m), ``exp_avg_sq`` (v).
 
-On a backend with a fused ``adam_update_many`` kernel (CuPy), the parameters
+On a backend with a fused ``adam_update_many`` kernel (Numba, CuPy), the parameters
 of a group that share a dtype and a step count are updated by one kernel
 launch instead of several array operations per parameter.
 
