@@ -264,14 +264,19 @@ def test_cuda_graph_without_cupy_is_one_line_before_measuring(capsys, without_cu
     assert captured.out == "" and captured.err.startswith("minicnn bench: error: --cuda-graph: backend 'cupy' needs CuPy")
 
 
-def _levers_module():
+def _benchmark_module(name):
+    """A script of benchmarks/ imported as a module."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_numba_levers.py"
-    spec = importlib.util.spec_from_file_location("bench_numba_levers", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _levers_module():
+    return _benchmark_module("bench_numba_levers")
 
 
 def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backend_back(tmp_path, capsys):
@@ -333,3 +338,38 @@ def test_numba_levers_benchmark_checks_its_json_path_first(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         _levers_module().main(["--json", str(tmp_path)])  # a folder: refused before minutes of measuring
     assert exc.value.code == 2 and f"--json {tmp_path}: is a folder, expected a file name" in capsys.readouterr().err
+
+
+def _threads_module():
+    return _benchmark_module("bench_threads")
+
+
+def test_threads_benchmark_runs_each_configuration_in_its_own_process_and_reports_them(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("numba", reason="Numba is not installed: the layers are Numba's")
+    threads = _threads_module()
+    real = threads.measure
+    calls = []
+
+    def measure(config, steps):
+        calls.append(config)
+        if config != "workqueue":  # one real process is enough to check the child; the others are faked
+            return {"layer": "omp", "train_images_per_s": 100.0, "infer_images_per_s": 400.0, "small_loop_ms": 0.05}
+        return real(config, steps)
+
+    monkeypatch.setattr(threads, "measure", measure)
+    out = tmp_path / "threads.json"
+    assert threads.main(["--rounds", "2", "--steps", "1", "--json", str(out)]) == 0
+    assert calls == list(threads.CONFIGS) * 2  # the configurations in turn, round after round
+    report = json.loads(out.read_text())
+    measured = report["configs"]["workqueue"]
+    assert measured["layer"] == "workqueue"  # the child process ran with that configuration's environment
+    assert measured["train_images_per_s"] > 0 and measured["infer_images_per_s"] > 0 and measured["small_loop_ms"] > 0
+    table = capsys.readouterr().out
+    assert "| omp, passive (default) | omp | 100 | 1.00x | 400 | 1.00x | 0.050 |" in table
+
+
+def test_threads_benchmark_refuses_bad_options_before_measuring(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _threads_module().main(["--rounds", "0"])
+    assert exc.value.code == 2 and "--rounds must be at least 1, got 0" in capsys.readouterr().err
+

@@ -94,12 +94,49 @@ from minicnn.nn import functional
 from minicnn.nn.unfold import window
 from minicnn.optim import adam
 
-# Numba's OpenMP threads spin-wait after every parallel loop, competing for
-# the cores with BLAS's threads in the matrix product that follows (training
-# steps took about twice as long on two cores).  The workqueue layer's threads sleep.
+
+def _threading_layer() -> str:
+    """The threading layer for the parallel loops: OpenMP with sleeping threads where we can set that up.
+
+    GNU OpenMP's threads spin-wait after every parallel loop by default, competing for the cores
+    with BLAS's threads in the product that follows: on two cores a MnistCNN training step ran
+    about four times slower than with sleeping threads.  ``OMP_WAIT_POLICY=PASSIVE`` makes them
+    sleep.  The runtime (libgomp) reads it once, as it loads, so it is put in the environment just
+    while Numba's OpenMP layer is imported, and taken out again: a library loaded later (PyTorch's
+    own OpenMP, say) sees the environment as it was.  That needs a runtime nothing in the process
+    has loaded yet, and no other policy chosen by the user.  Numba's workqueue layer also sleeps,
+    but starting its threads cost about 0.3 ms per parallel loop here (a training step runs
+    dozens), so with OpenMP passive a step was 20-30% faster (docs/backends.md#threads).
+    Otherwise, workqueue.
+    """
+    chosen = os.environ.get("OMP_WAIT_POLICY")
+    if (chosen is not None and chosen.strip().upper() != "PASSIVE") or _openmp_loaded():
+        return "workqueue"
+    if chosen is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (loads libgomp, which reads the policy now)
+    except ImportError:  # no OpenMP runtime on this system
+        return "workqueue"
+    finally:
+        if chosen is None:
+            del os.environ["OMP_WAIT_POLICY"]
+    return "omp"
+
+
+def _openmp_loaded() -> bool:
+    """Whether GNU OpenMP (libgomp.so.1) is mapped into this process already; True where that is
+    unknown (no /proc/self/maps: not Linux), so its policy is never assumed."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("/libgomp.so.1" in line for line in maps)
+    except OSError:
+        return True
+
+
 # A layer chosen by the user (NUMBA_THREADING_LAYER) is left alone.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER = _threading_layer()
 
 __all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
            "relu_backward", "adam_update", "adam_update_many"]

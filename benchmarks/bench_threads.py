@@ -1,0 +1,152 @@
+"""The Numba backend's threading layers side by side: one process per measurement, in turn.
+
+    python benchmarks/bench_threads.py                  # MnistCNN, batch 64 training, batch 1000 inference
+    python benchmarks/bench_threads.py --rounds 5 --json threads.json
+
+A threading layer is chosen once per process, when Numba first starts its threads, so each
+configuration runs in a process of its own, with its environment:
+
+    omp, passive (default)   what minicnn picks by itself: GNU OpenMP, its threads sleeping after
+                             each parallel loop (OMP_WAIT_POLICY=PASSIVE while libgomp loads)
+    workqueue                Numba's own layer (NUMBA_THREADING_LAYER=workqueue)
+    omp, spinning            GNU OpenMP as it starts by default, its threads spinning for a while
+                             after each loop (NUMBA_THREADING_LAYER=omp, no wait policy)
+
+The rounds visit the configurations in turn, so a machine that speeds up or slows down affects
+them alike; each figure is the median over the rounds of one process's median.  Each process
+also times one parallel loop on a small array (im2col of one conv2 input image), where starting
+the threads is most of the time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from minicnn.cli import run_command
+from minicnn.paths import output_file, path_argument
+from minicnn.serialization import write_json_atomic
+from minicnn.validate import satisfies
+
+#: Each configuration's changes to the environment (None: the variable removed).
+CONFIGS = {
+    "omp, passive (default)": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None},
+    "workqueue": {"NUMBA_THREADING_LAYER": "workqueue", "OMP_WAIT_POLICY": None},
+    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None},
+}
+
+# What one process measures; it prints one JSON line.
+_CHILD = """
+import json, statistics, sys, time
+import numpy as np
+import minicnn
+from minicnn import bench
+minicnn.set_backend("numba")
+from minicnn.backend import numba_kernels
+import numba
+
+steps = int(sys.argv[1])
+x, y = bench._mnist_batch(bench.INFER_BATCH)
+runner = bench._Minicnn("numba", x, y)
+
+def median_seconds(fn, reps):
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+for _ in range(3):
+    runner.train_step()
+runner.infer()
+image = np.random.default_rng(0).standard_normal((1, 32, 14, 14), dtype=np.float32)
+cols = np.empty((288, 1, 196), np.float32)
+loop = lambda: numba_kernels._im2col(image, 3, 3, 1, 1, 1, 1, 14, 14, np.float32(0), cols)
+loop()
+print(json.dumps({
+    "layer": numba.threading_layer(),
+    "train_images_per_s": bench.TRAIN_BATCH / median_seconds(runner.train_step, steps),
+    "infer_images_per_s": bench.INFER_BATCH / median_seconds(runner.infer, 3),
+    "small_loop_ms": median_seconds(loop, 101) * 1e3,
+}))
+"""
+
+
+def measure(config: str, steps: int) -> dict:
+    """One process with ``config``'s environment: its layer, training and inference rates, small-loop time."""
+    env = dict(os.environ)
+    for name, value in CONFIGS[config].items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(steps)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{config}: the measuring process failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(rounds=3, steps=20) -> dict:
+    from minicnn import bench
+
+    seen = {c: [] for c in CONFIGS}
+    for _ in range(rounds):
+        for c in CONFIGS:
+            seen[c].append(measure(c, steps))
+    return {
+        "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
+        "configs": {c: {"layer": runs[0]["layer"],
+                        **{k: statistics.median(r[k] for r in runs)
+                           for k in ("train_images_per_s", "infer_images_per_s", "small_loop_ms")}}
+                    for c, runs in seen.items()},
+    }
+
+
+def format_report(r) -> str:
+    default = r["configs"]["omp, passive (default)"]
+    lines = [f"Machine: {r['machine']}; medians of {r['rounds']} processes of {r['steps']} steps each", "",
+             "| configuration | layer | training img/s (batch 64) | vs default | inference img/s (batch 1000) "
+             "| vs default | one small parallel loop (ms) |", "|---|---|---|---|---|---|---|"]
+    for c, m in r["configs"].items():
+        lines.append(f"| {c} | {m['layer']} | {m['train_images_per_s']:,.0f} | "
+                     f"{m['train_images_per_s'] / default['train_images_per_s']:.2f}x | "
+                     f"{m['infer_images_per_s']:,.0f} | {m['infer_images_per_s'] / default['infer_images_per_s']:.2f}x | "
+                     f"{m['small_loop_ms']:.3f} |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench_threads.py", description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3, help="processes per configuration (default 3)")
+    p.add_argument("--steps", type=int, default=20, help="training steps per process (default 20)")
+    p.add_argument("--json", type=path_argument, help="write the report as JSON here")
+    return p
+
+
+def run_with_args(args, parser) -> int:
+    for option, value in (("--rounds", args.rounds), ("--steps", args.steps)):
+        if not satisfies(value, "> 0"):
+            parser.error(f"{option} must be at least 1, got {value}")
+    if args.json:
+        output_file(parser, "--json", args.json)
+    import minicnn
+
+    minicnn.set_backend("numba")  # one line where the numba backend cannot load, before any process starts
+    report = run(args.rounds, args.steps)
+    print(format_report(report))
+    if args.json:
+        write_json_atomic(args.json, report)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    return run_command(parser, parser.parse_args(argv), run_with_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
