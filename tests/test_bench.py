@@ -352,7 +352,7 @@ def test_threads_benchmark_runs_each_configuration_in_its_own_process_and_report
 
     def measure(config, steps):
         calls.append(config)
-        if config != "workqueue":  # one real process is enough to check the child; the others are faked
+        if config != "workqueue (default)":  # one real process checks the child; OpenMP may be absent here
             return {"layer": "omp", "train_images_per_s": 100.0, "infer_images_per_s": 400.0, "small_loop_ms": 0.05}
         return real(config, steps)
 
@@ -361,11 +361,11 @@ def test_threads_benchmark_runs_each_configuration_in_its_own_process_and_report
     assert threads.main(["--rounds", "2", "--steps", "1", "--json", str(out)]) == 0
     assert calls == list(threads.CONFIGS) * 2  # the configurations in turn, round after round
     report = json.loads(out.read_text())
-    measured = report["configs"]["workqueue"]
-    assert measured["layer"] == "workqueue"  # the child process ran with that configuration's environment
+    measured = report["configs"]["workqueue (default)"]
+    assert measured["layer"] == "workqueue"  # the child process ran as minicnn sets Numba up
     assert measured["train_images_per_s"] > 0 and measured["infer_images_per_s"] > 0 and measured["small_loop_ms"] > 0
     table = capsys.readouterr().out
-    assert "| omp, passive (default) | omp | 100 | 1.00x | 400 | 1.00x | 0.050 |" in table
+    assert "| omp, passive | omp | 100 |" in table and "| omp, spinning | omp | 100 |" in table
 
 
 def test_threads_benchmark_refuses_bad_options_before_measuring(capsys):

@@ -444,46 +444,12 @@ def test_im2col_is_stored_k_major(kernels):
     assert col.transpose(1, 0, 2).flags.c_contiguous
 
 
-def test_openmp_with_sleeping_threads_unless_the_user_chose_a_layer():
-    """OpenMP's spinning threads would compete with BLAS's threads between kernels; sleeping ones do not."""
+def test_workqueue_threading_layer_unless_the_user_chose_one():
+    """OpenMP's spinning threads would compete with BLAS's threads between kernels."""
     if "NUMBA_THREADING_LAYER" in os.environ:
         assert numba.config.THREADING_LAYER == os.environ["NUMBA_THREADING_LAYER"]
     else:
-        assert numba.config.THREADING_LAYER in ("omp", "workqueue")
-    assert "OMP_WAIT_POLICY" not in os.environ or os.environ["OMP_WAIT_POLICY"] == ORIGINAL_WAIT_POLICY
-
-
-ORIGINAL_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
-
-
-@pytest.mark.parametrize("policy, loaded, importable, expected", [
-    (None, False, True, "omp"),              # the policy is ours to set: OpenMP, passive
-    ("passive", False, True, "omp"),         # the user asked for the same
-    ("ACTIVE", False, True, "workqueue"),    # the user wants spinning threads: not with OpenMP then
-    (None, True, True, "workqueue"),         # libgomp is loaded already, with whatever policy it read
-    (None, False, False, "workqueue"),       # no OpenMP runtime on this system
-])
-def test_the_threading_layer_rule(policy, loaded, importable, expected, monkeypatch):
-    if policy is None:
-        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    else:
-        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
-    monkeypatch.setattr(nk, "_openmp_loaded", lambda: loaded)
-    seen = {}
-    real_import = __import__
-
-    def fake_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if name == "numba.np.ufunc" and fromlist and "omppool" in fromlist:
-            seen["policy"] = os.environ.get("OMP_WAIT_POLICY")
-            if not importable:
-                raise ImportError("libgomp.so.1: cannot open shared object file")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr("builtins.__import__", fake_import)
-    assert nk._threading_layer() == expected
-    if expected == "omp" or not importable:
-        assert seen["policy"].upper() == "PASSIVE"  # in the environment while the runtime loads
-    assert os.environ.get("OMP_WAIT_POLICY") == policy  # and as it was afterwards
+        assert numba.config.THREADING_LAYER == "workqueue"
 
 
 # --- layers with the backend active -----------------------------------------------------------

@@ -95,48 +95,14 @@ from minicnn.nn.unfold import window
 from minicnn.optim import adam
 
 
-def _threading_layer() -> str:
-    """The threading layer for the parallel loops: OpenMP with sleeping threads where we can set that up.
-
-    GNU OpenMP's threads spin-wait after every parallel loop by default, competing for the cores
-    with BLAS's threads in the product that follows: on two cores a MnistCNN training step ran
-    about four times slower than with sleeping threads.  ``OMP_WAIT_POLICY=PASSIVE`` makes them
-    sleep.  The runtime (libgomp) reads it once, as it loads, so it is put in the environment just
-    while Numba's OpenMP layer is imported, and taken out again: a library loaded later (PyTorch's
-    own OpenMP, say) sees the environment as it was.  That needs a runtime nothing in the process
-    has loaded yet, and no other policy chosen by the user.  Numba's workqueue layer also sleeps,
-    but starting its threads cost about 0.3 ms per parallel loop here (a training step runs
-    dozens), so with OpenMP passive a step was 20-30% faster (docs/backends.md#threads).
-    Otherwise, workqueue.
-    """
-    chosen = os.environ.get("OMP_WAIT_POLICY")
-    if (chosen is not None and chosen.strip().upper() != "PASSIVE") or _openmp_loaded():
-        return "workqueue"
-    if chosen is None:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        from numba.np.ufunc import omppool  # noqa: F401  (loads libgomp, which reads the policy now)
-    except ImportError:  # no OpenMP runtime on this system
-        return "workqueue"
-    finally:
-        if chosen is None:
-            del os.environ["OMP_WAIT_POLICY"]
-    return "omp"
-
-
-def _openmp_loaded() -> bool:
-    """Whether GNU OpenMP (libgomp.so.1) is mapped into this process already; True where that is
-    unknown (no /proc/self/maps: not Linux), so its policy is never assumed."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return any("/libgomp.so.1" in line for line in maps)
-    except OSError:
-        return True
-
-
+# Numba's OpenMP threads spin-wait after every parallel loop, competing for the cores with BLAS's
+# threads in the matrix product that follows: on two cores a MnistCNN training step ran about three
+# times slower.  The workqueue layer's threads sleep.  OpenMP told to sleep (OMP_WAIT_POLICY=PASSIVE)
+# starts a small loop faster, but whole training steps and inference were 10-16% slower than on
+# workqueue (benchmarks/bench_threads.py, docs/backends.md#threads).
 # A layer chosen by the user (NUMBA_THREADING_LAYER) is left alone.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = _threading_layer()
+    numba.config.THREADING_LAYER = "workqueue"
 
 __all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
            "relu_backward", "adam_update", "adam_update_many"]
@@ -412,9 +378,11 @@ def _adam_update_many(params, grads, ms, vs, starts, lr, b1, one_minus_b1, b2, o
     ``_CHUNK`` elements: chunk ``starts[k] + j`` is elements ``j*_CHUNK ...`` of tensor k."""
     for chunk in prange(starts[-1]):
         k = np.searchsorted(starts, chunk, side="right") - 1
-        param, grad, m, v = params[k], grads[k], ms[k], vs[k]
         lo = (chunk - starts[k]) * _CHUNK
-        for i in range(lo, min(lo + _CHUNK, param.shape[0])):
+        hi = min(lo + _CHUNK, params[k].shape[0])
+        # The chunk's slices, indexed from 0 with unsigned integers: no wrap-around tests, vector code.
+        param, grad, m, v = params[k][lo:hi], grads[k][lo:hi], ms[k][lo:hi], vs[k][lo:hi]
+        for i in range(np.uint64(hi - lo)):
             g = grad[i]
             m_i = b1 * m[i] + one_minus_b1 * g
             v_i = b2 * v[i] + one_minus_b2 * g * g
