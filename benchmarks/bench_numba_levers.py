@@ -8,8 +8,11 @@ The levers are switched on one after the other (each configuration includes the 
     reference conv      the reference convolution (whole-batch im2col, columns kept) and the
                         full backward pass, dL/dx of the images included
     + no image grad     ``model.parameter_backward``: conv1 computes no gradient for the images
-    + blocked im2col    numba_conv's blocked im2col + product for every convolution (conv1 too)
+    + blocked im2col    numba_conv's blocked im2col + product for every convolution (conv1 too),
+                        in training as well (only the input kept, unfolded again in backward)
     + direct conv1      the direct kernels for the stride-1 convolutions of few rows
+    + columns kept in training   wide convolutions back on the whole-batch path when gradients are
+                        on (training only; blocked stays for inference)
     + fused inference   conv -> ReLU -> max-pool as one kernel under no_grad (inference only)
     + one Adam pass     Adam's step over all of a group's tensors in one parallel loop (training
                         only); with it, everything the package does by default
@@ -38,46 +41,52 @@ from minicnn.paths import output_file, path_argument
 from minicnn.serialization import write_json_atomic
 from minicnn.validate import satisfies
 
-CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ fused inference",
-           "+ one Adam pass", "+ 1 BLAS thread")
+CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
+           "+ fused inference", "+ one Adam pass", "+ 1 BLAS thread")
 
-#: The overrides each configuration goes without (the reference runs in their place).
-_FUSED, _ADAM_MANY = "conv2d_relu_maxpool2d", "adam_update_many"
-WITHOUT = {
-    "reference conv": ("conv2d", "conv2d_backward", _FUSED, _ADAM_MANY),
-    "+ no image grad": (_FUSED, _ADAM_MANY),
-    "+ blocked im2col": (_FUSED, _ADAM_MANY),
-    "+ direct conv1": (_FUSED, _ADAM_MANY),
-    "+ fused inference": (_ADAM_MANY,),
-    "+ one Adam pass": (),
-    "+ 1 BLAS thread": (),
+_CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
+
+#: Each configuration: the overrides it goes without (the reference runs in their place), whether the
+#: direct kernels are on, and whether wide convolutions take the blocked path in training too.
+SETTINGS = {
+    "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, blocked_training=False),
+    "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, blocked_training=False),
+    "+ blocked im2col": dict(without=(_FUSED, _ADAM_MANY), direct=False, blocked_training=True),
+    "+ direct conv1": dict(without=(_FUSED, _ADAM_MANY), direct=True, blocked_training=True),
+    "+ columns kept in training": dict(without=(_FUSED, _ADAM_MANY), direct=True, blocked_training=False),
+    "+ fused inference": dict(without=(_ADAM_MANY,), direct=True, blocked_training=False),
+    "+ one Adam pass": dict(without=(), direct=True, blocked_training=False),
+    "+ 1 BLAS thread": dict(without=(), direct=True, blocked_training=False),
 }
 
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
-MEASURED = {"+ no image grad": ("train",), "+ fused inference": ("infer",), "+ one Adam pass": ("train",)}
+MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
+            "+ fused inference": ("infer",), "+ one Adam pass": ("train",)}
 
 
 @contextlib.contextmanager
 def configured(backend, name):
-    """The numba backend as configuration ``name`` has it (overrides put back afterwards)."""
+    """The numba backend as configuration ``name`` has it (overrides and switches put back afterwards)."""
     from minicnn.backend import numba_conv  # needs Numba: imported once the numba backend has loaded
 
-    saved = {k: backend.overrides[k] for k in WITHOUT[name]}
-    direct_max_k = numba_conv._DIRECT_MAX_K
+    settings = SETTINGS[name]
+    saved = {k: backend.overrides[k] for k in settings["without"]}
+    direct_max_k, blocked_training = numba_conv._DIRECT_MAX_K, numba_conv._BLOCKED_TRAINING
     limits = contextlib.nullcontext()
     try:
         for k in saved:
             del backend.overrides[k]  # the reference runs, as on the NumPy backend
-        if name == "+ blocked im2col":
+        if not settings["direct"]:
             numba_conv._DIRECT_MAX_K = 0
-        elif name == "+ 1 BLAS thread":
+        numba_conv._BLOCKED_TRAINING = settings["blocked_training"]
+        if name == "+ 1 BLAS thread":
             from threadpoolctl import threadpool_limits
             limits = threadpool_limits(1, user_api="blas")
         with limits:
             yield
     finally:
         backend.overrides.update(saved)
-        numba_conv._DIRECT_MAX_K = direct_max_k
+        numba_conv._DIRECT_MAX_K, numba_conv._BLOCKED_TRAINING = direct_max_k, blocked_training
 
 
 def median_seconds(fn, reps):

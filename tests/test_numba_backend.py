@@ -84,6 +84,7 @@ def test_blocked_conv2d_forward_and_backward_equal_reference(case, seed, dtype, 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)  # never direct
+        patch.setattr(nc, "_BLOCKED_TRAINING", True)  # blocked with gradients on too, its backward included
         _check_conv2d_against_reference(case, seed, dtype, input_grad)
 
 
@@ -207,12 +208,19 @@ def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
     np.testing.assert_array_equal(z[0, 0, 1, :], [0.0, 0.0])
 
 
-def test_conv2d_keeps_the_input_not_the_columns():
+def test_what_conv2d_keeps_for_backward():
+    """The direct path keeps the input; a wide convolution in training keeps the reference's columns."""
     x = normal(0, (8, 4, 10, 10), np.float32)
-    for weight in (normal(1, (6, 4, 3, 3), np.float32), normal(1, (6, 1, 3, 3), np.float32)):  # blocked, direct
-        x_in = x[:, :weight.shape[1]].copy()
-        y, saved = nc.conv2d(x_in, weight, None, (1, 1), (1, 1))
-        assert saved is x_in  # not the columns (K rows of 8*100): backward rebuilds what it needs
+    direct_x = x[:, :1].copy()
+    y, saved = nc.conv2d(direct_x, normal(1, (6, 1, 3, 3), np.float32), None, (1, 1), (1, 1))
+    assert saved is direct_x  # not the columns (9 rows of 8*100): backward rebuilds what it needs
+    wide = normal(1, (6, 4, 3, 3), np.float32)
+    y, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
+    assert saved.shape == (8, 36, 100)  # the whole batch's columns, as the reference keeps them
+    with minicnn.no_grad():  # inference: blocked, nothing but the input
+        y_blocked, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
+    assert saved is x
+    np.testing.assert_allclose(y_blocked, y, **ROUNDING[np.float32])
 
 
 def test_conv2d_backward_checks_shapes_before_indexing():

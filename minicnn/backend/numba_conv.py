@@ -1,23 +1,30 @@
-"""The Numba backend's convolution: ``conv2d`` and ``conv2d_backward`` as overrides.
+"""The Numba backend's convolution: ``conv2d``, ``conv2d_backward`` and inference's fused
+``conv2d_relu_maxpool2d`` as overrides.
 
 Notation: that of :mod:`minicnn.backend.numba_kernels` (N, C, H, W, OC, KH,
 KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``).
 
 The reference (:func:`minicnn.nn.functional.conv2d`) unfolds the whole batch
 with im2col, multiplies once, and keeps the columns for backward.  Here the
-same im2col + product runs in one of two ways, chosen by the shapes; both
-keep only the input ``x`` for backward, and both are tested against the
-reference (values to rounding, the same dtype):
+convolution runs in one of three ways, chosen by the shapes and by whether
+gradients are on; each is tested against the reference (values to rounding,
+the same dtype):
 
-Blocked im2col (every convolution with ``K > _DIRECT_MAX_K`` or a stride)
+Whole batch (training, every convolution with ``K > _DIRECT_MAX_K`` or a stride)
+    The reference itself, with this backend's im2col, col2im and axis swap:
+    its columns kept for backward.  Keeping only the input and unfolding it
+    again in backward, block by block, was measured slower here (see
+    ``_BLOCKED_TRAINING``).
+
+Blocked im2col (the same convolutions in inference, under no_grad)
     The reference's steps one block of images at a time: as many images as
     fit ``_BLOCK_BYTES`` with their product are unfolded into one reused
     buffer, multiplied while the buffer is still in the cache, and swapped
     into the output with the bias added.  conv2 of MnistCNN at batch 64
     unfolds into a 288 x 12,544 float32 matrix (14.4 MB, seven times a core's
-    L2): unblocked, it is written to memory, read by the product, kept, and
-    read again in backward.  Backward unfolds each block again from ``x`` and
-    adds its ``dY_b @ cols_b^T``.
+    L2): unblocked, it is written to memory and read back by the product.
+    The input is all it keeps; its backward (with ``_BLOCKED_TRAINING``)
+    unfolds each block again from ``x`` and adds its ``dY_b @ cols_b^T``.
 
 Direct (stride 1 and ``K <= _DIRECT_MAX_K``, such as conv1: one channel, K = 9)
     With few rows the product ``w_mat @ cols`` is a thin, memory-bound pass:
@@ -47,6 +54,7 @@ from numba import prange
 
 from minicnn.backend.numba_kernels import DTYPES, _col2im, _im2col, _transpose01
 from minicnn.nn import functional
+from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_relu_maxpool2d"]
@@ -65,6 +73,13 @@ _BLOCK_BYTES = 4 << 20
 #: rows the product's register blocking wins.  benchmarks/bench_numba_levers.py measures what
 #: the direct kernels buy in a training step and in inference.
 _DIRECT_MAX_K = 32
+
+#: Whether a training forward (gradients on) of a wide convolution takes the blocked path too.  It
+#: does not: keeping only the input means unfolding it again in backward, in blocks whose products
+#: run below BLAS's speed, and a MnistCNN training step ran 12-14% slower so on two cores than with
+#: the reference's whole-batch im2col and its columns kept (bench_numba_levers.py's "+ blocked
+#: im2col in training"); in inference nothing is kept, and there the blocks pay.
+_BLOCKED_TRAINING = False
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
 
@@ -307,9 +322,13 @@ def _forward_args(x, bias, weight, stride, padding):
 
 
 def conv2d(x, weight, bias, stride, padding):
-    """``y = weight * x + bias``, blocked or direct (see the module docstring); returns ``(y, x)``:
-    backward rebuilds what it needs from ``x``.  Same values as :func:`functional.conv2d` up to the
-    rounding of a sum taken in another order."""
+    """``y = weight * x + bias``, direct, blocked or whole-batch (see the module docstring); returns
+    ``(y, saved)``: the input ``x`` on the direct and blocked paths (backward rebuilds what it needs
+    from it), the reference's columns on the whole-batch one.  Same values as :func:`functional.conv2d`
+    up to the rounding of a sum taken in another order."""
+    C, KH, KW = weight.shape[1:]
+    if not _uses_direct(C * KH * KW, stride) and is_grad_enabled() and not _BLOCKED_TRAINING:
+        return functional.conv2d.reference(x, weight, bias, stride, padding)  # training: columns kept
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
