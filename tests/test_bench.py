@@ -349,36 +349,38 @@ def test_numba_levers_benchmark_checks_its_json_path_first(tmp_path, capsys):
     assert exc.value.code == 2 and f"--json {tmp_path}: is a folder, expected a file name" in capsys.readouterr().err
 
 
-def _threads_module():
-    return _benchmark_module("bench_threads")
+def _process_module():
+    return _benchmark_module("bench_process")
 
 
-def test_threads_benchmark_runs_each_configuration_in_its_own_process_and_reports_them(tmp_path, capsys, monkeypatch):
+def test_process_benchmark_runs_each_configuration_in_its_own_process_and_reports_them(tmp_path, capsys, monkeypatch):
     pytest.importorskip("numba", reason="Numba is not installed: the layers are Numba's")
-    threads = _threads_module()
-    real = threads.measure
+    process = _process_module()
+    real = process.measure
     calls = []
 
     def measure(config, steps):
         calls.append(config)
-        if config != "workqueue (default)":  # one real process checks the child; OpenMP may be absent here
-            return {"layer": "omp", "train_images_per_s": 100.0, "infer_images_per_s": 400.0, "small_loop_ms": 0.05}
+        if config != "default":  # one real process checks the child; OpenMP may be absent here
+            return {"layer": "omp", "train_images_per_s": 100.0, "infer_images_per_s": 400.0, "small_loop_ms": 0.05,
+                    "page_faults_per_step": 300.0}
         return real(config, steps)
 
-    monkeypatch.setattr(threads, "measure", measure)
-    out = tmp_path / "threads.json"
-    assert threads.main(["--rounds", "2", "--steps", "1", "--json", str(out)]) == 0
-    assert calls == list(threads.CONFIGS) * 2  # the configurations in turn, round after round
+    monkeypatch.setattr(process, "measure", measure)
+    out = tmp_path / "process.json"
+    assert process.main(["--rounds", "2", "--steps", "1", "--json", str(out)]) == 0
+    assert calls == list(process.CONFIGS) * 2  # the configurations in turn, round after round
     report = json.loads(out.read_text())
-    measured = report["configs"]["workqueue (default)"]
+    measured = report["configs"]["default"]
     assert measured["layer"] == "workqueue"  # the child process ran as minicnn sets Numba up
+    assert measured["page_faults_per_step"] >= 0
     assert measured["train_images_per_s"] > 0 and measured["infer_images_per_s"] > 0 and measured["small_loop_ms"] > 0
     table = capsys.readouterr().out
-    assert "| omp, passive | omp | 100 |" in table and "| omp, spinning | omp | 100 |" in table
+    assert "| omp, passive | omp | 100 |" in table and "| freed memory kept | omp | 100 |" in table
 
 
-def test_threads_benchmark_refuses_bad_options_before_measuring(capsys):
+def test_process_benchmark_refuses_bad_options_before_measuring(capsys):
     with pytest.raises(SystemExit) as exc:
-        _threads_module().main(["--rounds", "0"])
+        _process_module().main(["--rounds", "0"])
     assert exc.value.code == 2 and "--rounds must be at least 1, got 0" in capsys.readouterr().err
 

@@ -96,10 +96,10 @@ from minicnn.optim import adam
 
 
 # Numba's OpenMP threads spin-wait after every parallel loop, competing for the cores with BLAS's
-# threads in the matrix product that follows: on two cores a MnistCNN training step ran about three
+# threads in the matrix product that follows: on two cores a MnistCNN training step ran about two
 # times slower.  The workqueue layer's threads sleep.  OpenMP told to sleep (OMP_WAIT_POLICY=PASSIVE)
-# starts a small loop faster, but whole training steps and inference were 10-16% slower than on
-# workqueue (benchmarks/bench_threads.py, docs/backends.md#threads).
+# starts a small loop faster, but whole steps were no faster within the machine's noise (0.86x-1.16x
+# in three runs; benchmarks/bench_process.py, docs/backends.md#threads-and-host-memory).
 # A layer chosen by the user (NUMBA_THREADING_LAYER) is left alone.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"

@@ -1,13 +1,16 @@
-"""The Numba backend's threading layers side by side: one process per measurement, in turn.
+"""Settings chosen once per process, side by side: Numba's threading layer and glibc's malloc thresholds.
 
-    python benchmarks/bench_threads.py                  # MnistCNN, batch 64 training, batch 1000 inference
-    python benchmarks/bench_threads.py --rounds 5 --json threads.json
+    python benchmarks/bench_process.py                  # MnistCNN, batch 64 training, batch 1000 inference
+    python benchmarks/bench_process.py --rounds 5 --json process.json
 
-A threading layer is chosen once per process, when Numba first starts its threads, so each
-configuration runs in a process of its own, with its environment:
+Numba picks its threads when it first starts them and glibc's malloc reads its tunables when the
+process starts, so each configuration runs in a process of its own, with its environment:
 
-    workqueue (default)   Numba's own layer, which minicnn picks unless NUMBA_THREADING_LAYER
-                          names another; its threads sleep after each parallel loop
+    default               as minicnn runs: Numba's workqueue layer (its threads sleep after each
+                          parallel loop), malloc as glibc starts it (a large array mapped afresh
+                          from the system, and given back when freed)
+    freed memory kept     glibc told to serve arrays up to 32 MB from its heap and keep what is
+                          freed (GLIBC_TUNABLES mmap_threshold, trim_threshold): fewer page faults
     omp, passive          GNU OpenMP told to let its threads sleep too (NUMBA_THREADING_LAYER=omp,
                           OMP_WAIT_POLICY=PASSIVE)
     omp, spinning         GNU OpenMP as it starts by default, its threads spinning for a while
@@ -15,8 +18,8 @@ configuration runs in a process of its own, with its environment:
 
 The rounds visit the configurations in turn, so a machine that speeds up or slows down affects
 them alike; each figure is the median over the rounds of one process's median.  Each process
-also times one parallel loop on a small array (im2col of one conv2 input image), where starting
-the threads is most of the time.
+also counts the page faults of a training step and times one parallel loop on a small array
+(im2col of one conv2 input image), where starting the threads is most of the time.
 """
 from __future__ import annotations
 
@@ -33,15 +36,17 @@ from minicnn.serialization import write_json_atomic
 from minicnn.validate import satisfies
 
 #: Each configuration's changes to the environment (None: the variable removed).
+_KEEP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 CONFIGS = {
-    "workqueue (default)": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None},
-    "omp, passive": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "PASSIVE"},
-    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None},
+    "default": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None},
+    "freed memory kept": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": _KEEP},
+    "omp, passive": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "PASSIVE", "GLIBC_TUNABLES": None},
+    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None},
 }
 
 # What one process measures; it prints one JSON line.
 _CHILD = """
-import json, statistics, sys, time
+import json, resource, statistics, sys, time
 import numpy as np
 import minicnn
 from minicnn import bench
@@ -68,9 +73,13 @@ image = np.random.default_rng(0).standard_normal((1, 32, 14, 14), dtype=np.float
 cols = np.empty((288, 1, 196), np.float32)
 loop = lambda: numba_kernels._im2col(image, 3, 3, 1, 1, 1, 1, 14, 14, np.float32(0), cols)
 loop()
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+train_s = median_seconds(runner.train_step, steps)
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 print(json.dumps({
     "layer": numba.threading_layer(),
-    "train_images_per_s": bench.TRAIN_BATCH / median_seconds(runner.train_step, steps),
+    "page_faults_per_step": faults,
+    "train_images_per_s": bench.TRAIN_BATCH / train_s,
     "infer_images_per_s": bench.INFER_BATCH / median_seconds(runner.infer, 3),
     "small_loop_ms": median_seconds(loop, 101) * 1e3,
 }))
@@ -102,26 +111,27 @@ def run(rounds=3, steps=20) -> dict:
         "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
         "configs": {c: {"layer": runs[0]["layer"],
                         **{k: statistics.median(r[k] for r in runs)
-                           for k in ("train_images_per_s", "infer_images_per_s", "small_loop_ms")}}
+                           for k in ("train_images_per_s", "infer_images_per_s", "small_loop_ms",
+                                     "page_faults_per_step")}}
                     for c, runs in seen.items()},
     }
 
 
 def format_report(r) -> str:
-    default = r["configs"]["workqueue (default)"]
+    default = r["configs"]["default"]
     lines = [f"Machine: {r['machine']}; medians of {r['rounds']} processes of {r['steps']} steps each", "",
              "| configuration | layer | training img/s (batch 64) | vs default | inference img/s (batch 1000) "
-             "| vs default | one small parallel loop (ms) |", "|---|---|---|---|---|---|---|"]
+             "| vs default | page faults per step | one small parallel loop (ms) |", "|---|---|---|---|---|---|---|---|"]
     for c, m in r["configs"].items():
         lines.append(f"| {c} | {m['layer']} | {m['train_images_per_s']:,.0f} | "
                      f"{m['train_images_per_s'] / default['train_images_per_s']:.2f}x | "
                      f"{m['infer_images_per_s']:,.0f} | {m['infer_images_per_s'] / default['infer_images_per_s']:.2f}x | "
-                     f"{m['small_loop_ms']:.3f} |")
+                     f"{m['page_faults_per_step']:,.0f} | {m['small_loop_ms']:.3f} |")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench_threads.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="bench_process.py", description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="processes per configuration (default 3)")
     p.add_argument("--steps", type=int, default=20, help="training steps per process (default 20)")
     p.add_argument("--json", type=path_argument, help="write the report as JSON here")
