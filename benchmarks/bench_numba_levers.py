@@ -30,16 +30,12 @@ import argparse
 import contextlib
 import statistics
 import sys
-import time
 
 import numpy as np
 
-import minicnn
 from minicnn import bench
-from minicnn.cli import run_command
-from minicnn.paths import output_file, path_argument
-from minicnn.serialization import write_json_atomic
-from minicnn.validate import satisfies
+from minicnn.bench_report import run_numba_script
+from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
            "+ fused inference", "+ one Adam pass", "+ 1 BLAS thread")
@@ -89,20 +85,10 @@ def configured(backend, name):
         numba_conv._DIRECT_MAX_K, numba_conv._BLOCKED_TRAINING = direct_max_k, blocked_training
 
 
-def median_seconds(fn, reps):
-    """Median wall-clock seconds of one call of ``fn`` over ``reps`` calls."""
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def step_seconds(runner, steps, full_backward=False):
     """Median seconds of one training step over ``steps`` steps (``full_backward``: dL/dx of the images too)."""
     step = (lambda: runner.train_step(image_grad=True)) if full_backward else runner.train_step
-    return median_seconds(step, steps)
+    return bench.median_seconds(step, steps)
 
 
 def optimizer_seconds(runner, reps=50):
@@ -111,7 +97,7 @@ def optimizer_seconds(runner, reps=50):
     runner.model.train()
     runner.loss(runner.model(x), y)
     runner.model.parameter_backward(runner.loss.backward())
-    seconds = median_seconds(runner.opt.step, reps)
+    seconds = bench.median_seconds(runner.opt.step, reps)
     runner.opt.zero_grad()
     return seconds
 
@@ -158,10 +144,10 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
                 if "train" in MEASURED.get(c, ("train",)):
                     train[c].append(step_seconds(runner, steps, full_backward=c == "reference conv"))
                 if "infer" in MEASURED.get(c, ("infer",)):
-                    infer[c].append(median_seconds(runner.infer, infer_calls))
+                    infer[c].append(bench.median_seconds(runner.infer, infer_calls))
         if torch_runner is not None:
             torch_train.append(step_seconds(torch_runner, steps))
-            torch_infer.append(median_seconds(torch_runner.infer, infer_calls))
+            torch_infer.append(bench.median_seconds(torch_runner.infer, infer_calls))
     report = {
         "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
         "train_images_per_s": {c: bench.TRAIN_BATCH / statistics.median(v) for c, v in train.items() if v},
@@ -206,25 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_with_args(args, parser) -> int:
-    """Check the options and the output path first (nothing goes wrong after minutes of measuring), then measure."""
-    for option, value in (("--rounds", args.rounds), ("--steps", args.steps)):
-        if not satisfies(value, "> 0"):
-            parser.error(f"{option} must be at least 1, got {value}")
-    if args.json:
-        output_file(parser, "--json", args.json)
-    minicnn.set_backend("numba")  # the levers are the numba backend's: one line where it cannot load
-    report = run(args.rounds, args.steps, torch_reference=not args.no_torch)
-    print(format_report(report))
-    if args.json:
-        write_json_atomic(args.json, report)
-    return 0
-
-
 def main(argv=None) -> int:
-    parser = build_parser()
-    # Errors as `minicnn bench` reports them: one line, exit status 1 or 2, no traceback.
-    return run_command(parser, parser.parse_args(argv), run_with_args)
+    return run_numba_script(build_parser(), argv, lambda args: run(args.rounds, args.steps, torch_reference=not args.no_torch), format_report)
 
 
 if __name__ == "__main__":

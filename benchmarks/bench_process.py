@@ -30,10 +30,8 @@ import statistics
 import subprocess
 import sys
 
-from minicnn.cli import run_command
-from minicnn.paths import output_file, path_argument
-from minicnn.serialization import write_json_atomic
-from minicnn.validate import satisfies
+from minicnn.bench_report import run_numba_script
+from minicnn.paths import path_argument
 
 #: Each configuration's changes to the environment (None: the variable removed).
 _KEEP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
@@ -46,7 +44,7 @@ CONFIGS = {
 
 # What one process measures; it prints one JSON line.
 _CHILD = """
-import json, resource, statistics, sys, time
+import json, resource, statistics, sys
 import numpy as np
 import minicnn
 from minicnn import bench
@@ -58,13 +56,7 @@ steps = int(sys.argv[1])
 x, y = bench._mnist_batch(bench.INFER_BATCH)
 runner = bench._Minicnn("numba", x, y)
 
-def median_seconds(fn, reps):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+median_seconds = bench.median_seconds
 
 for _ in range(3):
     runner.train_step()
@@ -138,25 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_with_args(args, parser) -> int:
-    for option, value in (("--rounds", args.rounds), ("--steps", args.steps)):
-        if not satisfies(value, "> 0"):
-            parser.error(f"{option} must be at least 1, got {value}")
-    if args.json:
-        output_file(parser, "--json", args.json)
-    import minicnn
-
-    minicnn.set_backend("numba")  # one line where the numba backend cannot load, before any process starts
-    report = run(args.rounds, args.steps)
-    print(format_report(report))
-    if args.json:
-        write_json_atomic(args.json, report)
-    return 0
-
-
 def main(argv=None) -> int:
-    parser = build_parser()
-    return run_command(parser, parser.parse_args(argv), run_with_args)
+    return run_numba_script(build_parser(), argv, lambda args: run(args.rounds, args.steps), format_report)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,16 @@ def _mnist_batch(n):
     return normalize(images[:n]), labels[:n].astype(np.int64)
 
 
+def median_seconds(fn, reps):
+    """Median wall-clock seconds of one call of ``fn`` over ``reps`` calls (the benchmarks/ scripts' timer)."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _wall_seconds(fn, calls, sync):
     sync()
     t0 = time.perf_counter()

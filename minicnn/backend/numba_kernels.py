@@ -360,16 +360,22 @@ def _relu_backward(grad, y, out):
 
 # --- the Adam update -------------------------------------------------------------------------
 
+@_inline
+def _adam_element(param, grad, m, v, i, lr, b1, one_minus_b1, b2, one_minus_b2, eps, c1, c2):
+    """Element i of the step: m, v and param read once and written once."""
+    g = grad[i]
+    m_i = b1 * m[i] + one_minus_b1 * g
+    v_i = b2 * v[i] + one_minus_b2 * g * g
+    m[i] = m_i
+    v[i] = v_i
+    param[i] -= lr * (m_i / c1) / (np.sqrt(v_i / c2) + eps)
+
+
 @numba.njit(parallel=True, cache=True)
 def _adam_update(param, grad, m, v, lr, b1, one_minus_b1, b2, one_minus_b2, eps, c1, c2):
     """The reference's five array passes as one: each element read and written once."""
     for i in prange(param.shape[0]):
-        g = grad[i]
-        m_i = b1 * m[i] + one_minus_b1 * g
-        v_i = b2 * v[i] + one_minus_b2 * g * g
-        m[i] = m_i
-        v[i] = v_i
-        param[i] -= lr * (m_i / c1) / (np.sqrt(v_i / c2) + eps)
+        _adam_element(param, grad, m, v, i, lr, b1, one_minus_b1, b2, one_minus_b2, eps, c1, c2)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -383,12 +389,7 @@ def _adam_update_many(params, grads, ms, vs, starts, lr, b1, one_minus_b1, b2, o
         # The chunk's slices, indexed from 0 with unsigned integers: no wrap-around tests, vector code.
         param, grad, m, v = params[k][lo:hi], grads[k][lo:hi], ms[k][lo:hi], vs[k][lo:hi]
         for i in range(np.uint64(hi - lo)):
-            g = grad[i]
-            m_i = b1 * m[i] + one_minus_b1 * g
-            v_i = b2 * v[i] + one_minus_b2 * g * g
-            m[i] = m_i
-            v[i] = v_i
-            param[i] -= lr * (m_i / c1) / (np.sqrt(v_i / c2) + eps)
+            _adam_element(param, grad, m, v, i, lr, b1, one_minus_b1, b2, one_minus_b2, eps, c1, c2)
 
 
 # --- the kernels, with the reference's signatures ---------------------------------------------
