@@ -34,7 +34,7 @@ import sys
 import numpy as np
 
 from minicnn import bench
-from minicnn.bench_report import run_numba_script
+from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",

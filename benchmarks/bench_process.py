@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-from minicnn.bench_report import run_numba_script
+from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
 #: Each configuration's changes to the environment (None: the variable removed).

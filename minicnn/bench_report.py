@@ -200,30 +200,3 @@ def run_with_args(args, parser) -> dict:
         plot(report, args.plot)
     return report
 
-
-def run_numba_script(parser: argparse.ArgumentParser, argv, measure, format_report) -> int:
-    """The command line of a Numba benchmark of ``benchmarks/`` (``bench_numba_levers.py``, ``bench_process.py``).
-
-    ``--rounds`` and ``--steps`` (each at least 1) and the ``--json`` path are checked before
-    anything is measured, then the numba backend is loaded (one line where it cannot be), then
-    ``measure(args)``'s report is printed by ``format_report`` and written to ``--json``.  Errors
-    are one line, exit status 1 or 2, as ``minicnn bench`` reports them.
-    """
-    import minicnn
-    from minicnn.cli import run_command
-
-    def run_with_args(args, parser) -> int:
-        for option, value in (("--rounds", args.rounds), ("--steps", args.steps)):
-            if not satisfies(value, "> 0"):
-                parser.error(f"{option} must be at least 1, got {value}")
-        if args.json:
-            output_file(parser, "--json", args.json)
-        minicnn.set_backend("numba")
-        report = measure(args)
-        print(format_report(report))
-        if args.json:
-            write_json_atomic(args.json, report)
-        return 0
-
-    return run_command(parser, parser.parse_args(argv), run_with_args)
-

@@ -94,3 +94,18 @@ def test_only_those_exact_layer_types_are_fused(monkeypatch):
     assert runs == []
     np.testing.assert_allclose(out, layer_by_layer(model, x))
     assert (out < 0).all()  # the leak survived: the subclass ran, not a fused ReLU
+
+
+def test_a_layer_with_a_wrapped_forward_runs_as_itself(monkeypatch):
+    """A hook (an instance's own forward, as the summary's shape recorder) sees its layer's call."""
+    runs = spy_on_fusion(monkeypatch)
+    model = models.MnistCNN(seed=0).eval()
+    seen = []
+    real = model.relu1.forward
+    object.__setattr__(model.relu1, "forward", lambda x: seen.append(x.shape) or real(x))
+    with minicnn.no_grad():
+        model(np.zeros((2, 1, 28, 28), np.float32))
+    assert seen == [(2, 32, 28, 28)]
+    names = {id(m): n for n, m in model.named_children()}
+    assert [names[id(c)] for c, _, _ in runs] == ["conv2"]  # the other run is still fused
+

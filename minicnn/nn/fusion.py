@@ -29,8 +29,11 @@ RUN = (Conv2d, ReLU, MaxPool2d)
 
 
 def fusable(layers) -> bool:
-    """Whether ``layers`` (a slice of a Sequential's children) is a Conv2d, a ReLU and a MaxPool2d."""
-    return len(layers) == len(RUN) and all(type(layer) is kind for layer, kind in zip(layers, RUN))
+    """Whether ``layers`` (a slice of a Sequential's children) is a Conv2d, a ReLU and a MaxPool2d,
+    none of them with a ``forward`` of its own: a layer whose forward is wrapped (a hook, such as
+    :func:`minicnn.summary.summary`'s shape recorder) runs as itself."""
+    return (len(layers) == len(RUN) and all(type(layer) is kind for layer, kind in zip(layers, RUN))
+            and not any("forward" in vars(layer) for layer in layers))
 
 
 def conv_relu_pool(conv: Conv2d, relu: ReLU, pool: MaxPool2d, x):

@@ -36,22 +36,22 @@ def uniform_fan_in(shape, fan_in: int, generator: np.random.Generator | None) ->
 def glorot_uniform_(model, generator: np.random.Generator | None = None):
     """Re-draw every Conv2d and Linear weight of ``model`` as Keras does; biases become 0.
 
-    Weights are drawn in float64 from ``U(-b, b)``, ``b = sqrt(6 / (fan_in + fan_out))``,
-    in the order of ``model.modules()``, then cast to each weight's dtype in place.
+    The layers are those of ``model.modules()`` whose ``weight`` has 2 dimensions (Linear:
+    fan_in = in_features, fan_out = out_features) or 4 (Conv2d: times KH * KW); BatchNorm2d's
+    1-dimensional weight is left alone.  Weights are drawn in float64 from ``U(-b, b)``,
+    ``b = sqrt(6 / (fan_in + fan_out))``, in that order, then cast to each weight's dtype in place.
     Returns ``model``.
     """
-    from minicnn.nn.conv import Conv2d
-    from minicnn.nn.linear import Linear
-
     rng = generator if generator is not None else np.random.default_rng()
     for module in model.modules():
-        if not isinstance(module, (Conv2d, Linear)):
+        weight = getattr(module, "weight", None)
+        if weight is None or weight.data.ndim not in (2, 4):
             continue
-        w = module.weight.data
+        w = weight.data
         receptive = int(np.prod(w.shape[2:]))  # KH * KW for Conv2d, 1 for Linear
         fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         w[...] = get_array_module(w).asarray(rng.uniform(-bound, bound, size=w.shape), dtype=w.dtype)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             module.bias.data[...] = 0
     return model
