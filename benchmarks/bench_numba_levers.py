@@ -14,8 +14,10 @@ The levers are switched on one after the other (each configuration includes the 
     + columns kept in training   wide convolutions back on the whole-batch path when gradients are
                         on (training only; blocked stays for inference)
     + fused inference   conv -> ReLU -> max-pool as one kernel under no_grad (inference only)
-    + one Adam pass     Adam's step over all of a group's tensors in one parallel loop (training
-                        only); with it, everything the package does by default
+    + one Adam pass     Adam's step over all of a group's tensors in one parallel loop (training only)
+    + rows in training  wide convolutions unfold into rows (one window per row, channels last)
+                        instead of K-major columns in training; with it, everything the package
+                        does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
 
 The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
@@ -38,26 +40,27 @@ from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
-           "+ fused inference", "+ one Adam pass", "+ 1 BLAS thread")
+           "+ fused inference", "+ one Adam pass", "+ rows in training", "+ 1 BLAS thread")
 
 _CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
 
 #: Each configuration: the overrides it goes without (the reference runs in their place), whether the
-#: direct kernels are on, and whether wide convolutions take the blocked path in training too.
+#: direct kernels are on, and how wide convolutions run in training (numba_conv._WIDE_TRAINING).
 SETTINGS = {
-    "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, blocked_training=False),
-    "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, blocked_training=False),
-    "+ blocked im2col": dict(without=(_FUSED, _ADAM_MANY), direct=False, blocked_training=True),
-    "+ direct conv1": dict(without=(_FUSED, _ADAM_MANY), direct=True, blocked_training=True),
-    "+ columns kept in training": dict(without=(_FUSED, _ADAM_MANY), direct=True, blocked_training=False),
-    "+ fused inference": dict(without=(_ADAM_MANY,), direct=True, blocked_training=False),
-    "+ one Adam pass": dict(without=(), direct=True, blocked_training=False),
-    "+ 1 BLAS thread": dict(without=(), direct=True, blocked_training=False),
+    "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, wide_training="columns"),
+    "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, wide_training="columns"),
+    "+ blocked im2col": dict(without=(_FUSED, _ADAM_MANY), direct=False, wide_training="blocked"),
+    "+ direct conv1": dict(without=(_FUSED, _ADAM_MANY), direct=True, wide_training="blocked"),
+    "+ columns kept in training": dict(without=(_FUSED, _ADAM_MANY), direct=True, wide_training="columns"),
+    "+ fused inference": dict(without=(_ADAM_MANY,), direct=True, wide_training="columns"),
+    "+ one Adam pass": dict(without=(), direct=True, wide_training="columns"),
+    "+ rows in training": dict(without=(), direct=True, wide_training="rows"),
+    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows"),
 }
 
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
 MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
-            "+ fused inference": ("infer",), "+ one Adam pass": ("train",)}
+            "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",)}
 
 
 @contextlib.contextmanager
@@ -67,14 +70,14 @@ def configured(backend, name):
 
     settings = SETTINGS[name]
     saved = {k: backend.overrides[k] for k in settings["without"]}
-    direct_max_k, blocked_training = numba_conv._DIRECT_MAX_K, numba_conv._BLOCKED_TRAINING
+    direct_max_k, wide_training = numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING
     limits = contextlib.nullcontext()
     try:
         for k in saved:
             del backend.overrides[k]  # the reference runs, as on the NumPy backend
         if not settings["direct"]:
             numba_conv._DIRECT_MAX_K = 0
-        numba_conv._BLOCKED_TRAINING = settings["blocked_training"]
+        numba_conv._WIDE_TRAINING = settings["wide_training"]
         if name == "+ 1 BLAS thread":
             from threadpoolctl import threadpool_limits
             limits = threadpool_limits(1, user_api="blas")
@@ -82,7 +85,7 @@ def configured(backend, name):
             yield
     finally:
         backend.overrides.update(saved)
-        numba_conv._DIRECT_MAX_K, numba_conv._BLOCKED_TRAINING = direct_max_k, blocked_training
+        numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING = direct_max_k, wide_training
 
 
 def step_seconds(runner, steps, full_backward=False):

@@ -292,7 +292,7 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     report = json.loads(out.read_text())
     configs = set(report["train_images_per_s"])
     assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
-            "+ one Adam pass"} <= configs
+            "+ one Adam pass", "+ rows in training"} <= configs
     assert all(rate > 0 for rate in report["train_images_per_s"].values())
     assert "+ no image grad" not in report["infer_images_per_s"]  # no backward in inference
     assert "+ one Adam pass" not in report["infer_images_per_s"] and "+ fused inference" not in configs
@@ -304,7 +304,7 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     assert "| + direct conv1 |" in table and "| + fused inference | (as above) |" in table
     assert "Adam's step alone" in table
     assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k
-    assert not numba_conv._BLOCKED_TRAINING
+    assert numba_conv._WIDE_TRAINING == "rows"
 
 
 def test_numba_levers_configurations_switch_what_runs():
@@ -319,15 +319,17 @@ def test_numba_levers_configurations_switch_what_runs():
             assert not {"conv2d", "conv2d_backward", fused, many} & set(backend.overrides)
     with levers.configured(backend, "+ blocked im2col"):
         assert not numba_conv._uses_direct(9, (1, 1)) and fused not in backend.overrides
-        assert numba_conv._BLOCKED_TRAINING
+        assert numba_conv._WIDE_TRAINING == "blocked"
     with levers.configured(backend, "+ columns kept in training"):
-        assert numba_conv._uses_direct(9, (1, 1)) and not numba_conv._BLOCKED_TRAINING
+        assert numba_conv._uses_direct(9, (1, 1)) and numba_conv._WIDE_TRAINING == "columns"
     with levers.configured(backend, "+ fused inference"):
         assert backend.overrides[fused] is numba_conv.conv2d_relu_maxpool2d and many not in backend.overrides
     with levers.configured(backend, "+ one Adam pass"):
-        assert {fused, many} <= set(backend.overrides)
+        assert {fused, many} <= set(backend.overrides) and numba_conv._WIDE_TRAINING == "columns"
+    with levers.configured(backend, "+ rows in training"):
+        assert numba_conv._WIDE_TRAINING == "rows"
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
-    assert not numba_conv._BLOCKED_TRAINING
+    assert numba_conv._WIDE_TRAINING == "rows"
     assert {fused, many} <= set(backend.overrides)
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
     assert {fused, many} <= set(backend.overrides)

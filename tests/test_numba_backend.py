@@ -84,8 +84,42 @@ def test_blocked_conv2d_forward_and_backward_equal_reference(case, seed, dtype, 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)  # never direct
-        patch.setattr(nc, "_BLOCKED_TRAINING", True)  # blocked with gradients on too, its backward included
+        patch.setattr(nc, "_WIDE_TRAINING", "blocked")  # blocked with gradients on too, its backward included
         _check_conv2d_against_reference(case, seed, dtype, input_grad)
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
+       layout=st.sampled_from(["rows", "columns"]))
+def test_training_conv2d_forward_and_backward_equal_reference(case, seed, dtype, input_grad, layout):
+    """Training's whole-batch paths (rows, the default, and the reference's columns), any stride."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_DIRECT_MAX_K", 0)  # never direct
+        patch.setattr(nc, "_WIDE_TRAINING", layout)
+        x = np.zeros(case.x_shape, dtype)
+        weight = np.zeros((case.out_channels, case.x_shape[1], *case.kernel_size), dtype)
+        saved = nc.conv2d(x, weight, None, case.stride, case.padding)[1]
+        assert saved.ndim == (2 if layout == "rows" else 3)  # rows (N*P, K), or columns (N, K, P)
+        _check_conv2d_against_reference(case, seed, dtype, input_grad)
+
+
+def test_rows_are_one_window_per_row_channels_last():
+    """rows[n*P + p, (i*KW + j)*C + c] = x_padded[n, c, oh + i, ow + j], zeros in the border."""
+    x = np.arange(2 * 4 * 4 * 5, dtype=np.float64).reshape(2, 4, 4, 5) + 1
+    weight = np.zeros((1, 4, 3, 3))  # K = 36: more rows than the direct kernels take
+    rows = nc.conv2d(x, weight, None, (1, 1), (1, 1))[1]
+    assert rows.shape == (2 * 4 * 5, 36)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    n, oh, ow = 1, 2, 4
+    want = padded[n, :, oh:oh + 3, ow:ow + 3].transpose(1, 2, 0).ravel()  # (i, j, c) order
+    np.testing.assert_array_equal(rows[n * 20 + oh * 5 + ow], want)
+    assert rows[0, :4].tolist() == [0, 0, 0, 0]  # window (0, 0) at the top-left corner: border
+
+
+def test_backward_names_a_saved_array_of_the_wrong_shape():
+    x, weight = normal(0, (2, 4, 6, 6), np.float32), normal(1, (5, 4, 3, 3), np.float32)
+    y, rows = nc.conv2d(x, weight, None, (1, 1), (1, 1))
+    with pytest.raises(ValueError, match=r"saved rows of shape \(72, 36\).*got \(71, 36\)"):
+        nc.conv2d_backward(np.ones_like(y), rows[:-1], weight, x.shape, (1, 1), (1, 1))
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans())
@@ -209,14 +243,14 @@ def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
 
 
 def test_what_conv2d_keeps_for_backward():
-    """The direct path keeps the input; a wide convolution in training keeps the reference's columns."""
+    """The direct path keeps the input; a wide convolution in training keeps its rows."""
     x = normal(0, (8, 4, 10, 10), np.float32)
     direct_x = x[:, :1].copy()
     y, saved = nc.conv2d(direct_x, normal(1, (6, 1, 3, 3), np.float32), None, (1, 1), (1, 1))
     assert saved is direct_x  # not the columns (9 rows of 8*100): backward rebuilds what it needs
     wide = normal(1, (6, 4, 3, 3), np.float32)
     y, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
-    assert saved.shape == (8, 36, 100)  # the whole batch's columns, as the reference keeps them
+    assert saved.shape == (8 * 100, 36)  # the whole batch's rows: one window each, channels last
     with minicnn.no_grad():  # inference: blocked, nothing but the input
         y_blocked, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
     assert saved is x

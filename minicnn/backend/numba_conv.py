@@ -10,11 +10,20 @@ convolution runs in one of three ways, chosen by the shapes and by whether
 gradients are on; each is tested against the reference (values to rounding,
 the same dtype):
 
-Whole batch (training, every convolution with ``K > _DIRECT_MAX_K`` or a stride)
-    The reference itself, with this backend's im2col, col2im and axis swap:
-    its columns kept for backward.  Keeping only the input and unfolding it
-    again in backward, block by block, was measured slower here (see
-    ``_BLOCKED_TRAINING``).
+Rows (training: every convolution with ``K > _DIRECT_MAX_K`` or a stride)
+    The reference's whole-batch product with the columns laid out the other
+    way round: one row per window, channels last,
+
+        rows[n*P + p, (i*KW + j)*C + c] = x_padded[n, c, oh*SH + i, ow*SW + j]     (N*P, K)
+
+    so that unfolding copies runs of C contiguous values (from a channels-last
+    copy of x) instead of runs of OW, and folding back in backward adds them.
+    The products are the reference's, transposed: ``y = rows @ w_rows^T`` (N*P,
+    OC), ``dW = dY @ rows`` and ``drows = dY^T @ w_rows`` with ``w_rows`` the
+    weight with its K axis in the same (i, j, c) order.  The rows are kept for
+    backward.  ``_WIDE_TRAINING = "columns"`` runs the reference itself (K-major
+    columns, this backend's im2col and col2im) and ``"blocked"`` the blocked
+    path below with its backward, both kept for bench_numba_levers.py.
 
 Blocked im2col (the same convolutions in inference, under no_grad)
     The reference's steps one block of images at a time: as many images as
@@ -23,8 +32,8 @@ Blocked im2col (the same convolutions in inference, under no_grad)
     into the output with the bias added.  conv2 of MnistCNN at batch 64
     unfolds into a 288 x 12,544 float32 matrix (14.4 MB, seven times a core's
     L2): unblocked, it is written to memory and read back by the product.
-    The input is all it keeps; its backward (with ``_BLOCKED_TRAINING``)
-    unfolds each block again from ``x`` and adds its ``dY_b @ cols_b^T``.
+    The input is all it keeps; its backward (with ``_WIDE_TRAINING =
+    "blocked"``) unfolds each block again from ``x`` and adds its ``dY_b @ cols_b^T``.
 
 Direct (stride 1 and ``K <= _DIRECT_MAX_K``, such as conv1: one channel, K = 9)
     With few rows the product ``w_mat @ cols`` is a thin, memory-bound pass:
@@ -74,12 +83,13 @@ _BLOCK_BYTES = 4 << 20
 #: the direct kernels buy in a training step and in inference.
 _DIRECT_MAX_K = 32
 
-#: Whether a training forward (gradients on) of a wide convolution takes the blocked path too.  It
-#: does not: keeping only the input means unfolding it again in backward, in blocks whose products
-#: run below BLAS's speed, and a MnistCNN training step ran 12-14% slower so on two cores than with
-#: the reference's whole-batch im2col and its columns kept (bench_numba_levers.py's "+ blocked
-#: im2col in training"); in inference nothing is kept, and there the blocks pay.
-_BLOCKED_TRAINING = False
+#: How a training forward (gradients on) of a wide convolution runs: "rows" (the default), "columns"
+#: (the reference's K-major im2col, its columns kept) or "blocked" (the inference path below, only the
+#: input kept, each block unfolded again in backward).  On two cores, conv2 of MnistCNN at batch 64
+#: unfolded in 1.3 ms as rows against 2.5 ms as columns and folded back in 1.5 ms against 3.4 ms, at
+#: the same product speed; "blocked" ran a training step 12-14% slower than "columns" (its products
+#: are smaller).  bench_numba_levers.py measures the three in whole training steps.
+_WIDE_TRAINING = "rows"
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
 
@@ -155,6 +165,119 @@ def _blocked_backward(grad_output, x, w_mat, dims, dweight, dbias, dx):
             dcols = cols  # the block's columns are no longer needed: the gradient takes their place
             np.matmul(w_t, dy, out=dcols)                                         # (K, m*P)
             _col2im(dcols.reshape(K, m, P), KH, KW, SH, SW, PH, PW, OH, OW, zero, dx[n0:n0 + m])
+
+
+# --- rows: one window per row, channels last -----------------------------------------------------
+
+@numba.njit(parallel=True, cache=True)
+def _channels_last(x, xh):
+    """xh[n, h, w, c] = x[n, c, h, w]"""
+    N, C, H, W = x.shape
+    for task in prange(N * H):
+        n, h = task // H, task % H
+        for w in range(W):
+            dst = xh[n, h, w]
+            for c in range(C):
+                dst[c] = x[n, c, h, w]
+
+
+@numba.njit(parallel=True, cache=True)
+def _im2rows(xh, KH, KW, SH, SW, PH, PW, rows):
+    """rows[n, oh, ow, (i*KW + j)*C : +C] = xh_padded[n, oh*SH + i, ow*SW + j, :]: KH*KW runs of C values."""
+    N, H, W, C = xh.shape
+    OH, OW = rows.shape[1], rows.shape[2]
+    zero, uC = rows.dtype.type(0), np.uint64(C)
+    for task in prange(N * OH):
+        n, oh = task // OH, task % OH
+        for ow in range(OW):
+            dst = rows[n, oh, ow]
+            for i in range(KH):
+                ih = oh * SH - PH + i
+                for j in range(KW):
+                    iw, base = ow * SW - PW + j, np.uint64((i * KW + j) * C)
+                    if 0 <= ih < H and 0 <= iw < W:
+                        src = xh[n, ih, iw]
+                        for c in range(uC):
+                            dst[base + c] = src[c]
+                    else:
+                        for c in range(uC):
+                            dst[base + c] = zero
+
+
+@numba.njit(parallel=True, cache=True)
+def _rows_to_planes(prod, bias, y):
+    """y[n, oc, p] = prod[n, p, oc] + bias[oc]"""
+    N, P, OC = prod.shape
+    for n in prange(N):
+        src, dst = prod[n], y[n]
+        for p in range(P):
+            row = src[p]
+            for oc in range(OC):
+                dst[oc, p] = row[oc] + bias[oc]
+
+
+@numba.njit(parallel=True, cache=True)
+def _rows2im(drows, KH, KW, SH, SW, PH, PW, dx):
+    """dx[n] = each row's KH*KW runs added back onto their pixels (channels last in a local image),
+    then stored channels first; one image per parallel iteration, so no two threads add into one pixel."""
+    N, C, H, W = dx.shape
+    OH, OW = drows.shape[1], drows.shape[2]
+    uC = np.uint64(C)
+    for n in prange(N):
+        acc = np.zeros((H, W, C), dtype=dx.dtype)
+        for oh in range(OH):
+            for ow in range(OW):
+                src = drows[n, oh, ow]
+                for i in range(KH):
+                    ih = oh * SH - PH + i
+                    if 0 <= ih < H:
+                        for j in range(KW):
+                            iw, base = ow * SW - PW + j, np.uint64((i * KW + j) * C)
+                            if 0 <= iw < W:
+                                dst = acc[ih, iw]
+                                for c in range(uC):
+                                    dst[c] += src[base + c]
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    dx[n, c, h, w] = acc[h, w, c]
+
+
+def _weight_rows(weight, dtype):
+    """The weight as (OC, K) with K in the rows' (i, j, c) order."""
+    OC = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(OC, -1), dtype=dtype)
+
+
+def _rows_forward(x, weight, bias, dims):
+    """(y, rows): the convolution as ``rows @ w_rows^T``, rows (N*P, K) kept for backward."""
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K, P = weight.shape[0], C * KH * KW, OH * OW
+    xh = np.empty((N, H, W, C), dtype=x.dtype)
+    _channels_last(x, xh)
+    rows = np.empty((N, OH, OW, K), dtype=x.dtype)
+    _im2rows(xh, KH, KW, SH, SW, PH, PW, rows)
+    rows = rows.reshape(N * P, K)
+    prod = rows @ _weight_rows(weight, x.dtype).T                                    # (N*P, OC)
+    y = np.empty((N, OC, OH, OW), dtype=x.dtype)
+    bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
+    _rows_to_planes(prod.reshape(N, P, OC), bias, y.reshape(N, OC, P))
+    return y, rows
+
+
+def _rows_backward(grad_output, rows, weight, dims, input_grad):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, P, dtype = weight.shape[0], OH * OW, grad_output.dtype
+    dy = np.empty((OC, N, P), dtype=dtype)
+    _transpose01(grad_output.reshape(N, OC, P), np.empty(0, dtype=dtype), dy)
+    dy = dy.reshape(OC, N * P)                                                       # (OC, N*P)
+    dweight = np.ascontiguousarray((dy @ rows).reshape(OC, KH, KW, C).transpose(0, 3, 1, 2))
+    dx = None
+    if input_grad:
+        drows = dy.T @ _weight_rows(weight, dtype)                                  # (N*P, K)
+        dx = np.empty((N, C, H, W), dtype=dtype)
+        _rows2im(drows.reshape(N, OH, OW, -1), KH, KW, SH, SW, PH, PW, dx)
+    return dx, dweight, dy.sum(axis=1)
 
 
 # --- direct (stride 1, few rows) ----------------------------------------------------------------
@@ -322,14 +445,17 @@ def _forward_args(x, bias, weight, stride, padding):
 
 
 def conv2d(x, weight, bias, stride, padding):
-    """``y = weight * x + bias``, direct, blocked or whole-batch (see the module docstring); returns
-    ``(y, saved)``: the input ``x`` on the direct and blocked paths (backward rebuilds what it needs
-    from it), the reference's columns on the whole-batch one.  Same values as :func:`functional.conv2d`
-    up to the rounding of a sum taken in another order."""
+    """``y = weight * x + bias`` by rows, direct or blocked (see the module docstring); returns
+    ``(y, saved)``: the rows (N*P, K) in training, the input ``x`` on the direct and blocked paths
+    (their backward rebuilds what it needs from it).  Same values as :func:`functional.conv2d` up to
+    the rounding of a sum taken in another order."""
     C, KH, KW = weight.shape[1:]
-    if not _uses_direct(C * KH * KW, stride) and is_grad_enabled() and not _BLOCKED_TRAINING:
-        return functional.conv2d.reference(x, weight, bias, stride, padding)  # training: columns kept
+    wide_training = not _uses_direct(C * KH * KW, stride) and is_grad_enabled()
+    if wide_training and _WIDE_TRAINING == "columns":
+        return functional.conv2d.reference(x, weight, bias, stride, padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
+    if wide_training and _WIDE_TRAINING == "rows":
+        return _rows_forward(x, weight, bias, dims)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
@@ -360,21 +486,27 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
     return z
 
 
-def conv2d_backward(grad_output, x, weight, x_shape, stride, padding, input_grad=True):
-    """``(dx, dweight, dbias)`` of :func:`conv2d` from the input it kept; see :func:`functional.conv2d_backward`.
+def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_grad=True):
+    """``(dx, dweight, dbias)`` of :func:`conv2d` from what it kept; see :func:`functional.conv2d_backward`.
 
-    ``dx`` is None with ``input_grad=False``.  Columns kept by the reference's forward (a 3-d
-    ``x``) go to the reference.
+    ``dx`` is None with ``input_grad=False``.  ``saved`` is the rows (2-d), the input (4-d), or
+    columns kept by the reference's forward (3-d), which go to the reference.
     """
-    if x.ndim == 3 or x.dtype not in DTYPES:  # columns from the reference's forward (x of another dtype)
-        return functional.conv2d_backward.reference(grad_output, x, weight, x_shape, stride, padding, input_grad)
+    if saved.ndim == 3 or saved.dtype not in DTYPES:  # the reference's columns (or another dtype)
+        return functional.conv2d_backward.reference(grad_output, saved, weight, x_shape, stride, padding,
+                                                    input_grad)
     dims = window(x_shape, weight.shape[2:], stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
-    if tuple(x.shape) != (N, C, H, W) or tuple(grad_output.shape) != (N, OC, OH, OW):
+    kept = (N * OH * OW, K) if saved.ndim == 2 else (N, C, H, W)
+    if tuple(saved.shape) != kept or tuple(grad_output.shape) != (N, OC, OH, OW):
         raise ValueError(f"conv2d_backward: for an input of shape {(N, C, H, W)} expected the forward's "
-                         f"saved input of that shape and grad_output of shape {(N, OC, OH, OW)}, got "
-                         f"{tuple(x.shape)} and {tuple(grad_output.shape)}")
+                         f"saved {'rows' if saved.ndim == 2 else 'input'} of shape {kept} and grad_output "
+                         f"of shape {(N, OC, OH, OW)}, got {tuple(saved.shape)} and {tuple(grad_output.shape)}")
+    if saved.ndim == 2:
+        rows = np.ascontiguousarray(saved, dtype=grad_output.dtype)
+        return _rows_backward(np.ascontiguousarray(grad_output), rows, weight, dims, input_grad)
+    x = saved
     dtype = grad_output.dtype
     grad_output, x = np.ascontiguousarray(grad_output), np.ascontiguousarray(x, dtype=dtype)
     dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
