@@ -16,8 +16,10 @@ The levers are switched on one after the other (each configuration includes the 
     + fused inference   conv -> ReLU -> max-pool as one kernel under no_grad (inference only)
     + one Adam pass     Adam's step over all of a group's tensors in one parallel loop (training only)
     + rows in training  wide convolutions unfold into rows (one window per row, channels last)
-                        instead of K-major columns in training; with it, everything the package
-                        does by default
+                        instead of K-major columns in training
+    + ReLU in the conv  training's Conv2d -> ReLU pairs: the output clipped as the convolution
+                        stores it, ReLU's mask applied as its backward reads dY; with it,
+                        everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
 
 The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
@@ -40,27 +42,31 @@ from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
-           "+ fused inference", "+ one Adam pass", "+ rows in training", "+ 1 BLAS thread")
+           "+ fused inference", "+ one Adam pass", "+ rows in training",
+           "+ ReLU in the conv", "+ 1 BLAS thread")
 
 _CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
+_RELU = ("conv2d_relu", "conv2d_relu_backward")  # without them: the reference, conv2d then ReLU
 
 #: Each configuration: the overrides it goes without (the reference runs in their place), whether the
 #: direct kernels are on, and how wide convolutions run in training (numba_conv._WIDE_TRAINING).
 SETTINGS = {
-    "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, wide_training="columns"),
-    "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY), direct=False, wide_training="columns"),
-    "+ blocked im2col": dict(without=(_FUSED, _ADAM_MANY), direct=False, wide_training="blocked"),
-    "+ direct conv1": dict(without=(_FUSED, _ADAM_MANY), direct=True, wide_training="blocked"),
-    "+ columns kept in training": dict(without=(_FUSED, _ADAM_MANY), direct=True, wide_training="columns"),
-    "+ fused inference": dict(without=(_ADAM_MANY,), direct=True, wide_training="columns"),
-    "+ one Adam pass": dict(without=(), direct=True, wide_training="columns"),
-    "+ rows in training": dict(without=(), direct=True, wide_training="rows"),
+    "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
+    "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
+    "+ blocked im2col": dict(without=(_FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="blocked"),
+    "+ direct conv1": dict(without=(_FUSED, _ADAM_MANY, *_RELU), direct=True, wide_training="blocked"),
+    "+ columns kept in training": dict(without=(_FUSED, _ADAM_MANY, *_RELU), direct=True, wide_training="columns"),
+    "+ fused inference": dict(without=(_ADAM_MANY, *_RELU), direct=True, wide_training="columns"),
+    "+ one Adam pass": dict(without=_RELU, direct=True, wide_training="columns"),
+    "+ rows in training": dict(without=_RELU, direct=True, wide_training="rows"),
+    "+ ReLU in the conv": dict(without=(), direct=True, wide_training="rows"),
     "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows"),
 }
 
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
 MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
-            "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",)}
+            "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",),
+            "+ ReLU in the conv": ("train",)}
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Inference fusion: Sequential runs Conv2d -> ReLU -> MaxPool2d as one kernel call under no_grad."""
+"""Fusion: Sequential runs Conv2d -> ReLU -> MaxPool2d as one kernel call under no_grad, and each
+Conv2d -> ReLU pair as one step forward and backward with gradients on."""
 import numpy as np
 import pytest
 
@@ -46,7 +47,7 @@ def test_inference_equals_the_layers_one_by_one(backend, name, monkeypatch):
     assert [(names[id(c)], names[id(p)]) for c, _, p in runs] == expected
 
 
-def test_with_gradients_on_every_layer_runs_and_keeps_what_backward_needs(monkeypatch):
+def test_with_gradients_on_the_inference_run_is_not_taken_and_backward_works(monkeypatch):
     runs = spy_on_fusion(monkeypatch)
     model = models.MnistCNN(seed=0)
     x = np.random.default_rng(1).standard_normal((2, 1, 28, 28)).astype(np.float32)
@@ -109,3 +110,88 @@ def test_a_layer_with_a_wrapped_forward_runs_as_itself(monkeypatch):
     names = {id(m): n for n, m in model.named_children()}
     assert [names[id(c)] for c, _, _ in runs] == ["conv2"]  # the other run is still fused
 
+
+
+# --- training: Conv2d -> ReLU as one step --------------------------------------------------------
+
+def layer_by_layer_training(model, x, grad):
+    """The forward and backward passes one layer at a time: dx and every parameter's gradient."""
+    for layer in model:
+        x = layer(x)
+    for layer in reversed(list(model)):
+        grad = layer.backward(grad)
+    return x, grad, [p.grad.copy() for p in model.parameters()]
+
+
+def fused_training(model, x, grad):
+    out = model(x)
+    dx = model.backward(grad)
+    return out, dx, [p.grad.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("name", ["MnistCNN", "MnistDeepCNN", "MnistBNCNN"])
+def test_training_equals_the_layers_one_by_one(backend, name):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    grad = rng.standard_normal((3, 10)).astype(np.float32)
+    with using(backend):
+        results = []
+        for run in (fused_training, layer_by_layer_training):
+            model = models.get_model(name, seed=0).eval()  # eval: no dropout draws, the same numbers twice
+            model.zero_grad()
+            results.append(run(model, x, grad))
+    (out, dx, grads), (out_ref, dx_ref, grads_ref) = results
+    np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-6)
+    for g, g_ref in zip(grads, grads_ref):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, pairs", [("MnistCNN", [("conv1", "relu1"), ("conv2", "relu2")]),
+                                         ("MnistDeepCNN", [("conv1", "relu1"), ("conv2", "relu2"),
+                                                           ("conv3", "relu3"), ("conv4", "relu4")]),
+                                         ("MnistBNCNN", [])])  # BatchNorm2d sits between conv and relu
+def test_training_fuses_each_conv_relu_pair(name, pairs):
+    model = models.get_model(name, seed=0)
+    model(np.zeros((2, 1, 28, 28), np.float32))
+    names = {id(m): n for n, m in model.named_children()}
+    fused = [(names[id(s.conv)], names[id(s.relu)]) for s in model._steps if isinstance(s, fusion.ConvReLU)]
+    assert fused == pairs
+    assert len(model._steps) == len(model) - len(pairs)
+
+
+def test_after_a_fused_forward_the_layers_alone_keep_nothing():
+    model = models.MnistCNN(seed=0)
+    model(np.zeros((2, 1, 28, 28), np.float32))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        model.conv1.backward(np.zeros((2, 32, 28, 28), np.float32))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        model.relu1.backward(np.zeros((2, 32, 28, 28), np.float32))
+
+
+def test_a_fused_step_checks_its_gradient_and_that_a_forward_ran():
+    step = fusion.ConvReLU(nn.Conv2d(1, 2, 3), nn.ReLU())
+    with pytest.raises(RuntimeError, match=r"Conv2d\(1, 2.*-> ReLU: backward called before forward"):
+        step.backward(np.zeros((1, 2, 3, 3), np.float32))
+    step(np.zeros((1, 1, 5, 5), np.float32))
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 2.*-> ReLU.*\(1, 2, 3, 3\)"):
+        step.backward(np.zeros((1, 2, 4, 4), np.float32))
+
+
+def test_a_layer_with_a_wrapped_backward_runs_as_itself_in_training():
+    model = models.MnistCNN(seed=0)
+    seen = []
+    real = model.relu1.backward
+    object.__setattr__(model.relu1, "backward", lambda g: seen.append(g.shape) or real(g))
+    criterion = nn.NLLLoss()
+    criterion(model(np.zeros((2, 1, 28, 28), np.float32)), np.array([1, 2]))
+    model.backward(criterion.backward())
+    assert seen == [(2, 32, 28, 28)]
+    assert [type(s).__name__ for s in model._steps].count("ConvReLU") == 1  # conv2 -> relu2 still fused
+
+
+def test_a_wrong_input_is_reported_by_the_convolution_in_training_too():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
+    with pytest.raises(ValueError, match="expected 3 input channels, got 1"):
+        model(np.zeros((1, 1, 8, 8), np.float32))

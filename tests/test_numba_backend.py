@@ -102,6 +102,42 @@ def test_training_conv2d_forward_and_backward_equal_reference(case, seed, dtype,
         _check_conv2d_against_reference(case, seed, dtype, input_grad)
 
 
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
+       path=st.sampled_from(["rows", "direct", "columns", "blocked"]))
+def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_grad, path):
+    """Training's fused convolution -> ReLU on every path (clipped as stored on rows and direct, the
+    composition on the others) against the reference's conv2d then relu, and back."""
+    if path == "direct":
+        case = dataclasses.replace(case, stride=(1, 1))
+    C, OC = case.x_shape[1], case.out_channels
+    x = normal(seed, case.x_shape, dtype)
+    weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
+    bias = normal(seed + 2, (OC,), dtype) if case.bias else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if path == "direct" else 0)
+        patch.setattr(nc, "_WIDE_TRAINING", "rows" if path == "direct" else path)
+        y, saved = nc.conv2d_relu(x, weight, bias, case.stride, case.padding)
+        y_ref, col = ref.conv2d(x, weight, bias, case.stride, case.padding)
+        assert y.dtype == dtype and (y >= 0).all()
+        np.testing.assert_allclose(y, np.maximum(y_ref, 0), **ROUNDING[dtype])
+        dy = normal(seed + 3, y.shape, dtype)
+        got = nc.conv2d_relu_backward(dy, y, saved, weight, x.shape, case.stride, case.padding, input_grad)
+    want = ref.conv2d_backward(dy * (y > 0), col, weight, x.shape, case.stride, case.padding, input_grad)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, w, **ROUNDING[dtype])
+
+
+def test_conv2d_relu_keeps_nan():
+    x = np.full((1, 4, 3, 3), np.nan, np.float32)
+    for k in (1, 3):  # K = 4 (direct) and 36 (rows)
+        y, _ = nc.conv2d_relu(x, np.ones((2, 4, k, k), np.float32), None, (1, 1), (k // 2, k // 2))
+        assert np.isnan(y).all()
+
+
 def test_rows_are_one_window_per_row_channels_last():
     """rows[n*P + p, (i*KW + j)*C + c] = x_padded[n, c, oh + i, ow + j], zeros in the border."""
     x = np.arange(2 * 4 * 4 * 5, dtype=np.float64).reshape(2, 4, 4, 5) + 1

@@ -66,7 +66,7 @@ from minicnn.nn import functional
 from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_relu_maxpool2d"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d"]
 
 #: The working set of one block of images in the blocked path: its columns and its product.  Sized
 #: to stay in the two cores' L2 caches together (2 MB each on the machines measured), so the product
@@ -205,15 +205,35 @@ def _im2rows(xh, KH, KW, SH, SW, PH, PW, rows):
 
 
 @numba.njit(parallel=True, cache=True)
-def _rows_to_planes(prod, bias, y):
-    """y[n, oc, p] = prod[n, p, oc] + bias[oc]"""
+def _rows_to_planes(prod, bias, relu, y):
+    """y[n, oc, p] = prod[n, p, oc] + bias[oc], and with ``relu`` max(that, 0) (NaN stays NaN)."""
     N, P, OC = prod.shape
+    zero = y.dtype.type(0)
     for n in prange(N):
         src, dst = prod[n], y[n]
         for p in range(P):
             row = src[p]
             for oc in range(OC):
-                dst[oc, p] = row[oc] + bias[oc]
+                v = row[oc] + bias[oc]
+                dst[oc, p] = zero if relu and v < zero else v
+
+
+@numba.njit(parallel=True, cache=True)
+def _swap_masked(g, y, out):
+    """out[i, b, :] = g[b, i, :] where y[b, i, :] > 0, else 0: ReLU's backward in the axis swap
+    that the convolution's backward makes anyway (an empty ``y``: no mask, the plain swap)."""
+    B, A = g.shape[0], g.shape[1]
+    zero = out.dtype.type(0)
+    for row in prange(A * B):
+        i, b = row // B, row % B
+        src, dst = g[b, i], out[i, b]
+        if y.shape[0] == 0:
+            for p in range(np.uint64(src.shape[0])):
+                dst[p] = src[p]
+        else:
+            mask = y[b, i]
+            for p in range(np.uint64(src.shape[0])):
+                dst[p] = src[p] if mask[p] > zero else zero
 
 
 @numba.njit(parallel=True, cache=True)
@@ -249,8 +269,9 @@ def _weight_rows(weight, dtype):
     return np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(OC, -1), dtype=dtype)
 
 
-def _rows_forward(x, weight, bias, dims):
-    """(y, rows): the convolution as ``rows @ w_rows^T``, rows (N*P, K) kept for backward."""
+def _rows_forward(x, weight, bias, dims, relu=False):
+    """(y, rows): the convolution as ``rows @ w_rows^T`` (with ``relu``, clipped at 0 as it is stored),
+    rows (N*P, K) kept for backward."""
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K, P = weight.shape[0], C * KH * KW, OH * OW
     xh = np.empty((N, H, W, C), dtype=x.dtype)
@@ -261,22 +282,23 @@ def _rows_forward(x, weight, bias, dims):
     prod = rows @ _weight_rows(weight, x.dtype).T                                    # (N*P, OC)
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
     bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
-    _rows_to_planes(prod.reshape(N, P, OC), bias, y.reshape(N, OC, P))
+    _rows_to_planes(prod.reshape(N, P, OC), bias, relu, y.reshape(N, OC, P))
     return y, rows
 
 
-def _rows_backward(grad_output, rows, weight, dims, input_grad):
+def _rows_backward(grad_output, rows, weight, dims, input_grad, relu_out):
+    """The backward of :func:`_rows_forward`; ``relu_out``, the clipped output (empty: none), masks dY."""
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, P, dtype = weight.shape[0], OH * OW, grad_output.dtype
     dy = np.empty((OC, N, P), dtype=dtype)
-    _transpose01(grad_output.reshape(N, OC, P), np.empty(0, dtype=dtype), dy)
+    _swap_masked(grad_output.reshape(N, OC, P), relu_out.reshape(len(relu_out), OC, P), dy)
     dy = dy.reshape(OC, N * P)                                                       # (OC, N*P)
     dweight = np.ascontiguousarray((dy @ rows).reshape(OC, KH, KW, C).transpose(0, 3, 1, 2))
     dx = None
     if input_grad:
         drows = dy.T @ _weight_rows(weight, dtype)                                  # (N*P, K)
         dx = np.empty((N, C, H, W), dtype=dtype)
-        _rows2im(drows.reshape(N, OH, OW, -1), KH, KW, SH, SW, PH, PW, dx)
+        _rows2im(drows.reshape(N, OH, OW, C * KH * KW), KH, KW, SH, SW, PH, PW, dx)
     return dx, dweight, dy.sum(axis=1)
 
 
@@ -320,17 +342,24 @@ def _direct_plane(xpad, w, bias, Wp, n, oc, acc):
 
 
 @numba.njit(parallel=True, cache=True)
-def _direct_forward(xpad, w, bias, Wp, y):
-    """y[n, oc, oh, ow] = bias[oc] + sum over (c, i, j) of w[oc, c, i, j] * xpad[n, c, (oh + i)*Wp + ow + j]"""
+def _direct_forward(xpad, w, bias, Wp, relu, y):
+    """y[n, oc, oh, ow] = bias[oc] + sum over (c, i, j) of w[oc, c, i, j] * xpad[n, c, (oh + i)*Wp + ow + j],
+    with ``relu`` clipped at 0 (NaN stays NaN)."""
     N, OC, OH, OW = y.shape
+    zero = y.dtype.type(0)
     for plane in prange(N * OC):
         n, oc = plane // OC, plane % OC
         acc = np.empty(OH * Wp, dtype=y.dtype)     # the plane's outputs, rows of Wp
         _direct_plane(xpad, w, bias, Wp, n, oc, acc)
         for oh in range(OH):
             dst, base = y[n, oc, oh], np.uint64(oh * Wp)
-            for ow in range(np.uint64(OW)):
-                dst[ow] = acc[base + ow]
+            if relu:
+                for ow in range(np.uint64(OW)):
+                    v = acc[base + ow]
+                    dst[ow] = zero if v < zero else v
+            else:
+                for ow in range(np.uint64(OW)):
+                    dst[ow] = acc[base + ow]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -362,18 +391,26 @@ def _relu_pool2(src, row, add, dst):
 
 
 @numba.njit(cache=True, inline="always")
-def _widen(dy, n, oc, Wp, g):
-    """g[oh*Wp + ow] = dy[n, oc, oh, ow] for ow < OW (g's other entries are left as they are: zero)."""
+def _widen(dy, mask, n, oc, Wp, g):
+    """g[oh*Wp + ow] = dy[n, oc, oh, ow] for ow < OW (g's other entries are left as they are: zero), or 0
+    where ``mask[n, oc, oh, ow] <= 0`` (ReLU's backward, from its output; an empty ``mask``: none)."""
+    zero = g.dtype.type(0)
     for oh in range(dy.shape[2]):
         row, base = dy[n, oc, oh], np.uint64(oh * Wp)
-        for ow in range(np.uint64(dy.shape[3])):
-            g[base + ow] = row[ow]
+        if mask.shape[0] == 0:
+            for ow in range(np.uint64(dy.shape[3])):
+                g[base + ow] = row[ow]
+        else:
+            keep = mask[n, oc, oh]
+            for ow in range(np.uint64(dy.shape[3])):
+                g[base + ow] = row[ow] if keep[ow] > zero else zero
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_SUMS)
-def _direct_weight_grad(xpad, dy, Wp, dw, db):
-    """dw[oc, c, i, j] = sum over n, t of dY_wide[n, oc, t] * xpad[n, c, i*Wp + j + t]; db[oc] = sum of dY[:, oc].
-    Each plane's sums are added into float64 totals, so a large batch loses no precision."""
+def _direct_weight_grad(xpad, dy, mask, Wp, dw, db):
+    """dw[oc, c, i, j] = sum over n, t of dY_wide[n, oc, t] * xpad[n, c, i*Wp + j + t]; db[oc] = sum of dY[:, oc]
+    (dY masked by ReLU's output ``mask``, unless empty; see _widen).  Each plane's sums are added into
+    float64 totals, so a large batch loses no precision."""
     N, C = xpad.shape[0], xpad.shape[1]
     OC, KH, KW = dw.shape[0], dw.shape[2], dw.shape[3]
     OH, OW = dy.shape[2], dy.shape[3]
@@ -383,7 +420,7 @@ def _direct_weight_grad(xpad, dy, Wp, dw, db):
         bias_acc = 0.0
         g = np.zeros(OH * Wp, dtype=dy.dtype)
         for n in range(N):
-            _widen(dy, n, oc, Wp, g)
+            _widen(dy, mask, n, oc, Wp, g)
             s = dy.dtype.type(0)
             for t in range(L):
                 s += g[t]
@@ -404,8 +441,9 @@ def _direct_weight_grad(xpad, dy, Wp, dw, db):
 
 
 @numba.njit(parallel=True, cache=True)
-def _direct_input_grad(dy, w, PH, PW, Wp, dx):
-    """dx[n, c] = the crop of sum over (oc, i, j) of w[oc, c, i, j] * dY_wide[n, oc] added at offset i*Wp + j."""
+def _direct_input_grad(dy, mask, w, PH, PW, Wp, dx):
+    """dx[n, c] = the crop of sum over (oc, i, j) of w[oc, c, i, j] * dY_wide[n, oc] added at offset i*Wp + j
+    (dY masked by ``mask`` unless empty, as in _direct_weight_grad)."""
     N, C, H, W = dx.shape
     OC, KH, KW = w.shape[0], w.shape[2], w.shape[3]
     OH = dy.shape[2]
@@ -415,7 +453,7 @@ def _direct_input_grad(dy, w, PH, PW, Wp, dx):
         dxp = np.zeros((H + 2 * PH) * Wp + KW, dtype=dx.dtype)
         g = np.zeros(OH * Wp, dtype=dx.dtype)
         for oc in range(OC):
-            _widen(dy, n, oc, Wp, g)
+            _widen(dy, mask, n, oc, Wp, g)
             for i in range(KH):
                 for j in range(KW):
                     wv, off = w[oc, c, i, j], np.uint64(i * Wp + j)
@@ -461,9 +499,31 @@ def conv2d(x, weight, bias, stride, padding):
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
     if _uses_direct(K, stride):
         xpad, Wp = _padded(x, dims)
-        _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, y)
+        _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, False, y)
     else:
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, y)
+    return y, x
+
+
+def _fuses_relu(weight, stride) -> bool:
+    """Whether a training convolution of this shape takes a path that clips its output as it stores it
+    (rows or direct); the others run :func:`conv2d` and ReLU one after the other."""
+    K = int(np.prod(weight.shape[1:]))
+    return _uses_direct(K, stride) or (is_grad_enabled() and _WIDE_TRAINING == "rows")
+
+
+def conv2d_relu(x, weight, bias, stride, padding):
+    """Training's ``relu(conv2d(x))`` (see :func:`functional.conv2d_relu`): on the rows and direct
+    paths the output is clipped as it is stored, so ReLU makes no pass of its own."""
+    if not _fuses_relu(weight, stride):
+        return functional.conv2d_relu.reference(x, weight, bias, stride, padding)
+    x, bias, dims = _forward_args(x, bias, weight, stride, padding)
+    if not _uses_direct(int(np.prod(weight.shape[1:])), stride):
+        return _rows_forward(x, weight, bias, dims, relu=True)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    y = np.empty((N, weight.shape[0], OH, OW), dtype=x.dtype)
+    xpad, Wp = _padded(x, dims)
+    _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, True, y)
     return y, x
 
 
@@ -495,6 +555,26 @@ def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_
     if saved.ndim == 3 or saved.dtype not in DTYPES:  # the reference's columns (or another dtype)
         return functional.conv2d_backward.reference(grad_output, saved, weight, x_shape, stride, padding,
                                                     input_grad)
+    return _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, None)
+
+
+def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding, input_grad=True):
+    """``(dx, dweight, dbias)`` of :func:`conv2d_relu`, ``y`` its clipped output; see
+    :func:`functional.conv2d_relu_backward`.  On the rows and direct paths ReLU's mask is applied as dY
+    is read (in the axis swap, or as each plane is widened), so it makes no pass of its own."""
+    direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
+    if saved.dtype not in DTYPES or not (saved.ndim == 2 or (saved.ndim == 4 and direct)):
+        return functional.conv2d_relu_backward.reference(grad_output, y, saved, weight, x_shape, stride,
+                                                         padding, input_grad)
+    if getattr(y, "shape", None) != tuple(grad_output.shape):
+        raise ValueError(f"conv2d_relu_backward: expected the forward's output y of grad_output's shape "
+                         f"{tuple(grad_output.shape)}, got {getattr(y, 'shape', type(y).__name__)}")
+    return _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad,
+                     np.ascontiguousarray(y, dtype=grad_output.dtype))
+
+
+def _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, relu_out):
+    """The rows, direct and blocked backward passes; ``relu_out`` (or None) masks dY, as ReLU's backward."""
     dims = window(x_shape, weight.shape[2:], stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
@@ -503,19 +583,20 @@ def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_
         raise ValueError(f"conv2d_backward: for an input of shape {(N, C, H, W)} expected the forward's "
                          f"saved {'rows' if saved.ndim == 2 else 'input'} of shape {kept} and grad_output "
                          f"of shape {(N, OC, OH, OW)}, got {tuple(saved.shape)} and {tuple(grad_output.shape)}")
-    if saved.ndim == 2:
-        rows = np.ascontiguousarray(saved, dtype=grad_output.dtype)
-        return _rows_backward(np.ascontiguousarray(grad_output), rows, weight, dims, input_grad)
-    x = saved
     dtype = grad_output.dtype
-    grad_output, x = np.ascontiguousarray(grad_output), np.ascontiguousarray(x, dtype=dtype)
+    grad_output = np.ascontiguousarray(grad_output)
+    mask = np.empty((0, 0, 0, 0), dtype=dtype) if relu_out is None else relu_out
+    if saved.ndim == 2:
+        rows = np.ascontiguousarray(saved, dtype=dtype)
+        return _rows_backward(grad_output, rows, weight, dims, input_grad, mask)
+    x = np.ascontiguousarray(saved, dtype=dtype)
     dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
     if _uses_direct(K, stride):
         dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(OC, dtype=dtype)
         xpad, Wp = _padded(x, dims)
-        _direct_weight_grad(xpad, grad_output, Wp, dweight, dbias)
+        _direct_weight_grad(xpad, grad_output, mask, Wp, dweight, dbias)
         if input_grad:
-            _direct_input_grad(grad_output, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
+            _direct_input_grad(grad_output, mask, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
         return dx, dweight, dbias
     dweight, dbias = np.zeros((OC, K), dtype=dtype), np.zeros(OC, dtype=dtype)
     _blocked_backward(grad_output, x, np.ascontiguousarray(weight.reshape(OC, K), dtype=dtype), dims,

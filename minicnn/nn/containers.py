@@ -2,7 +2,8 @@
 
     y = f_L(... f_2(f_1(x)))          dL/dx = J_1^T (J_2^T ( ... J_L^T dL/dy))
 
-Under no_grad (inference) a Conv2d -> ReLU -> MaxPool2d run is one fused call: see minicnn/nn/fusion.py.
+With gradients on, a Conv2d -> ReLU pair is one fused step forward and backward; under no_grad
+(inference) a Conv2d -> ReLU -> MaxPool2d run is one fused call: see minicnn/nn/fusion.py.
 
 Docs: docs/overview.md
 """
@@ -21,8 +22,9 @@ class Sequential(Module):
     ``Sequential(a, b, c)`` names its children ``"0"``, ``"1"``, ``"2"``;
     ``Sequential(OrderedDict(conv=..., relu=...))`` uses the given names.
 
-    Under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is one
-    fused kernel call (:mod:`minicnn.nn.fusion`). For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
+    With gradients on, each Conv2d -> ReLU pair is one fused step (forward and
+    backward); under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is
+    one fused kernel call (:mod:`minicnn.nn.fusion`). For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
     runs it a block of samples at a time.
     """
 
@@ -54,25 +56,36 @@ class Sequential(Module):
 
     def forward(self, x):
         layers = list(self._modules.values())
-        i = 0
+        steps, i = [], 0  # what backward runs in reverse: the layers, or a fused pair in their place
         while i < len(layers):
             if not is_grad_enabled() and fusion.fusable(layers[i:i + 3]):
                 x = fusion.conv_relu_pool(*layers[i:i + 3], x)  # inference: Conv2d -> ReLU -> MaxPool2d in one pass
+                steps += layers[i:i + 3]
                 i += 3
+            elif is_grad_enabled() and fusion.fusable(layers[i:i + 2], fusion.TRAINING_RUN):
+                steps.append(fusion.ConvReLU(*layers[i:i + 2]))  # training: Conv2d -> ReLU as one step
+                x = steps[-1](x)
+                i += 2
             else:
+                steps.append(layers[i])
                 x = layers[i](x)
                 i += 1
+        object.__setattr__(self, "_steps", steps)
         return x
 
+    def _backward_steps(self) -> list:
+        """The steps of the last forward (before any: the layers, whose backward then says so)."""
+        return getattr(self, "_steps", None) or list(self._modules.values())
+
     def backward(self, grad_output):
-        for layer in reversed(self._modules.values()):
-            grad_output = layer.backward(grad_output)
+        for step in reversed(self._backward_steps()):
+            grad_output = step.backward(grad_output)
         return grad_output
 
     def parameter_backward(self, grad_output) -> None:
-        """:meth:`backward` without ``dL/dx``: the first layer gets ``parameter_backward``."""
-        layers = list(self._modules.values())
-        for layer in reversed(layers[1:]):
-            grad_output = layer.backward(grad_output)
-        if layers:
-            layers[0].parameter_backward(grad_output)
+        """:meth:`backward` without ``dL/dx``: the first step gets ``parameter_backward``."""
+        steps = self._backward_steps()
+        for step in reversed(steps[1:]):
+            grad_output = step.backward(grad_output)
+        if steps:
+            steps[0].parameter_backward(grad_output)

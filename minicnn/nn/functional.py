@@ -15,7 +15,8 @@ Every function is written once, with the array module of its arguments
 (NumPy or CuPy), and is the reference the faster backends are tested
 against.  Those marked :func:`minicnn.backend.kernel` (im2col, col2im,
 max-pooling, ReLU, the axis swap, the whole convolution forward and
-backward, and inference's convolution -> ReLU -> max-pool) may be replaced by a backend's override; the rest is built from
+backward, training's convolution -> ReLU and inference's convolution -> ReLU -> max-pool)
+may be replaced by a backend's override; the rest is built from
 them and matrix products.  The layers in
 :mod:`minicnn.nn` call these and keep what the backward pass needs.
 
@@ -28,7 +29,7 @@ import numpy as np
 from minicnn.backend import get_array_module, kernel
 from minicnn.nn.unfold import col2im, im2col, output_size, transpose01, window
 
-__all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu_maxpool2d", "im2col", "log_softmax", "log_softmax_backward",
+__all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d", "im2col", "log_softmax", "log_softmax_backward",
            "maxpool2d_backward", "maxpool2d_forward", "output_size", "relu_backward", "relu_forward",
            "softmax", "softmax_backward", "transpose01", "window"]
 
@@ -136,6 +137,26 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
     y, _ = conv2d(x, weight, bias, stride, padding)
     z, _ = maxpool2d_forward(relu_forward(y), pool_kernel, pool_stride, pool_padding, with_argmax=False)
     return z
+
+
+@kernel
+def conv2d_relu(x, weight, bias, stride, padding):
+    """Training's ``relu(conv2d(x))`` in one call: returns ``(y, saved)`` as :func:`conv2d` does,
+    y = max(conv2d(x) + bias, 0).  This reference is the two functions one after the other; a
+    backend may clip each output as it stores it, so ReLU makes no pass over y of its own."""
+    y, saved = conv2d(x, weight, bias, stride, padding)
+    return relu_forward(y), saved
+
+
+@kernel
+def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding, input_grad=True):
+    """``(dx, dweight, dbias)`` of :func:`conv2d_relu`, from its output ``y`` and its ``saved``:
+
+        dY' = dY * [y > 0]                      ReLU's backward (see relu_backward)
+        (dx, dweight, dbias) = conv2d_backward(dY', saved, ...)
+
+    A backend may apply the mask as its convolution backward reads dY."""
+    return conv2d_backward(relu_backward(grad_output, y), saved, weight, x_shape, stride, padding, input_grad)
 
 
 @kernel
