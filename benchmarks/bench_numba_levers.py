@@ -18,8 +18,9 @@ The levers are switched on one after the other (each configuration includes the 
     + rows in training  wide convolutions unfold into rows (one window per row, channels last)
                         instead of K-major columns in training
     + ReLU in the conv  training's Conv2d -> ReLU pairs: the output clipped as the convolution
-                        stores it, ReLU's mask applied as its backward reads dY; with it,
-                        everything the package does by default
+                        stores it, ReLU's mask applied as its backward reads dY (training only)
+    + rows in inference the blocked inference path unfolds into rows instead of K-major columns
+                        (inference only); with it, everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
 
 The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
@@ -43,13 +44,14 @@ from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
            "+ fused inference", "+ one Adam pass", "+ rows in training",
-           "+ ReLU in the conv", "+ 1 BLAS thread")
+           "+ ReLU in the conv", "+ rows in inference", "+ 1 BLAS thread")
 
 _CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
 _RELU = ("conv2d_relu", "conv2d_relu_backward")  # without them: the reference, conv2d then ReLU
 
 #: Each configuration: the overrides it goes without (the reference runs in their place), whether the
-#: direct kernels are on, and how wide convolutions run in training (numba_conv._WIDE_TRAINING).
+#: direct kernels are on, and how wide convolutions run in training and in inference
+#: (numba_conv._WIDE_TRAINING, _WIDE_INFERENCE; "columns" for inference unless given).
 SETTINGS = {
     "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
     "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
@@ -60,13 +62,14 @@ SETTINGS = {
     "+ one Adam pass": dict(without=_RELU, direct=True, wide_training="columns"),
     "+ rows in training": dict(without=_RELU, direct=True, wide_training="rows"),
     "+ ReLU in the conv": dict(without=(), direct=True, wide_training="rows"),
-    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows"),
+    "+ rows in inference": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
+    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
 }
 
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
 MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
             "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",),
-            "+ ReLU in the conv": ("train",)}
+            "+ ReLU in the conv": ("train",), "+ rows in inference": ("infer",)}
 
 
 @contextlib.contextmanager
@@ -76,7 +79,7 @@ def configured(backend, name):
 
     settings = SETTINGS[name]
     saved = {k: backend.overrides[k] for k in settings["without"]}
-    direct_max_k, wide_training = numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING
+    switches = numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE
     limits = contextlib.nullcontext()
     try:
         for k in saved:
@@ -84,6 +87,7 @@ def configured(backend, name):
         if not settings["direct"]:
             numba_conv._DIRECT_MAX_K = 0
         numba_conv._WIDE_TRAINING = settings["wide_training"]
+        numba_conv._WIDE_INFERENCE = settings.get("wide_inference", "columns")
         if name == "+ 1 BLAS thread":
             from threadpoolctl import threadpool_limits
             limits = threadpool_limits(1, user_api="blas")
@@ -91,7 +95,7 @@ def configured(backend, name):
             yield
     finally:
         backend.overrides.update(saved)
-        numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING = direct_max_k, wide_training
+        numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE = switches
 
 
 def step_seconds(runner, steps, full_backward=False):

@@ -230,14 +230,35 @@ def _check_fused_inference_against_reference(case, seed, dtype, pool):
 POOL_2X2 = ((2, 2), (2, 2), (0, 0))
 
 
-@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]))
-def test_fused_inference_blocked_equals_reference(case, seed, dtype, block_bytes):
-    """conv -> ReLU -> 2x2 max-pool with the pooling in the blocked product's swap."""
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
+       layout=st.sampled_from(["rows", "columns"]))
+def test_fused_inference_blocked_equals_reference(case, seed, dtype, block_bytes, layout):
+    """conv -> ReLU -> 2x2 max-pool with the pooling in the blocked product's store, rows or columns."""
     assume_poolable(case)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)
+        patch.setattr(nc, "_WIDE_INFERENCE", layout)
         _check_fused_inference_against_reference(case, seed, dtype, POOL_2X2)
+
+
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
+       layout=st.sampled_from(["rows", "columns"]))
+def test_blocked_inference_conv2d_equals_reference(case, seed, dtype, block_bytes, layout):
+    """The convolution alone under no_grad (one image per block, a few, or all), rows or columns."""
+    C, OC = case.x_shape[1], case.out_channels
+    x = normal(seed, case.x_shape, dtype)
+    weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
+    bias = normal(seed + 2, (OC,), dtype) if case.bias else None
+    with pytest.MonkeyPatch.context() as patch, minicnn.no_grad():
+        patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
+        patch.setattr(nc, "_DIRECT_MAX_K", 0)
+        patch.setattr(nc, "_WIDE_INFERENCE", layout)
+        y, saved = nc.conv2d(x, weight, bias, case.stride, case.padding)
+    assert saved is x  # inference keeps nothing but the input
+    y_ref = ref.conv2d(x, weight, bias, case.stride, case.padding)[0]
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, **ROUNDING[dtype])
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes)
@@ -263,8 +284,9 @@ def assume_poolable(case):
     hypothesis.assume(oh >= 2 and ow >= 2)
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "blocked"])
-def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
+@pytest.mark.parametrize("direct, layout", [(True, "rows"), (False, "rows"), (False, "columns")],
+                         ids=["direct", "blocked rows", "blocked columns"])
+def test_fused_inference_keeps_nan_and_clips_negative_windows(direct, layout):
     """A NaN anywhere in a window gives NaN (as ReLU then max-pooling do); all-negative windows give 0."""
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 0, 1], x[0, 0, 3, 3] = np.nan, -1.0
@@ -272,6 +294,7 @@ def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
     bias = np.array([0.0, -2.0], np.float32)  # channel 1: every window negative but the NaN one
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if direct else 0)
+        patch.setattr(nc, "_WIDE_INFERENCE", layout)
         z = nc.conv2d_relu_maxpool2d(x, weight, bias, (1, 1), (0, 0), *POOL_2X2)
     assert np.isnan(z[0, :, 0, 0]).all()
     assert not np.isnan(z[0, :, 1, 1]).any() and (z[0, 1][~np.isnan(z[0, 1])] == 0).all()

@@ -1,5 +1,6 @@
-"""The Numba backend's convolution: ``conv2d``, ``conv2d_backward`` and inference's fused
-``conv2d_relu_maxpool2d`` as overrides.
+"""The Numba backend's convolution: ``conv2d``, ``conv2d_backward``, training's fused
+``conv2d_relu`` and ``conv2d_relu_backward``, and inference's fused ``conv2d_relu_maxpool2d``
+as overrides.
 
 Notation: that of :mod:`minicnn.backend.numba_kernels` (N, C, H, W, OC, KH,
 KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``).
@@ -25,15 +26,18 @@ Rows (training: every convolution with ``K > _DIRECT_MAX_K`` or a stride)
     columns, this backend's im2col and col2im) and ``"blocked"`` the blocked
     path below with its backward, both kept for bench_numba_levers.py.
 
-Blocked im2col (the same convolutions in inference, under no_grad)
-    The reference's steps one block of images at a time: as many images as
-    fit ``_BLOCK_BYTES`` with their product are unfolded into one reused
-    buffer, multiplied while the buffer is still in the cache, and swapped
-    into the output with the bias added.  conv2 of MnistCNN at batch 64
-    unfolds into a 288 x 12,544 float32 matrix (14.4 MB, seven times a core's
-    L2): unblocked, it is written to memory and read back by the product.
-    The input is all it keeps; its backward (with ``_WIDE_TRAINING =
-    "blocked"``) unfolds each block again from ``x`` and adds its ``dY_b @ cols_b^T``.
+Blocked (the same convolutions in inference, under no_grad)
+    The same steps one block of images at a time: as many images as fit
+    ``_BLOCK_BYTES`` with their product are unfolded into one reused buffer,
+    as rows (``_WIDE_INFERENCE = "rows"``, the default) or as the
+    reference's K-major columns, multiplied while the buffer is still in the
+    cache, and stored into the output with the bias added (and, for
+    ``conv2d_relu_maxpool2d``, ReLU and a 2 x 2 max-pool).  conv2 of MnistCNN
+    at batch 64 unfolds into a 12,544 x 288 float32 matrix (14.4 MB, seven
+    times a core's L2): unblocked, it is written to memory and read back by
+    the product.  The input is all it keeps; its backward (with
+    ``_WIDE_TRAINING = "blocked"``) unfolds each block again from ``x`` as
+    columns and adds its ``dY_b @ cols_b^T``.
 
 Direct (stride 1 and ``K <= _DIRECT_MAX_K``, such as conv1: one channel, K = 9)
     With few rows the product ``w_mat @ cols`` is a thin, memory-bound pass:
@@ -52,6 +56,13 @@ Direct (stride 1 and ``K <= _DIRECT_MAX_K``, such as conv1: one channel, K = 9)
     dY_wide[n, oc, t] * xpad_flat[n, c, i*Wp + j + t]`` (dY widened to rows of
     Wp with zeros), and the input gradient adds ``w * dY_wide`` back onto the
     padded image, which is then cropped.
+
+ReLU fused (``conv2d_relu``, training's Conv2d -> ReLU pairs)
+    On the rows and direct paths the output is clipped at 0 as it is stored,
+    and the backward multiplies dY by ``[y > 0]`` as it reads it (in the axis
+    swap of the rows path, in the widening of each plane on the direct one),
+    so ReLU makes no pass of its own; the other paths run conv2d and ReLU one
+    after the other.
 
 Docs: docs/backends.md#numba
 """
@@ -90,6 +101,11 @@ _DIRECT_MAX_K = 32
 #: the same product speed; "blocked" ran a training step 12-14% slower than "columns" (its products
 #: are smaller).  bench_numba_levers.py measures the three in whole training steps.
 _WIDE_TRAINING = "rows"
+
+#: How a wide convolution runs in inference (under no_grad): blocked, as "rows" (the default) or as
+#: K-major "columns".  conv2 of MnistCNN with ReLU and max-pool at batch 1000 ran in 78-87 ms as rows
+#: against 146-165 ms as columns on two cores; bench_numba_levers.py measures whole inference calls.
+_WIDE_INFERENCE = "rows"
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
 
@@ -302,6 +318,51 @@ def _rows_backward(grad_output, rows, weight, dims, input_grad, relu_out):
     return dx, dweight, dy.sum(axis=1)
 
 
+def _blocked_rows_forward(x, weight, bias, dims, y, relu_pool2=False):
+    """As :func:`_blocked_forward`, each block unfolded into rows (channels last) and multiplied as
+    ``rows @ w_rows^T``: y (N, OC, OH, OW), or with ``relu_pool2`` its 2 x 2 max-pool and ReLU."""
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, K, P = weight.shape[0], C * KH * KW, OH * OW
+    per_block = _images_per_block(K, OC, P, x.dtype.itemsize, N)
+    w_t = np.ascontiguousarray(_weight_rows(weight, x.dtype).T)                      # (K, OC)
+    xh_buf = np.empty(per_block * H * W * C, dtype=x.dtype)
+    rows_buf = np.empty(per_block * P * K, dtype=x.dtype)
+    prod_buf = np.empty(per_block * P * OC, dtype=x.dtype)
+    bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
+    for n0, m in _blocks(N, per_block):
+        xh = xh_buf[:m * H * W * C].reshape(m, H, W, C)
+        _channels_last(x[n0:n0 + m], xh)
+        rows = rows_buf[:m * P * K].reshape(m, OH, OW, K)
+        _im2rows(xh, KH, KW, SH, SW, PH, PW, rows)
+        prod = prod_buf[:m * P * OC].reshape(m * P, OC)
+        np.matmul(rows.reshape(m * P, K), w_t, out=prod)                             # (m*P, OC)
+        if relu_pool2:
+            _rows_relu_pool2(prod.reshape(m, P, OC), bias, OW, y[n0:n0 + m])
+        else:
+            _rows_to_planes(prod.reshape(m, P, OC), bias, False, y[n0:n0 + m].reshape(m, OC, P))
+
+
+@numba.njit(parallel=True, cache=True)
+def _rows_relu_pool2(prod, bias, OW, z):
+    """z[n, oc, ph, pw] = max(0, bias[oc] + the largest of the window's four rows' prod[n, p, oc]):
+    a 2 x 2 max-pool of stride 2 taken over whole rows of OC values, as _relu_pool2 does over planes
+    (rows and columns past 2*ZH, 2*ZW left out; NaN stays NaN)."""
+    m, OC = prod.shape[0], prod.shape[2]
+    ZH, ZW = z.shape[2], z.shape[3]
+    zero = z.dtype.type(0)
+    for task in prange(m * ZH):
+        n, ph = task // ZH, task % ZH
+        for pw in range(ZW):
+            k = 2 * ph * OW + 2 * pw
+            r0, r1, r2, r3 = prod[n, k], prod[n, k + 1], prod[n, k + OW], prod[n, k + OW + 1]
+            for oc in range(OC):
+                a, b, c, d = r0[oc], r1[oc], r2[oc], r3[oc]
+                u = a if a >= b or a != a else b          # the larger, or a NaN, of each pair
+                v = c if c >= d or c != c else d
+                w = (u if u >= v or u != u else v) + bias[oc]
+                z[n, oc, ph, pw] = w if not w < zero else zero
+
+
 # --- direct (stride 1, few rows) ----------------------------------------------------------------
 # A padded plane is stored flat: xpad[n, c, (h + PH)*Wp + (w + PW)] = x[n, c, h, w], zeros
 # around, and KW - 1 more zeros at the end so that the last tap's loop stays inside.
@@ -500,6 +561,8 @@ def conv2d(x, weight, bias, stride, padding):
     if _uses_direct(K, stride):
         xpad, Wp = _padded(x, dims)
         _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, False, y)
+    elif not is_grad_enabled() and _WIDE_INFERENCE == "rows":
+        _blocked_rows_forward(x, weight, bias, dims, y)
     else:
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, y)
     return y, x
@@ -541,6 +604,8 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
     if _uses_direct(K, stride):
         xpad, Wp = _padded(x, dims)
         _direct_forward_relu_pool2(xpad, np.ascontiguousarray(weight), bias, Wp, OH, z)
+    elif _WIDE_INFERENCE == "rows":
+        _blocked_rows_forward(x, weight, bias, dims, z, relu_pool2=True)
     else:
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, z, relu_pool2=True)
     return z
