@@ -19,6 +19,9 @@ The levers are switched on one after the other (each configuration includes the 
                         instead of K-major columns in training
     + ReLU in the conv  training's Conv2d -> ReLU pairs: the output clipped as the convolution
                         stores it, ReLU's mask applied as its backward reads dY (training only)
+    + pool in the conv  training's Conv2d -> ReLU -> MaxPool2d runs: pooled, clipped and the argmax
+                        noted as the convolution stores its product, dY built from dz in one pass
+                        (training only)
     + rows in inference the blocked inference path unfolds into rows instead of K-major columns
                         (inference only); with it, everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
@@ -44,10 +47,12 @@ from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
            "+ fused inference", "+ one Adam pass", "+ rows in training",
-           "+ ReLU in the conv", "+ rows in inference", "+ 1 BLAS thread")
+           "+ ReLU in the conv", "+ pool in the conv", "+ rows in inference", "+ 1 BLAS thread")
 
 _CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
-_RELU = ("conv2d_relu", "conv2d_relu_backward")  # without them: the reference, conv2d then ReLU
+_RELU = ("conv2d_relu", "conv2d_relu_backward",  # without them: the references, the layers' functions in turn
+         "conv2d_relu_maxpool2d_train", "conv2d_relu_maxpool2d_backward")
+_POOL = _RELU[2:]
 
 #: Each configuration: the overrides it goes without (the reference runs in their place), whether the
 #: direct kernels are on, and how wide convolutions run in training and in inference
@@ -61,7 +66,8 @@ SETTINGS = {
     "+ fused inference": dict(without=(_ADAM_MANY, *_RELU), direct=True, wide_training="columns"),
     "+ one Adam pass": dict(without=_RELU, direct=True, wide_training="columns"),
     "+ rows in training": dict(without=_RELU, direct=True, wide_training="rows"),
-    "+ ReLU in the conv": dict(without=(), direct=True, wide_training="rows"),
+    "+ ReLU in the conv": dict(without=_POOL, direct=True, wide_training="rows"),
+    "+ pool in the conv": dict(without=(), direct=True, wide_training="rows"),
     "+ rows in inference": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
     "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
 }
@@ -69,7 +75,7 @@ SETTINGS = {
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
 MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
             "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",),
-            "+ ReLU in the conv": ("train",), "+ rows in inference": ("infer",)}
+            "+ ReLU in the conv": ("train",), "+ pool in the conv": ("train",), "+ rows in inference": ("infer",)}
 
 
 @contextlib.contextmanager

@@ -241,10 +241,13 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
                                     exc.history) from None
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"during training{_kept(model, out, found, resume)}") from None
-    seconds = time.perf_counter() - start
+    seconds = this_run = time.perf_counter() - start
+    if resume:  # the whole run's time: the epochs before the checkpoint as they ran, then this run's
+        seconds = float(sum(history.to_dict()["seconds"]))
     test = evaluate(model, test_loader, criterion, return_predictions=out is not None)
     print(f"Test accuracy: {test['accuracy']:.4f} ({test['accuracy'] * 100:.2f}%), "
-          f"test loss {test['loss']:.4f}, training time {seconds:.1f}s")
+          f"test loss {test['loss']:.4f}, training time {seconds:.1f}s"
+          + (f" (the epochs' sum; {this_run:.1f}s in this run)" if resume else ""))
 
     metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": args.epochs,
                "backend": backend.name, "seconds": seconds, "model": args.model, "seed": args.seed,

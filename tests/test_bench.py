@@ -292,7 +292,7 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     report = json.loads(out.read_text())
     configs = set(report["train_images_per_s"])
     assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
-            "+ one Adam pass", "+ rows in training", "+ ReLU in the conv"} <= configs
+            "+ one Adam pass", "+ rows in training", "+ ReLU in the conv", "+ pool in the conv"} <= configs
     assert "+ rows in inference" in report["infer_images_per_s"] and "+ rows in inference" not in configs
     assert all(rate > 0 for rate in report["train_images_per_s"].values())
     assert "+ no image grad" not in report["infer_images_per_s"]  # no backward in inference
@@ -331,7 +331,10 @@ def test_numba_levers_configurations_switch_what_runs():
         assert numba_conv._WIDE_TRAINING == "rows" and "conv2d_relu" not in backend.overrides
     with levers.configured(backend, "+ ReLU in the conv"):
         assert backend.overrides["conv2d_relu_backward"] is numba_conv.conv2d_relu_backward
+        assert "conv2d_relu_maxpool2d_train" not in backend.overrides
         assert numba_conv._WIDE_INFERENCE == "columns"
+    with levers.configured(backend, "+ pool in the conv"):
+        assert backend.overrides["conv2d_relu_maxpool2d_train"] is numba_conv.conv2d_relu_maxpool2d_train
     with levers.configured(backend, "+ rows in inference"):
         assert numba_conv._WIDE_INFERENCE == "rows"
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))

@@ -526,6 +526,9 @@ def test_ctrl_c_keeps_the_last_complete_epoch_and_resume_continues_bit_identical
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_accuracy"] == json.loads((straight / "metrics.json").read_text())["test_accuracy"]
+    # The training time is the whole run's: both epochs, the one before the interruption included.
+    assert metrics["seconds"] == pytest.approx(sum(resumed["seconds"]))
+    assert len(resumed["seconds"]) == 2 and all(t > 0 for t in resumed["seconds"])
 
 
 def test_a_diverged_epoch_keeps_the_last_good_one_to_resume_from(trained, tmp_path, monkeypatch, capsys):

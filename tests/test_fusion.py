@@ -148,26 +148,27 @@ def test_training_equals_the_layers_one_by_one(backend, name):
         np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, pairs", [("MnistCNN", [("conv1", "relu1"), ("conv2", "relu2")]),
-                                         ("MnistDeepCNN", [("conv1", "relu1"), ("conv2", "relu2"),
-                                                           ("conv3", "relu3"), ("conv4", "relu4")]),
-                                         ("MnistBNCNN", [])])  # BatchNorm2d sits between conv and relu
-def test_training_fuses_each_conv_relu_pair(name, pairs):
+@pytest.mark.parametrize("name, fused", [
+    ("MnistCNN", [("ConvReLUPool", "conv1"), ("ConvReLUPool", "conv2")]),
+    ("MnistDeepCNN", [("ConvReLU", "conv1"), ("ConvReLUPool", "conv2"), ("ConvReLU", "conv3"),
+                      ("ConvReLUPool", "conv4")]),
+    ("MnistBNCNN", [])])  # BatchNorm2d sits between conv and relu
+def test_training_fuses_each_conv_relu_run(name, fused):
     model = models.get_model(name, seed=0)
     model(np.zeros((2, 1, 28, 28), np.float32))
     names = {id(m): n for n, m in model.named_children()}
-    fused = [(names[id(s.conv)], names[id(s.relu)]) for s in model._steps if isinstance(s, fusion.ConvReLU)]
-    assert fused == pairs
-    assert len(model._steps) == len(model) - len(pairs)
+    steps = [(type(s).__name__, names[id(s.conv)]) for s in model._steps if isinstance(s, fusion.ConvReLU)]
+    assert steps == fused
+    layers_in_steps = sum(3 if kind == "ConvReLUPool" else 2 for kind, _ in fused)
+    assert len(model._steps) == len(model) - layers_in_steps + len(fused)
 
 
 def test_after_a_fused_forward_the_layers_alone_keep_nothing():
     model = models.MnistCNN(seed=0)
     model(np.zeros((2, 1, 28, 28), np.float32))
-    with pytest.raises(RuntimeError, match="backward called before forward"):
-        model.conv1.backward(np.zeros((2, 32, 28, 28), np.float32))
-    with pytest.raises(RuntimeError, match="backward called before forward"):
-        model.relu1.backward(np.zeros((2, 32, 28, 28), np.float32))
+    for layer, shape in ((model.conv1, (2, 32, 28, 28)), (model.relu1, (2, 32, 28, 28)), (model.pool1, (2, 32, 14, 14))):
+        with pytest.raises(RuntimeError, match="backward called before forward"):
+            layer.backward(np.zeros(shape, np.float32))
 
 
 def test_a_fused_step_checks_its_gradient_and_that_a_forward_ran():
@@ -188,10 +189,22 @@ def test_a_layer_with_a_wrapped_backward_runs_as_itself_in_training():
     criterion(model(np.zeros((2, 1, 28, 28), np.float32)), np.array([1, 2]))
     model.backward(criterion.backward())
     assert seen == [(2, 32, 28, 28)]
-    assert [type(s).__name__ for s in model._steps].count("ConvReLU") == 1  # conv2 -> relu2 still fused
+    assert [type(s).__name__ for s in model._steps].count("ConvReLUPool") == 1  # conv2's run still fused
 
 
 def test_a_wrong_input_is_reported_by_the_convolution_in_training_too():
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
     with pytest.raises(ValueError, match="expected 3 input channels, got 1"):
         model(np.zeros((1, 1, 8, 8), np.float32))
+
+
+def test_a_fused_run_checks_its_gradient_and_reports_a_pool_too_large():
+    step = fusion.ConvReLUPool(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
+    with pytest.raises(RuntimeError, match=r"-> ReLU -> MaxPool2d.*backward called before forward"):
+        step.backward(np.zeros((1, 2, 2, 2), np.float32))
+    assert step(np.zeros((1, 1, 6, 6), np.float32)).shape == (1, 2, 2, 2)
+    with pytest.raises(ValueError, match=r"-> ReLU -> MaxPool2d.*\(1, 2, 2, 2\)"):
+        step.backward(np.zeros((1, 2, 4, 4), np.float32))
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(4))
+    with pytest.raises(ValueError, match=r"MaxPool2d.*smaller than the window 4x4"):
+        model(np.zeros((1, 1, 5, 5), np.float32))  # conv output 3x3, with gradients on

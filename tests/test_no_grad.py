@@ -178,8 +178,8 @@ def test_a_bad_block_size_is_a_clear_error(bad):
 def test_evaluate_and_predict_leave_nothing_cached():
     model = models.MnistCNN(seed=0)
     x, y = images(20), np.arange(20) % 10
-    model(x)  # a training forward leaves caches behind (conv1 -> relu1 is one fused step: it keeps them)
-    assert model[2]._cache is not None and model._steps[0]._saved is not None
+    model(x)  # a training forward leaves caches behind (conv -> relu -> pool runs are fused steps: they keep theirs)
+    assert model.fc1._cache is not None and model._steps[0]._saved is not None
     result = evaluate(model, [(x, y)], nn.NLLLoss())
     assert result["samples"] == 20 and 0.0 <= result["accuracy"] <= 1.0
     assert all(getattr(m, "_cache", None) is None for m in model.modules())

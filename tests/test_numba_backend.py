@@ -29,6 +29,7 @@ from minicnn.backend import numba_kernels as nk  # noqa: E402
 DTYPES = [np.float32, np.float64]
 dtypes = st.sampled_from(DTYPES)
 ROUNDING = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+POOL_2X2 = ((2, 2), (2, 2), (0, 0))
 
 
 def window(case):
@@ -131,6 +132,54 @@ def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_g
             np.testing.assert_allclose(g, w, **ROUNDING[dtype])
 
 
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
+       path=st.sampled_from(["rows", "direct", "columns", "blocked"]),
+       pool=st.sampled_from([POOL_2X2, ((3, 3), (2, 2), (1, 1)), ((2, 2), (1, 1), (0, 0))]))
+def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dtype, input_grad, path, pool):
+    """Training's fused convolution -> ReLU -> max-pool (pooled as stored, dY built from dz in one pass on
+    rows and direct with a 2x2 pool; the composition otherwise) against the layers' functions in turn."""
+    if path == "direct":
+        case = dataclasses.replace(case, stride=(1, 1))
+    oh, ow = nc.window(case.x_shape, case.kernel_size, case.stride, case.padding)[-2:]
+    hypothesis.assume(oh + 2 * pool[2][0] >= pool[0][0] and ow + 2 * pool[2][1] >= pool[0][1])
+    C, OC = case.x_shape[1], case.out_channels
+    x = distinct(seed, case.x_shape, dtype)  # no ties within a window, so one argmax
+    weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
+    bias = normal(seed + 2, (OC,), dtype) if case.bias else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if path == "direct" else 0)
+        patch.setattr(nc, "_WIDE_TRAINING", "rows" if path == "direct" else path)
+        z, saved, argmax = nc.conv2d_relu_maxpool2d_train(x, weight, bias, case.stride, case.padding, *pool)
+        dz = normal(seed + 3, z.shape, dtype)
+        got = nc.conv2d_relu_maxpool2d_backward(dz, z, argmax, saved, weight, x.shape, case.stride, case.padding,
+                                                *pool, input_grad=input_grad)
+    with using("numpy"):
+        y, col = ref.conv2d(x, weight, bias, case.stride, case.padding)
+        r = np.maximum(y, 0)
+        z_ref, argmax_ref = ref.maxpool2d_forward(r, *pool)
+        dr = ref.maxpool2d_backward(dz, argmax_ref, r.shape, *pool)
+        want = ref.conv2d_backward(dr * (r > 0), col, weight, x.shape, case.stride, case.padding, input_grad)
+    assert z.dtype == dtype and z.shape == z_ref.shape
+    np.testing.assert_allclose(z, z_ref, **ROUNDING[dtype])
+    positive = (z_ref > 0).reshape(argmax.shape)
+    np.testing.assert_array_equal(argmax[positive], argmax_ref[positive])  # where a gradient goes through
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, w, **ROUNDING[dtype])
+
+
+def test_training_conv_relu_pool_keeps_nan():
+    x = np.zeros((1, 4, 4, 4), np.float32)
+    x[0, 0, 1, 1] = np.nan
+    for k in (1, 3):  # K = 4 (direct) and 36 (rows)
+        z, _, _ = nc.conv2d_relu_maxpool2d_train(x, np.ones((2, 4, k, k), np.float32), None, (1, 1),
+                                                 (k // 2, k // 2), *POOL_2X2)
+        assert np.isnan(z[0, :, 0, 0]).all()
+
+
 def test_conv2d_relu_keeps_nan():
     x = np.full((1, 4, 3, 3), np.nan, np.float32)
     for k in (1, 3):  # K = 4 (direct) and 36 (rows)
@@ -226,8 +275,6 @@ def _check_fused_inference_against_reference(case, seed, dtype, pool):
     assert z.dtype == dtype and z.shape == z_ref.shape
     np.testing.assert_allclose(z, z_ref, **ROUNDING[dtype])
 
-
-POOL_2X2 = ((2, 2), (2, 2), (0, 0))
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),

@@ -77,7 +77,8 @@ from minicnn.nn import functional
 from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d",
+           "conv2d_relu_maxpool2d_train", "conv2d_relu_maxpool2d_backward"]
 
 #: The working set of one block of images in the blocked path: its columns and its product.  Sized
 #: to stay in the two cores' L2 caches together (2 MB each on the machines measured), so the product
@@ -285,16 +286,22 @@ def _weight_rows(weight, dtype):
     return np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(OC, -1), dtype=dtype)
 
 
+def _unfold_rows(x, dims):
+    """rows (N*P, K): x unfolded, one window per row, channels last."""
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    xh = np.empty((N, H, W, C), dtype=x.dtype)
+    _channels_last(x, xh)
+    rows = np.empty((N, OH, OW, C * KH * KW), dtype=x.dtype)
+    _im2rows(xh, KH, KW, SH, SW, PH, PW, rows)
+    return rows.reshape(N * OH * OW, C * KH * KW)
+
+
 def _rows_forward(x, weight, bias, dims, relu=False):
     """(y, rows): the convolution as ``rows @ w_rows^T`` (with ``relu``, clipped at 0 as it is stored),
     rows (N*P, K) kept for backward."""
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
-    OC, K, P = weight.shape[0], C * KH * KW, OH * OW
-    xh = np.empty((N, H, W, C), dtype=x.dtype)
-    _channels_last(x, xh)
-    rows = np.empty((N, OH, OW, K), dtype=x.dtype)
-    _im2rows(xh, KH, KW, SH, SW, PH, PW, rows)
-    rows = rows.reshape(N * P, K)
+    OC, P = weight.shape[0], OH * OW
+    rows = _unfold_rows(x, dims)
     prod = rows @ _weight_rows(weight, x.dtype).T                                    # (N*P, OC)
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
     bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
@@ -308,7 +315,14 @@ def _rows_backward(grad_output, rows, weight, dims, input_grad, relu_out):
     OC, P, dtype = weight.shape[0], OH * OW, grad_output.dtype
     dy = np.empty((OC, N, P), dtype=dtype)
     _swap_masked(grad_output.reshape(N, OC, P), relu_out.reshape(len(relu_out), OC, P), dy)
-    dy = dy.reshape(OC, N * P)                                                       # (OC, N*P)
+    return _rows_products(dy.reshape(OC, N * P), rows, weight, dims, input_grad)
+
+
+def _rows_products(dy, rows, weight, dims, input_grad):
+    """``(dx, dweight, dbias)`` from dY as (OC, N*P) and the rows: ``dW = dY @ rows``, ``drows = dY^T @
+    w_rows`` folded back onto the image."""
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, dtype = weight.shape[0], dy.dtype
     dweight = np.ascontiguousarray((dy @ rows).reshape(OC, KH, KW, C).transpose(0, 3, 1, 2))
     dx = None
     if input_grad:
@@ -356,11 +370,63 @@ def _rows_relu_pool2(prod, bias, OW, z):
             k = 2 * ph * OW + 2 * pw
             r0, r1, r2, r3 = prod[n, k], prod[n, k + 1], prod[n, k + OW], prod[n, k + OW + 1]
             for oc in range(OC):
-                a, b, c, d = r0[oc], r1[oc], r2[oc], r3[oc]
-                u = a if a >= b or a != a else b          # the larger, or a NaN, of each pair
-                v = c if c >= d or c != c else d
-                w = (u if u >= v or u != u else v) + bias[oc]
+                w = _first_max4(r0[oc], r1[oc], r2[oc], r3[oc])[0] + bias[oc]
                 z[n, oc, ph, pw] = w if not w < zero else zero
+
+
+@numba.njit(cache=True, inline="always")
+def _later_wins(v, best, k, kv):
+    """(v, kv) if v beats ``best`` (strictly larger, or a NaN over a number), else (best, k).  Written
+    without a branch (``&`` of two tests, then selects), so a loop of these compiles to vector code."""
+    wins = (not v <= best) & (best == best)
+    return (v if wins else best), (kv if wins else k)
+
+
+@numba.njit(cache=True, inline="always")
+def _first_max4(a, b, c, d):
+    """(the first maximum of a, b, c, d, its index 0-3 as int8): a later value wins only if strictly
+    larger, a NaN wins once and then stays, as maxpool2d_forward's argmax."""
+    best, k = _later_wins(b, a, np.int8(0), np.int8(1))
+    best, k = _later_wins(c, best, k, np.int8(2))
+    return _later_wins(d, best, k, np.int8(3))
+
+
+@numba.njit(parallel=True, cache=True)
+def _rows_relu_pool2_argmax(prod, bias, OW, z, argmax):
+    """Training's _rows_relu_pool2: z[n, oc, ph, pw] = max(0, the window's first maximum of prod + bias)
+    and argmax[n, oc, ph, pw] = its offset 2a + b in the window (a, b in {0, 1})."""
+    m, OC = prod.shape[0], prod.shape[2]
+    ZH, ZW = z.shape[2], z.shape[3]
+    zero = z.dtype.type(0)
+    for task in prange(m * ZH):
+        n, ph = task // ZH, task % ZH
+        for pw in range(ZW):
+            k = 2 * ph * OW + 2 * pw
+            r0, r1, r2, r3 = prod[n, k], prod[n, k + 1], prod[n, k + OW], prod[n, k + OW + 1]
+            for oc in range(OC):
+                add = bias[oc]
+                best, at = _first_max4(r0[oc] + add, r1[oc] + add, r2[oc] + add, r3[oc] + add)
+                z[n, oc, ph, pw] = best if not best < zero else zero
+                argmax[n, oc, ph, pw] = at
+
+
+@numba.njit(parallel=True, cache=True)
+def _unpool2_masked(dz, z, argmax, OW, swapped, dst):
+    """Max-pool's and ReLU's backward together: plane (n, oc) of dst (P = OH*OW values, all 0 but these)
+    receives each dz[n, oc, ph, pw] whose z > 0 at its window's argmax; dst is (OC, N, P) with
+    ``swapped`` (the layout the rows' products take), else (N, OC, P)."""
+    N, OC, ZH, ZW = dz.shape
+    zero = dst.dtype.type(0)
+    for task in prange(N * OC):
+        n, oc = task // OC, task % OC
+        d = dst[oc, n] if swapped else dst[n, oc]
+        for p in range(np.uint64(d.shape[0])):
+            d[p] = zero
+        for ph in range(ZH):
+            for pw in range(ZW):
+                if z[n, oc, ph, pw] > zero:
+                    k = argmax[n, oc, ph, pw]
+                    d[(2 * ph + k // 2) * OW + 2 * pw + k % 2] = dz[n, oc, ph, pw]
 
 
 # --- direct (stride 1, few rows) ----------------------------------------------------------------
@@ -434,6 +500,26 @@ def _direct_forward_relu_pool2(xpad, w, bias, Wp, OH, z):
         _relu_pool2(acc, Wp, z.dtype.type(0), z[n, oc])
 
 
+@numba.njit(parallel=True, cache=True)
+def _direct_forward_relu_pool2_argmax(xpad, w, bias, Wp, OH, z, argmax):
+    """Training's _direct_forward_relu_pool2: also argmax[n, oc, ph, pw], the window offset 2a + b of
+    each first maximum."""
+    N, OC, ZH, ZW = z.shape
+    zero = z.dtype.type(0)
+    for plane in prange(N * OC):
+        n, oc = plane // OC, plane % OC
+        acc = np.empty(OH * Wp, dtype=z.dtype)
+        _direct_plane(xpad, w, bias, Wp, n, oc, acc)               # the bias is in acc already
+        for ph in range(ZH):
+            top = 2 * ph * Wp
+            r0, r1 = acc[top:top + Wp], acc[top + Wp:top + 2 * Wp]   # the window rows, as slices
+            dst, arg = z[n, oc, ph], argmax[n, oc, ph]
+            for pw in range(ZW):
+                best, at = _first_max4(r0[2 * pw], r0[2 * pw + 1], r1[2 * pw], r1[2 * pw + 1])
+                dst[pw] = best if not best < zero else zero
+                arg[pw] = at
+
+
 @numba.njit(cache=True, inline="always")
 def _relu_pool2(src, row, add, dst):
     """dst[ph, pw] = max(0, add + the largest of src[(2ph + a)*row + 2pw + b] for a, b in {0, 1}): a
@@ -441,13 +527,10 @@ def _relu_pool2(src, row, add, dst):
     left out, as pooling's floor does), the bias ``add`` added, then ReLU.  NaN stays NaN."""
     zero = dst.dtype.type(0)
     for ph in range(dst.shape[0]):
-        top, out = np.uint64(2 * ph * row), dst[ph]
-        for pw in range(np.uint64(dst.shape[1])):
-            k = top + 2 * pw
-            a, b, c, d = src[k], src[k + 1], src[k + row], src[k + row + 1]
-            m = a if a >= b or a != a else b          # the larger, or a NaN, of each pair
-            n = c if c >= d or c != c else d
-            m = (m if m >= n or m != m else n) + add
+        top, out = 2 * ph * row, dst[ph]
+        r0, r1 = src[top:top + row], src[top + row:top + 2 * row]   # the window rows, as slices
+        for pw in range(dst.shape[1]):
+            m = _first_max4(r0[2 * pw], r0[2 * pw + 1], r1[2 * pw], r1[2 * pw + 1])[0] + add
             out[pw] = m if not m < zero else zero     # relu; a NaN fails both tests and stays
 
 
@@ -609,6 +692,72 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
     else:
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, z, relu_pool2=True)
     return z
+
+
+def _pool2(pool_kernel, pool_stride, pool_padding) -> bool:
+    return (tuple(pool_kernel), tuple(pool_stride), tuple(pool_padding)) == ((2, 2), (2, 2), (0, 0))
+
+
+def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
+    """Training's ``maxpool2d(relu(conv2d(x)))`` (see :func:`functional.conv2d_relu_maxpool2d_train`):
+    for a 2 x 2 pool of stride 2 on the rows and direct paths the convolution's output is clipped,
+    pooled and its argmax noted as it is stored, so neither it nor ReLU's output is ever written;
+    returns ``(z, saved, argmax)``, argmax as int8 window offsets.  Anything else: the reference."""
+    direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
+    if not _pool2(pool_kernel, pool_stride, pool_padding) or not (direct or _WIDE_TRAINING == "rows"):
+        return functional.conv2d_relu_maxpool2d_train.reference(x, weight, bias, stride, padding,
+                                                                pool_kernel, pool_stride, pool_padding)
+    x, bias, dims = _forward_args(x, bias, weight, stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, ZH, ZW = weight.shape[0], OH // 2, OW // 2
+    z = np.empty((N, OC, ZH, ZW), dtype=x.dtype)
+    argmax = np.empty((N, OC, ZH, ZW), dtype=np.int8)
+    if direct:
+        xpad, Wp = _padded(x, dims)
+        _direct_forward_relu_pool2_argmax(xpad, np.ascontiguousarray(weight), bias, Wp, OH, z, argmax)
+        saved = x
+    else:
+        saved = _unfold_rows(x, dims)
+        prod = saved @ _weight_rows(weight, x.dtype).T                               # (N*P, OC)
+        bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
+        _rows_relu_pool2_argmax(prod.reshape(N, OH * OW, OC), bias, OW, z, argmax)
+    return z, saved, argmax.reshape(N * OC, ZH * ZW)
+
+
+def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shape, stride, padding,
+                                   pool_kernel, pool_stride, pool_padding, input_grad=True):
+    """``(dx, dweight, dbias)`` of :func:`conv2d_relu_maxpool2d_train` from its ``z``, ``argmax`` and
+    ``saved``: dY is built from dz in one pass (each gradient with z > 0 at its window's argmax, zeros
+    elsewhere), straight into the layout the convolution's backward reads; see
+    :func:`functional.conv2d_relu_maxpool2d_backward`."""
+    direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
+    fast = (_pool2(pool_kernel, pool_stride, pool_padding) and argmax.dtype == np.int8
+            and saved.dtype in DTYPES and (saved.ndim == 2 or (saved.ndim == 4 and direct)))
+    if not fast:  # the forward took the reference: so does its backward
+        return functional.conv2d_relu_maxpool2d_backward.reference(
+            grad_output, z, argmax, saved, weight, x_shape, stride, padding, pool_kernel, pool_stride,
+            pool_padding, input_grad)
+    dims = window(x_shape, weight.shape[2:], stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, ZH, ZW, P = weight.shape[0], OH // 2, OW // 2, OH * OW
+    if not (tuple(grad_output.shape) == tuple(z.shape) == (N, OC, ZH, ZW)) or argmax.shape != (N * OC, ZH * ZW):
+        raise ValueError(f"conv2d_relu_maxpool2d_backward: for an input of shape {(N, C, H, W)} expected "
+                         f"grad_output and z of shape {(N, OC, ZH, ZW)} and argmax of shape {(N * OC, ZH * ZW)}, "
+                         f"got {tuple(grad_output.shape)}, {tuple(z.shape)} and {tuple(argmax.shape)}")
+    dtype = grad_output.dtype
+    dz, z = np.ascontiguousarray(grad_output), np.ascontiguousarray(z, dtype=dtype)
+    argmax = np.ascontiguousarray(argmax).reshape(N, OC, ZH, ZW)
+    if saved.ndim == 2:
+        dy = np.empty((OC, N, P), dtype=dtype)
+        _unpool2_masked(dz, z, argmax, OW, True, dy)
+        rows = np.ascontiguousarray(saved, dtype=dtype)
+        if rows.shape != (N * P, C * KH * KW):
+            raise ValueError(f"conv2d_relu_maxpool2d_backward: expected the forward's saved rows of shape "
+                             f"{(N * P, C * KH * KW)}, got {tuple(rows.shape)}")
+        return _rows_products(dy.reshape(OC, N * P), rows, weight, dims, input_grad)
+    dy = np.empty((N, OC, OH, OW), dtype=dtype)
+    _unpool2_masked(dz, z, argmax, OW, False, dy.reshape(N, OC, P))
+    return _backward(dy, saved, weight, x_shape, stride, padding, input_grad, None)
 
 
 def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_grad=True):

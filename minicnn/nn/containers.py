@@ -2,8 +2,9 @@
 
     y = f_L(... f_2(f_1(x)))          dL/dx = J_1^T (J_2^T ( ... J_L^T dL/dy))
 
-With gradients on, a Conv2d -> ReLU pair is one fused step forward and backward; under no_grad
-(inference) a Conv2d -> ReLU -> MaxPool2d run is one fused call: see minicnn/nn/fusion.py.
+With gradients on, a Conv2d -> ReLU -> MaxPool2d run (or a Conv2d -> ReLU pair) is one fused step
+forward and backward; under no_grad (inference) a Conv2d -> ReLU -> MaxPool2d run is one fused call:
+see minicnn/nn/fusion.py.
 
 Docs: docs/overview.md
 """
@@ -22,8 +23,8 @@ class Sequential(Module):
     ``Sequential(a, b, c)`` names its children ``"0"``, ``"1"``, ``"2"``;
     ``Sequential(OrderedDict(conv=..., relu=...))`` uses the given names.
 
-    With gradients on, each Conv2d -> ReLU pair is one fused step (forward and
-    backward); under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is
+    With gradients on, each Conv2d -> ReLU -> MaxPool2d run, and each Conv2d ->
+    ReLU pair no MaxPool2d follows, is one fused step (forward and backward); under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is
     one fused kernel call (:mod:`minicnn.nn.fusion`). For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
     runs it a block of samples at a time.
     """
@@ -62,7 +63,11 @@ class Sequential(Module):
                 x = fusion.conv_relu_pool(*layers[i:i + 3], x)  # inference: Conv2d -> ReLU -> MaxPool2d in one pass
                 steps += layers[i:i + 3]
                 i += 3
-            elif is_grad_enabled() and fusion.fusable(layers[i:i + 2], fusion.TRAINING_RUN):
+            elif is_grad_enabled() and fusion.fusable(layers[i:i + 3]):
+                steps.append(fusion.ConvReLUPool(*layers[i:i + 3]))  # training: Conv2d -> ReLU -> MaxPool2d
+                x = steps[-1](x)
+                i += 3
+            elif is_grad_enabled() and fusion.fusable(layers[i:i + 2], fusion.PAIR):
                 steps.append(fusion.ConvReLU(*layers[i:i + 2]))  # training: Conv2d -> ReLU as one step
                 x = steps[-1](x)
                 i += 2

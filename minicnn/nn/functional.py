@@ -15,8 +15,8 @@ Every function is written once, with the array module of its arguments
 (NumPy or CuPy), and is the reference the faster backends are tested
 against.  Those marked :func:`minicnn.backend.kernel` (im2col, col2im,
 max-pooling, ReLU, the axis swap, the whole convolution forward and
-backward, training's convolution -> ReLU and inference's convolution -> ReLU -> max-pool)
-may be replaced by a backend's override; the rest is built from
+backward, and the fused convolution -> ReLU (-> max-pool) of training and
+inference) may be replaced by a backend's override; the rest is built from
 them and matrix products.  The layers in
 :mod:`minicnn.nn` call these and keep what the backward pass needs.
 
@@ -29,7 +29,8 @@ import numpy as np
 from minicnn.backend import get_array_module, kernel
 from minicnn.nn.unfold import col2im, im2col, output_size, transpose01, window
 
-__all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d", "im2col", "log_softmax", "log_softmax_backward",
+__all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d",
+           "conv2d_relu_maxpool2d_backward", "conv2d_relu_maxpool2d_train", "im2col", "log_softmax", "log_softmax_backward",
            "maxpool2d_backward", "maxpool2d_forward", "output_size", "relu_backward", "relu_forward",
            "softmax", "softmax_backward", "transpose01", "window"]
 
@@ -157,6 +158,33 @@ def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding
 
     A backend may apply the mask as its convolution backward reads dY."""
     return conv2d_backward(relu_backward(grad_output, y), saved, weight, x_shape, stride, padding, input_grad)
+
+
+@kernel
+def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
+    """Training's ``maxpool2d(relu(conv2d(x)))`` in one call: returns ``(z, saved, argmax)``, ``saved``
+    as :func:`conv2d` keeps it and ``argmax`` as :func:`maxpool2d_forward` gives it.  Neither the
+    convolution's output nor ReLU's is kept: backward needs only z and argmax (below).  This reference
+    is the three functions one after the other; a backend may pool each output as it stores it."""
+    y, saved = conv2d(x, weight, bias, stride, padding)
+    z, argmax = maxpool2d_forward(relu_forward(y), pool_kernel, pool_stride, pool_padding)
+    return z, saved, argmax
+
+
+@kernel
+def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shape, stride, padding,
+                                   pool_kernel, pool_stride, pool_padding, input_grad=True):
+    """``(dx, dweight, dbias)`` of :func:`conv2d_relu_maxpool2d_train`:
+
+        dR = maxpool2d_backward(dZ * [z > 0], argmax)     max-pool's and ReLU's backward
+        (dx, dweight, dbias) = conv2d_backward(dR, saved, ...)
+
+    ReLU's mask [r > 0] is needed only where max-pooling sends a gradient, at each window's
+    argmax, and there r is the window's maximum z: so z replaces ReLU's output."""
+    OH, OW = window(x_shape, weight.shape[2:], stride, padding)[-2:]
+    r_shape = (x_shape[0], weight.shape[0], OH, OW)
+    dr = maxpool2d_backward(grad_output * (z > 0), argmax, r_shape, pool_kernel, pool_stride, pool_padding)
+    return conv2d_backward(dr, saved, weight, x_shape, stride, padding, input_grad)
 
 
 @kernel
