@@ -29,8 +29,9 @@ The levers are switched on one after the other (each configuration includes the 
 The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
 speeds up or slows down affects them alike; each figure is the median over the rounds of the
 median step; a configuration that changes only training or only inference is measured on that
-alone.  Also timed: the optimizer's step alone, and conv2's forward product in both orientations, ``(OC, K) @ (K, N*P)`` as the
-package multiplies and ``(N*P, K) @ (K, OC)``, whose output would already be NHWC.
+alone.  Also timed: the optimizer's step alone, conv2's forward product in both orientations,
+``(OC, K) @ (K, N*P)`` and ``(N*P, K) @ (K, OC)`` (the rows' product, whose output is channels
+last), and, with everything on, each step of a training pass (a fused run counts as one step).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import argparse
 import contextlib
 import statistics
 import sys
+import time
 
 import numpy as np
 
@@ -121,6 +123,43 @@ def optimizer_seconds(runner, reps=50):
     return seconds
 
 
+def step_breakdown(runner, reps=21):
+    """Median forward and backward milliseconds of each step of the model's training pass at batch 64,
+    as Sequential runs it (a fused Conv2d -> ReLU -> MaxPool2d run is one step), and of the loss and
+    the optimizer's step: [(name, forward ms, backward ms)]."""
+    x, y = runner.batches[bench.TRAIN_BATCH]
+    model, loss, opt = runner.model, runner.loss, runner.opt
+    model.train()
+    model(x)  # records the steps of a training forward
+    steps = list(model._steps)
+    names = {id(m): n for n, m in model.named_children()}
+    labels = [names[id(s)] if id(s) in names  # a layer, else a fused run: its layers' names
+              else " -> ".join(names[id(m)] for m in (s.conv, s.relu, getattr(s, "pool", None)) if m is not None)
+              for s in steps]
+    fwd, bwd = [[] for _ in steps], [[] for _ in steps]
+    loss_ms, opt_ms = [], []
+    for _ in range(reps):
+        h = x
+        for i, s in enumerate(steps):
+            t0 = time.perf_counter()
+            h = s(h)
+            fwd[i].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        loss(h, y)
+        g = loss.backward()
+        loss_ms.append(time.perf_counter() - t0)
+        for i in reversed(range(len(steps))):
+            t0 = time.perf_counter()
+            g = steps[i].parameter_backward(g) if i == 0 else steps[i].backward(g)
+            bwd[i].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        opt.step()
+        opt.zero_grad()
+        opt_ms.append(time.perf_counter() - t0)
+    rows = [(label, statistics.median(f) * 1e3, statistics.median(b) * 1e3) for label, f, b in zip(labels, fwd, bwd)]
+    return rows + [("loss", statistics.median(loss_ms) * 1e3, 0.0), ("optimizer step", statistics.median(opt_ms) * 1e3, 0.0)]
+
+
 def _configured_seconds(backend, name, measure, *args):
     with configured(backend, name):
         return measure(*args)
@@ -175,6 +214,7 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
                               for label, c in (("a kernel per tensor", "+ fused inference"),
                                                ("one pass", "+ one Adam pass"))},
         "conv2_product_ms": {k: v * 1e3 for k, v in product_orientations().items()},
+        "steps_ms": [list(row) for row in _configured_seconds(backend, "+ rows in inference", step_breakdown, runner)],
     }
     if torch_runner is not None:
         report["torch_train_images_per_s"] = bench.TRAIN_BATCH / statistics.median(torch_train)
@@ -198,7 +238,10 @@ def format_report(r) -> str:
     lines += ["", "Adam's step alone (MnistCNN's 8 tensors): " + ", ".join(
                   f"{k} {v:.2f} ms" for k, v in r["optimizer_step_ms"].items()),
               "conv2's forward product at batch 64: " + ", ".join(
-                  f"{k} {v:.2f} ms" for k, v in r["conv2_product_ms"].items())]
+                  f"{k} {v:.2f} ms" for k, v in r["conv2_product_ms"].items()),
+              "", "A training pass at batch 64 as Sequential runs it, everything on (ms, medians):",
+              "| step | forward | backward |", "|---|---|---|"]
+    lines += [f"| {name} | {f:.2f} | {b:.2f} |" for name, f, b in r["steps_ms"]]
     return "\n".join(lines)
 
 
