@@ -302,11 +302,13 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     assert set(report["conv2_product_ms"]) == {"(OC, K) @ (K, N*P)", "(N*P, K) @ (K, OC)"}
     assert all(ms > 0 for ms in report["optimizer_step_ms"].values())
     steps = {name: (f, b) for name, f, b in report["steps_ms"]}
-    assert {"conv1 -> relu1 -> pool1", "conv2 -> relu2 -> pool2", "fc1", "loss", "optimizer step"} <= set(steps)
+    assert {"conv1 -> relu1 -> pool1", "conv2 -> relu2 -> pool2", "fc1", "loss, forward and backward",
+            "optimizer step"} <= set(steps)
+    assert steps["optimizer step"][1] is None
     assert all(f > 0 for f, _ in steps.values()) and steps["conv2 -> relu2 -> pool2"][1] > 0
     table = capsys.readouterr().out
     assert "| + direct conv1 |" in table and "| + fused inference | (as above) |" in table
-    assert "Adam's step alone" in table
+    assert "Adam's step alone" in table and "| optimizer step |" in table
     assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k
     assert numba_conv._WIDE_TRAINING == numba_conv._WIDE_INFERENCE == "rows"
 
