@@ -124,12 +124,7 @@ def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_g
         dy = normal(seed + 3, y.shape, dtype)
         got = nc.conv2d_relu_backward(dy, y, saved, weight, x.shape, case.stride, case.padding, input_grad)
     want = ref.conv2d_backward(dy * (y > 0), col, weight, x.shape, case.stride, case.padding, input_grad)
-    for g, w in zip(got, want):
-        if w is None:
-            assert g is None
-        else:
-            assert g.dtype == dtype
-            np.testing.assert_allclose(g, w, **ROUNDING[dtype])
+    assert_gradients_equal(got, want, dtype)
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
@@ -163,12 +158,7 @@ def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dt
     np.testing.assert_allclose(z, z_ref, **ROUNDING[dtype])
     positive = (z_ref > 0).reshape(argmax.shape)
     np.testing.assert_array_equal(argmax[positive], argmax_ref[positive])  # where a gradient goes through
-    for g, w in zip(got, want):
-        if w is None:
-            assert g is None
-        else:
-            assert g.dtype == dtype
-            np.testing.assert_allclose(g, w, **ROUNDING[dtype])
+    assert_gradients_equal(got, want, dtype)
 
 
 def test_training_conv_relu_pool_keeps_nan():
@@ -240,6 +230,16 @@ def test_direct_weight_gradient_keeps_its_precision_over_a_large_batch():
     blas = ref.conv2d_backward(f32[2], ref.conv2d(f32[0], f32[1], None, (1, 1), (1, 1))[1], f32[1], x.shape,
                                (1, 1), (1, 1), input_grad=False)[1]
     assert np.abs(got - exact).max() <= 2 * np.abs(blas - exact).max() + 1e-3
+
+
+def assert_gradients_equal(got, want, dtype):
+    """(dx, dweight, dbias) against the reference's, to rounding; dx None on both sides or neither."""
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert g.dtype == dtype and g.shape == w.shape
+            np.testing.assert_allclose(g, w, **ROUNDING[dtype])
 
 
 def _check_conv2d_against_reference(case, seed, dtype, input_grad):

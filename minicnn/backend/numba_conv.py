@@ -109,6 +109,7 @@ _WIDE_TRAINING = "rows"
 _WIDE_INFERENCE = "rows"
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
+_NO_ARGMAX = np.empty((0, 0, 0, 0), dtype=np.int8)  # an empty argmax: the pooling kernels store none
 
 
 def _uses_direct(K, stride) -> bool:
@@ -351,27 +352,9 @@ def _blocked_rows_forward(x, weight, bias, dims, y, relu_pool2=False):
         prod = prod_buf[:m * P * OC].reshape(m * P, OC)
         np.matmul(rows.reshape(m * P, K), w_t, out=prod)                             # (m*P, OC)
         if relu_pool2:
-            _rows_relu_pool2(prod.reshape(m, P, OC), bias, OW, y[n0:n0 + m])
+            _rows_relu_pool2(prod.reshape(m, P, OC), bias, OW, y[n0:n0 + m], _NO_ARGMAX)
         else:
             _rows_to_planes(prod.reshape(m, P, OC), bias, False, y[n0:n0 + m].reshape(m, OC, P))
-
-
-@numba.njit(parallel=True, cache=True)
-def _rows_relu_pool2(prod, bias, OW, z):
-    """z[n, oc, ph, pw] = max(0, bias[oc] + the largest of the window's four rows' prod[n, p, oc]):
-    a 2 x 2 max-pool of stride 2 taken over whole rows of OC values, as _relu_pool2 does over planes
-    (rows and columns past 2*ZH, 2*ZW left out; NaN stays NaN)."""
-    m, OC = prod.shape[0], prod.shape[2]
-    ZH, ZW = z.shape[2], z.shape[3]
-    zero = z.dtype.type(0)
-    for task in prange(m * ZH):
-        n, ph = task // ZH, task % ZH
-        for pw in range(ZW):
-            k = 2 * ph * OW + 2 * pw
-            r0, r1, r2, r3 = prod[n, k], prod[n, k + 1], prod[n, k + OW], prod[n, k + OW + 1]
-            for oc in range(OC):
-                w = _first_max4(r0[oc], r1[oc], r2[oc], r3[oc])[0] + bias[oc]
-                z[n, oc, ph, pw] = w if not w < zero else zero
 
 
 @numba.njit(cache=True, inline="always")
@@ -392,9 +375,11 @@ def _first_max4(a, b, c, d):
 
 
 @numba.njit(parallel=True, cache=True)
-def _rows_relu_pool2_argmax(prod, bias, OW, z, argmax):
-    """Training's _rows_relu_pool2: z[n, oc, ph, pw] = max(0, the window's first maximum of prod + bias)
-    and argmax[n, oc, ph, pw] = its offset 2a + b in the window (a, b in {0, 1})."""
+def _rows_relu_pool2(prod, bias, OW, z, argmax):
+    """z[n, oc, ph, pw] = max(0, the first maximum of the window's four rows' prod[n, p, oc] + bias[oc]):
+    a 2 x 2 max-pool of stride 2 over whole rows of OC values (rows and columns past 2*ZH, 2*ZW left
+    out; NaN stays NaN), and argmax[n, oc, ph, pw] its offset 2a + b in the window (a, b in {0, 1}),
+    unless ``argmax`` is empty (inference)."""
     m, OC = prod.shape[0], prod.shape[2]
     ZH, ZW = z.shape[2], z.shape[3]
     zero = z.dtype.type(0)
@@ -407,7 +392,8 @@ def _rows_relu_pool2_argmax(prod, bias, OW, z, argmax):
                 add = bias[oc]
                 best, at = _first_max4(r0[oc] + add, r1[oc] + add, r2[oc] + add, r3[oc] + add)
                 z[n, oc, ph, pw] = best if not best < zero else zero
-                argmax[n, oc, ph, pw] = at
+                if argmax.shape[0] != 0:
+                    argmax[n, oc, ph, pw] = at
 
 
 @numba.njit(parallel=True, cache=True)
@@ -720,7 +706,7 @@ def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, p
         saved = _unfold_rows(x, dims)
         prod = saved @ _weight_rows(weight, x.dtype).T                               # (N*P, OC)
         bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
-        _rows_relu_pool2_argmax(prod.reshape(N, OH * OW, OC), bias, OW, z, argmax)
+        _rows_relu_pool2(prod.reshape(N, OH * OW, OC), bias, OW, z, argmax)
     return z, saved, argmax.reshape(N * OC, ZH * ZW)
 
 
