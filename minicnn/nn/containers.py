@@ -24,9 +24,11 @@ class Sequential(Module):
     ``Sequential(OrderedDict(conv=..., relu=...))`` uses the given names.
 
     With gradients on, each Conv2d -> ReLU -> MaxPool2d run, and each Conv2d ->
-    ReLU pair no MaxPool2d follows, is one fused step (forward and backward); under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is
-    one fused kernel call (:mod:`minicnn.nn.fusion`). For inference on a large batch, :func:`minicnn.training.forward_in_blocks`
-    runs it a block of samples at a time.
+    ReLU pair no MaxPool2d follows, is one fused step (forward and backward);
+    under :func:`minicnn.no_grad` each Conv2d -> ReLU -> MaxPool2d run is one
+    fused kernel call (:mod:`minicnn.nn.fusion`). For inference on a large
+    batch, :func:`minicnn.training.forward_in_blocks` runs it a block of
+    samples at a time.
     """
 
     def __init__(self, *layers):
