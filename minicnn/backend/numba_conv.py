@@ -239,19 +239,14 @@ def _rows_to_planes(prod, bias, relu, y):
 @numba.njit(parallel=True, cache=True)
 def _swap_masked(g, y, out):
     """out[i, b, :] = g[b, i, :] where y[b, i, :] > 0, else 0: ReLU's backward in the axis swap
-    that the convolution's backward makes anyway (an empty ``y``: no mask, the plain swap)."""
+    that the convolution's backward makes anyway (without a mask, numba_kernels._transpose01)."""
     B, A = g.shape[0], g.shape[1]
     zero = out.dtype.type(0)
     for row in prange(A * B):
         i, b = row // B, row % B
-        src, dst = g[b, i], out[i, b]
-        if y.shape[0] == 0:
-            for p in range(np.uint64(src.shape[0])):
-                dst[p] = src[p]
-        else:
-            mask = y[b, i]
-            for p in range(np.uint64(src.shape[0])):
-                dst[p] = src[p] if mask[p] > zero else zero
+        src, dst, mask = g[b, i], out[i, b], y[b, i]
+        for p in range(np.uint64(src.shape[0])):
+            dst[p] = src[p] if mask[p] > zero else zero
 
 
 @numba.njit(parallel=True, cache=True)
@@ -315,7 +310,10 @@ def _rows_backward(grad_output, rows, weight, dims, input_grad, relu_out):
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, P, dtype = weight.shape[0], OH * OW, grad_output.dtype
     dy = np.empty((OC, N, P), dtype=dtype)
-    _swap_masked(grad_output.reshape(N, OC, P), relu_out.reshape(len(relu_out), OC, P), dy)
+    if relu_out.shape[0] == 0:  # no ReLU: the plain swap
+        _transpose01(grad_output.reshape(N, OC, P), np.empty(0, dtype=dtype), dy)
+    else:
+        _swap_masked(grad_output.reshape(N, OC, P), relu_out.reshape(N, OC, P), dy)
     return _rows_products(dy.reshape(OC, N * P), rows, weight, dims, input_grad)
 
 
