@@ -17,6 +17,7 @@ Dropout(0.25) after the first pooled block and Dropout(0.5) after the second.
 MnistDeepCNN (887,530 parameters), the deeper Keras-style network, two
 convolutions per block:
 
+    rescale Rescaling(0.3081, 0.1307)           -> (N, 1, 28, 28), pixels in [0, 1] again
     conv1  Conv2d(1, 32, 5, padding=2), relu1    -> (N, 32, 28, 28)     832 params
     conv2  Conv2d(32, 32, 5, padding=2), relu2   -> (N, 32, 28, 28)  25,632 params
     pool1 MaxPool2d(2), drop1 Dropout(0.25)     -> (N, 32, 14, 14)
@@ -28,7 +29,10 @@ convolutions per block:
     fc2    Linear(256, 10)                      -> (N, 10)            2,570 params
     log_softmax LogSoftmax(dim=1)
 
-It starts as Keras starts it: Glorot-uniform weights, zero biases.
+It starts as Keras starts it: Glorot-uniform weights, zero biases.  It takes
+the same standardised input as the others, (p - 0.1307) / 0.3081 for pixels p
+in [0, 1], and its first layer undoes that, since the notebook's network sees
+p itself: the background is then 0, as the convolutions' zero padding is.
 It costs about 7.6 times MnistCNN's multiply-adds per image (32.3 M against
 4.2 M; conv2 alone is 20 M).  Its training recipe (RMSprop, a plateau schedule
 on validation accuracy, zoom) is in minicnn/recipes.py.
@@ -46,6 +50,7 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import nn
+from minicnn.data.transforms import MNIST_MEAN, MNIST_STD
 from minicnn.nn.init import glorot_uniform_
 from minicnn.validate import check_generator
 
@@ -108,6 +113,9 @@ class MnistBNCNN(nn.Sequential):
 class MnistDeepCNN(nn.Sequential):
     """Two blocks of two convolutions, then a 256-unit layer, with Dropout (see the module docstring).
 
+    Its input is standardised, as every minicnn network's; its first layer turns it back into
+    pixels in [0, 1], the inputs of the Keras notebook whose network this is.
+
     ``init="glorot"`` (the default) starts it as Keras starts the report's network: Glorot-uniform
     weights and zero biases (:func:`minicnn.nn.init.glorot_uniform_`); ``init="fan_in"`` keeps the
     layers' own PyTorch-style draw.
@@ -118,6 +126,7 @@ class MnistDeepCNN(nn.Sequential):
             raise ValueError(f"MnistDeepCNN: init must be 'glorot' or 'fan_in', got {init!r}")
         rng = _rng(type(self).__name__, generator, seed)
         super().__init__(OrderedDict([
+            ("rescale", nn.Rescaling(MNIST_STD, MNIST_MEAN)),  # standardised input -> pixels in [0, 1]
             ("conv1", nn.Conv2d(1, 32, 5, padding=2, dtype=dtype, generator=rng)),
             ("relu1", nn.ReLU()),
             ("conv2", nn.Conv2d(32, 32, 5, padding=2, dtype=dtype, generator=rng)),

@@ -28,7 +28,8 @@ Each network has its recipe in :data:`RECIPES`, the defaults of the options
 it leaves unset: ``--model MnistDeepCNN`` trains with RMSprop (lr 1e-3,
 alpha 0.9, eps 1e-8) at batch 86, ReduceLROnPlateau on the validation accuracy
 (halving the lr after 3 epochs without a gain, down to 1e-5), rotation up to 10
-degrees, zoom up to 10% and shifts up to 10%, and 10% of the training images
+degrees, zoom up to 10% (each axis its own, as Keras's ``zoom_range``) and shifts
+up to 10%, and 10% of the training images
 held out for validation.  An option given on the command line overrides its
 recipe value.
 
@@ -64,9 +65,10 @@ from minicnn.validate import is_finite_real, satisfies
 #: for ``patience + 1`` such epochs, so the same schedule is ``patience=2`` here.
 RECIPES = {
     "MnistCNN": dict(optimizer="adam", lr=1e-3, batch_size=64, scheduler="cosine", val_split=0.0, zoom=0.0,
-                     plateau=dict(mode="min", factor=0.5, patience=1), monitor="val_loss"),
+                     zoom_each_axis=False, plateau=dict(mode="min", factor=0.5, patience=1), monitor="val_loss"),
     "MnistDeepCNN": dict(optimizer="rmsprop", lr=1e-3, batch_size=86, scheduler="plateau", val_split=0.1, zoom=0.1,
-                         plateau=dict(mode="max", factor=0.5, patience=2, min_lr=1e-5), monitor="val_accuracy"),
+                         zoom_each_axis=True, plateau=dict(mode="max", factor=0.5, patience=2, min_lr=1e-5),
+                         monitor="val_accuracy"),
 }
 RECIPES["MnistBNCNN"] = RECIPES["MnistCNN"]
 
@@ -95,6 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="train without random rotation/translation/zoom")
     p.add_argument("--zoom", type=float, default=None,
                    help="random zoom of up to this fraction, 0.1 for 0.9x-1.1x (default 0; 0.1 for MnistDeepCNN)")
+    p.add_argument("--zoom-each-axis", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the horizontal and vertical zoom apart, as Keras does (default: one zoom for "
+                        "both; each axis its own for MnistDeepCNN)")
     p.add_argument("--val-split", type=float, default=None,
                    help="fraction of the training images held out for validation (default 0; 0.1 for MnistDeepCNN)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
@@ -124,15 +129,17 @@ def main(argv=None) -> dict:
 # What `minicnn train --out` writes, and the settings a checkpoint keeps so that --resume continues the same run.
 CHECKPOINT = "checkpoint.npz"
 RUN_FILES = ("model.npz", "history.json", "metrics.json", CHECKPOINT, *TRAINING_REPORTS)
-SETUP = ("model", "epochs", "batch_size", "optimizer", "lr", "scheduler", "no_augment", "zoom", "val_split",
-         "seed", "limit")
+SETUP = ("model", "epochs", "batch_size", "optimizer", "lr", "scheduler", "no_augment", "zoom", "zoom_each_axis",
+         "val_split", "seed", "limit")
+#: The settings a checkpoint of an earlier minicnn may lack, with the value such a run had.
+SETUP_BEFORE = {"zoom_each_axis": False}
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
     resume = _resume_point(parser, args) if args.resume else None
     recipe = RECIPES[args.model]
-    for name in ("optimizer", "lr", "batch_size", "scheduler", "val_split", "zoom"):
+    for name in ("optimizer", "lr", "batch_size", "scheduler", "val_split", "zoom", "zoom_each_axis"):
         if getattr(args, name, None) is None:
             setattr(args, name, recipe[name])
     for option, value, rule in (("--epochs", args.epochs, ">= 0"), ("--batch-size", args.batch_size, "> 0"),
@@ -165,6 +172,8 @@ def _resume_point(parser, args) -> Path:
         parser.error(f"--resume {args.resume}: no checkpoint {path} (minicnn train --out DIR writes "
                      f"DIR/{CHECKPOINT} after every epoch)")
     setup = read_checkpoint_extra(path).get("setup")
+    if isinstance(setup, dict):
+        setup = {**SETUP_BEFORE, **setup}
     if not (isinstance(setup, dict) and set(SETUP) <= set(setup)):
         raise CheckpointError(f"{path} holds no minicnn train settings (it was not written by minicnn train "
                               f"--out); continue it with minicnn.training.fit(..., resume_from=...)")
@@ -200,7 +209,8 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
     rng = np.random.default_rng(args.seed)
     zoom = (1.0 - args.zoom, 1.0 + args.zoom) if args.zoom > 0 else None
     train_loader = DataLoader(images, labels, batch_size=args.batch_size, shuffle=True, generator=rng,
-                              transform=mnist_train_transform(augment=not args.no_augment, scale=zoom))
+                              transform=mnist_train_transform(augment=not args.no_augment, scale=zoom,
+                                                              scale_each_axis=args.zoom_each_axis))
     test_loader = DataLoader(test_images, test_labels, batch_size=1000, transform=mnist_eval_transform())
 
     model = models.get_model(args.model, seed=args.seed)
@@ -220,7 +230,8 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
         scheduler = None
 
     epochs = f"{args.epochs} epoch" + ("" if args.epochs == 1 else "s")
-    augmentation = "off" if args.no_augment else "on" + (f" (zoom {args.zoom:.0%})" if zoom else "")
+    each = ", each axis" if args.zoom_each_axis else ""
+    augmentation = "off" if args.no_augment else "on" + (f" (zoom {args.zoom:.0%}{each})" if zoom else "")
     held_out = f", {len(val_images):,} validation images" if val_loader is not None else ""
     print(f"minicnn {minicnn.__version__}: {args.model} on {len(images):,} training images{held_out}, "
           f"backend {backend.name}, {epochs}, batch {args.batch_size}, {optimizer_class.__name__} lr {args.lr}, "
@@ -253,7 +264,8 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
                "backend": backend.name, "seconds": seconds, "model": args.model, "seed": args.seed,
                "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler,
                "augment": not args.no_augment, "train_samples": int(len(images)),
-               "optimizer": args.optimizer, "zoom": args.zoom, "val_split": args.val_split}
+               "optimizer": args.optimizer, "zoom": args.zoom, "zoom_each_axis": args.zoom_each_axis,
+               "val_split": args.val_split}
     if out is not None:
         def write(folder: Path) -> list[str]:
             minicnn.save(model, folder / "model.npz")

@@ -135,6 +135,49 @@ def test_zoom_doubles_distances_from_the_centre():
     assert out[0, 4, 6] == pytest.approx(1.0) and out[0, 4, 4] == pytest.approx(0.0)
 
 
+def test_each_axis_zooms_by_its_own_factor():
+    """scales_y: the horizontal factor doubles horizontal distances only, the vertical one vertical ones."""
+    x = np.zeros((1, 9, 9), np.float32)
+    x[0, 4, 5] = x[0, 5, 4] = 1.0  # one pixel right of the centre, one below it
+    out = warp_affine(x, inverse_affine_matrices([0.0], [0.0], [0.0], [2.0], 9, 9, scales_y=[1.0]))
+    assert out[0, 4, 6] == pytest.approx(1.0) and out[0, 4, 4] == pytest.approx(0.0)  # moved right
+    assert out[0, 5, 4] == pytest.approx(1.0) and out[0, 5, 3] == pytest.approx(0.5)  # stayed, wider
+    assert out[0, 6, 4] == pytest.approx(0.0)                                         # not taller
+    out = warp_affine(x, inverse_affine_matrices([0.0], [0.0], [0.0], [1.0], 9, 9, scales_y=[2.0]))
+    assert out[0, 6, 4] == pytest.approx(1.0) and out[0, 4, 4] == pytest.approx(0.0)  # moved down
+    assert out[0, 4, 5] == pytest.approx(1.0) and out[0, 3, 5] == pytest.approx(0.5)  # stayed, taller
+    assert out[0, 4, 6] == pytest.approx(0.0)                                         # not wider
+
+
+def test_a_rotation_after_zooming_each_axis_is_the_forward_map_inverted(rng):
+    """A = [M | b] sends q = c + t + R S (p - c) back to p, for S = diag(sx, sy)."""
+    angles, tx, ty = rng.uniform(-40, 40, 5), rng.uniform(-4, 4, 5), rng.uniform(-4, 4, 5)
+    sx, sy = rng.uniform(0.7, 1.3, 5), rng.uniform(0.7, 1.3, 5)
+    A = inverse_affine_matrices(angles, tx, ty, sx, 12, 10, scales_y=sy)
+    c = np.array([4.5, 5.5])
+    for n in range(5):
+        theta = np.deg2rad(angles[n])
+        R = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+        p = rng.uniform(0, 9, 2)
+        q = c + np.array([tx[n], ty[n]]) + R @ np.diag([sx[n], sy[n]]) @ (p - c)
+        np.testing.assert_allclose(A[n] @ np.append(q, 1.0), p, atol=1e-12)
+
+
+def test_the_zoom_of_each_axis_is_drawn_after_the_horizontal_one(rng):
+    x = rng.random((6, 1, 28, 28)).astype(np.float32)
+    out = random_affine(x, np.random.default_rng(3), degrees=15, translate=0.1, scale=(0.9, 1.1),
+                        scale_each_axis=True)
+    g = np.random.default_rng(3)
+    angles, tx, ty = g.uniform(-15, 15, 6), g.uniform(-2.8, 2.8, 6), g.uniform(-2.8, 2.8, 6)
+    sx, sy = g.uniform(0.9, 1.1, 6), g.uniform(0.9, 1.1, 6)
+    np.testing.assert_allclose(out, warp_affine(x, inverse_affine_matrices(angles, tx, ty, sx, 28, 28, sy)),
+                               atol=1e-6)
+    transform = MnistTransform(degrees=15, scale=(0.9, 1.1), scale_each_axis=True)
+    assert "scale_each_axis=True" in repr(transform)
+    np.testing.assert_allclose(transform.draw(np.random.default_rng(3), 6, 28, 28),
+                               inverse_affine_matrices(angles, tx, ty, sx, 28, 28, sy), atol=1e-12)
+
+
 def test_shifting_everything_out_leaves_only_fill(rng):
     fill = (0 - MNIST_MEAN) / MNIST_STD
     out = warp(rng.random((2, 1, 28, 28)), tx=100, fill=fill)

@@ -28,7 +28,7 @@ def test_state_dict_layout_and_parameter_count():
     assert sum(p.size for p in model.parameters()) == 887_530
     assert all(v.dtype == np.float32 for v in state.values())
     assert [type(m).__name__ for _, m in model.named_children()] == [
-        "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout",
+        "Rescaling", "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout",
         "Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout",
         "Flatten", "Linear", "ReLU", "Dropout", "Linear", "LogSoftmax"]
     assert [model.drop1.p, model.drop2.p, model.drop3.p] == [0.25, 0.25, 0.5]
@@ -54,6 +54,19 @@ def test_it_starts_as_keras_starts_it_glorot_uniform_weights_and_zero_biases():
     np.testing.assert_array_equal(models.MnistDeepCNN(seed=0).conv2.weight.data, model.conv2.weight.data)
 
 
+def test_it_sees_the_standardised_input_as_pixels_in_0_1_as_the_notebook_scales_them():
+    """The first layer undoes the pipeline's standardisation: the rest of the network sees p / 255."""
+    from minicnn.data import normalize
+
+    model = models.MnistDeepCNN(dtype=np.float64, seed=0).eval()
+    images = np.random.default_rng(2).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    x = normalize(images, dtype=np.float64)
+    np.testing.assert_allclose(model.rescale(x), images[:, None] / 255, atol=1e-15)
+    assert model.rescale(normalize(np.zeros((1, 28, 28), np.uint8), dtype=np.float64)).max() < 1e-15
+    rest = nn.Sequential(*list(model)[1:])  # the same layers, without the rescaling
+    np.testing.assert_allclose(model(x), rest(images[:, None] / 255), rtol=1e-10, atol=1e-12)
+
+
 def test_an_unknown_init_is_named():
     with pytest.raises(ValueError, match="init must be 'glorot' or 'fan_in', got 'he'"):
         models.MnistDeepCNN(init="he")
@@ -63,7 +76,8 @@ def test_summary_prints_the_layer_shapes_and_887530_parameters(capsys):
     assert cli.main(["summary", "--model", "MnistDeepCNN"]) == 0
     out = capsys.readouterr().out
     assert "Total params: 887,530" in out
-    for line in ("conv2 (Conv2d)            (None, 32, 28, 28)   25,632",
+    for line in ("rescale (Rescaling)       (None, 1, 28, 28)         0",
+                 "conv2 (Conv2d)            (None, 32, 28, 28)   25,632",
                  "drop1 (Dropout)           (None, 32, 14, 14)        0",
                  "conv4 (Conv2d)            (None, 64, 14, 14)   36,928",
                  "flatten (Flatten)         (None, 3136)              0",
@@ -87,12 +101,16 @@ def test_forward_and_backward_stay_float32():
 
 
 # As tests/test_gradcheck.py checks the other models: tensors above 100 entries along random
-# directions, the rest element by element; in training mode Dropout's masks are replayed.
+# directions, the rest element by element; in training mode Dropout's masks are replayed. The step
+# is 1e-7, not the default 1e-6: moving a bias of conv1 moves some 10^5 pre-activations downstream,
+# and at 1e-6 one of them crosses ReLU's kink at 0 often enough that the central difference is
+# then off by percents (it agrees with the analytic gradient again at 1e-7 and 1e-8); in float64 the
+# rounding error of a 1e-7 step is about 1e-9, far below the tolerance.
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_gradients_match_finite_differences(training):
     model = models.MnistDeepCNN(dtype=np.float64, seed=3).train(training)
-    x = np.random.default_rng(4).uniform(0, 1, (2, 1, 28, 28))
-    assert gradcheck(model, x, max_elements=100)
+    x = (np.random.default_rng(4).uniform(0, 1, (2, 1, 28, 28)) - 0.1307) / 0.3081  # standardised pixels
+    assert gradcheck(model, x, max_elements=100, eps=1e-7)
 
 
 def test_weights_file_names_its_model(tmp_path, capsys):
@@ -135,15 +153,16 @@ def test_train_uses_the_deep_recipe_by_default(monkeypatch, tmp_path):
     assert seen["plateau_metric"] == "val_accuracy" and seen["scheduler_interval"] == "epoch"
     transform = seen["train_loader"].transform
     assert (transform.augment, transform.degrees, transform.translate, transform.scale) == (True, 10.0, 0.1, (0.9, 1.1))
+    assert transform.scale_each_axis  # as Keras's zoom_range: one factor per axis
     assert len(seen["train_loader"].images) == 180 and len(seen["val_loader"].images) == 20  # 10% held out
     first = seen["stdout"].splitlines()[0]
     assert "MnistDeepCNN on 180 training images, 20 validation images" in first
-    assert "RMSprop lr 0.001, scheduler plateau on val_accuracy, augmentation on (zoom 10%)" in first
+    assert "RMSprop lr 0.001, scheduler plateau on val_accuracy, augmentation on (zoom 10%, each axis)" in first
     history = json.loads((tmp_path / "history.json").read_text())
     assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} <= set(history)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert (metrics["optimizer"], metrics["scheduler"], metrics["val_split"], metrics["zoom"]) == (
-        "rmsprop", "plateau", 0.1, 0.1)
+    assert (metrics["optimizer"], metrics["scheduler"], metrics["val_split"], metrics["zoom"],
+            metrics["zoom_each_axis"]) == ("rmsprop", "plateau", 0.1, 0.1, True)
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
@@ -154,6 +173,14 @@ def test_flags_override_the_deep_recipe(monkeypatch):
     assert seen["val_loader"] is None
     assert seen["plateau_metric"] == "train_accuracy"  # no validation split: the training accuracy
     assert seen["train_loader"].transform.scale is None
+
+
+def test_the_zoom_of_each_axis_is_a_flag_both_ways(monkeypatch):
+    seen = _train(monkeypatch, ["--model", "MnistDeepCNN", "--no-zoom-each-axis"])
+    assert seen["train_loader"].transform.scale == (0.9, 1.1) and not seen["train_loader"].transform.scale_each_axis
+    assert "augmentation on (zoom 10%)" in seen["stdout"]
+    seen = _train(monkeypatch, ["--zoom", "0.2", "--zoom-each-axis"])
+    assert seen["train_loader"].transform.scale == (0.8, 1.2) and seen["train_loader"].transform.scale_each_axis
 
 
 def test_mnist_cnn_keeps_its_own_recipe(monkeypatch):
@@ -180,6 +207,26 @@ def test_a_checkpoint_keeps_the_recipe_it_was_trained_with(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--optimizer adam: the run in" in err and "was set up with --optimizer rmsprop" in err
+    assert setup["zoom_each_axis"] is True
+
+
+def test_a_checkpoint_from_before_the_zoom_of_each_axis_resumes_as_it_was_trained(tmp_path, monkeypatch):
+    """A setup without zoom_each_axis is a run that drew one zoom for both axes; --resume continues it so."""
+    from minicnn import serialization
+
+    assert cli.main(["train", "--model", "MnistDeepCNN", "--limit", "200", "--quiet", "--epochs", "1",
+                     "--out", str(tmp_path / "run")]) == 0
+    ckpt = tmp_path / "run" / "checkpoint.npz"
+    real = serialization.read_checkpoint_extra
+
+    def older(path):
+        extra = real(path)
+        del extra["setup"]["zoom_each_axis"]
+        return extra
+
+    monkeypatch.setattr(recipes, "read_checkpoint_extra", older)
+    seen = _train(monkeypatch, ["--resume", str(ckpt)])  # (the run's own --epochs 1 and --limit 200)
+    assert seen["train_loader"].transform.scale == (0.9, 1.1) and not seen["train_loader"].transform.scale_each_axis
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -49,6 +49,12 @@ def test_linear(n, fin, fout, bias, seed):
     assert gradcheck(layer, normal(seed + 1, (n, fin)))
 
 
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple), seed=seeds,
+       scale=st.sampled_from([0.3081, -2.0, 1e-3]), offset=st.sampled_from([0.0, 0.1307, -5.0]))
+def test_rescaling(shape, seed, scale, offset):
+    assert gradcheck(nn.Rescaling(scale, offset), normal(seed, shape))
+
+
 @given(shape=st.lists(st.integers(1, 3), min_size=2, max_size=4).map(tuple), seed=seeds)
 def test_flatten(shape, seed):
     assert gradcheck(nn.Flatten(), normal(seed, shape))

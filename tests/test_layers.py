@@ -1,4 +1,6 @@
 """What each layer computes (forward values, modes, statistics), its dtype, and that it leaves its arguments alone."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -239,7 +241,7 @@ def test_cross_entropy_large_logits_stay_finite():
 
 
 @pytest.mark.parametrize("layer", [nn.Conv2d(1, 1, 1), nn.MaxPool2d(2), nn.ReLU(), nn.Linear(2, 2), nn.Flatten(),
-                                   nn.LogSoftmax(), nn.Softmax(), nn.BatchNorm2d(1), nn.NLLLoss(),
+                                   nn.LogSoftmax(), nn.Softmax(), nn.BatchNorm2d(1), nn.Rescaling(2.0), nn.NLLLoss(),
                                    nn.CrossEntropyLoss()], ids=lambda m: type(m).__name__)
 def test_backward_before_forward_is_a_clear_error(layer):
     is_loss = isinstance(layer, (nn.NLLLoss, nn.CrossEntropyLoss))
@@ -261,6 +263,7 @@ LAYERS = [
     ("ReLU", lambda dt: nn.ReLU(), (2, 3, 4), "away"),
     ("Linear", lambda dt: nn.Linear(5, 3, dtype=dt), (4, 5), "normal"),
     ("Flatten", lambda dt: nn.Flatten(), (2, 3, 2, 2), "normal"),
+    ("Rescaling", lambda dt: nn.Rescaling(0.3081, 0.1307), (2, 1, 4, 4), "normal"),
     ("LogSoftmax", lambda dt: nn.LogSoftmax(dim=1), (4, 5), "normal"),
     ("Softmax", lambda dt: nn.Softmax(dim=-1), (2, 3, 5), "normal"),
     ("BatchNorm2d-train", lambda dt: nn.BatchNorm2d(3, dtype=dt), (2, 3, 4, 4), "normal"),
@@ -357,6 +360,58 @@ def test_parameter_backward_gives_the_gradients_of_backward_without_dx(backend, 
         y = conv(x)
         assert conv.parameter_backward(np.ones_like(y)) is None
         assert seen == [False] and conv.weight.grad is not None
+
+
+def test_rescaling_maps_each_value_and_scales_the_gradient():
+    layer = nn.Rescaling(0.5, -1.0)
+    x = np.array([[0.0, 2.0, -4.0]], dtype=np.float32)
+    np.testing.assert_array_equal(layer(x), [[-1.0, 0.0, -3.0]])
+    np.testing.assert_array_equal(layer.backward(np.array([[2.0, 4.0, -6.0]], np.float32)), [[1.0, 2.0, -3.0]])
+    assert repr(layer) == "Rescaling(scale=0.5, offset=-1)"
+    assert not list(layer.parameters())
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0.0,), "scale must not be 0"),
+    ((float("nan"),), "scale must be a finite number, got nan"),
+    ((1.0, float("inf")), "offset must be a finite number, got inf"),
+    (("2",), "scale must be a finite number, got '2'"),
+])
+def test_rescaling_refuses_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=re.escape(f"Rescaling: {message}")):
+        nn.Rescaling(*args)
+
+
+def test_rescaling_refuses_integer_input():
+    with pytest.raises(ValueError, match="Rescaling: expected a floating-point array, got uint8"):
+        nn.Rescaling(1 / 255)(np.zeros((1, 28, 28), np.uint8))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_parameter_backward_skips_the_parameterless_layers_before_the_first_that_learns(backend, monkeypatch):
+    """A Rescaling of the images first: its backward is not run, and the convolution after it still
+    gets parameter_backward (no dL/dx), with the gradients the full backward gives."""
+    pytest.importorskip(backend)
+    from minicnn.nn import functional as F
+    from strategies import using
+
+    x = normal(0, (3, 1, 8, 8), np.float32)
+    seen = []
+    conv_backward, rescale_backward = F.conv2d_backward, nn.Rescaling.backward
+    monkeypatch.setattr(F, "conv2d_backward", lambda *a, **k: seen.append(k["input_grad"]) or conv_backward(*a, **k))
+    monkeypatch.setattr(nn.Rescaling, "backward", lambda self, g: seen.append("rescale") or rescale_backward(self, g))
+    with using(backend):
+        grads = []
+        for method in ("backward", "parameter_backward"):
+            model = nn.Sequential(nn.Rescaling(0.3081, 0.1307), nn.Conv2d(1, 2, 3, generator=np.random.default_rng(0)),
+                                  nn.Flatten(), nn.Linear(72, 4, generator=np.random.default_rng(1)))
+            y = model(x)
+            seen.clear()
+            getattr(model, method)(normal(2, y.shape, np.float32))
+            grads.append([p.grad for p in model.parameters()])
+            assert seen == ([True, "rescale"] if method == "backward" else [False])
+        for full, only in zip(*grads):
+            np.testing.assert_allclose(only, full, rtol=1e-6, atol=1e-7)
 
 
 def test_parameter_backward_of_an_empty_sequential_does_nothing():

@@ -27,6 +27,10 @@ The *forward* map sends an input point p to the output point q::
     q = c + t + s R (p - c),      R = [[ cos theta, sin theta],
                                        [-sin theta, cos theta]]
 
+(Zooming each axis by its own factor, as Keras's ``zoom_range`` does, puts
+S = diag(sx, sy) in the place of s: q = c + t + R S (p - c), so below each
+row of M is divided by its own factor, the first by sx, the second by sy.)
+
 (with y pointing down the screen, this R turns the picture counter-clockwise
 for theta > 0, as ``PIL.Image.rotate`` and torchvision do). To build the
 output we need the opposite: for every output pixel q, the input point it
@@ -102,22 +106,24 @@ def normalize(images, mean: float = MNIST_MEAN, std: float = MNIST_STD, dtype=np
     return (to_float(images, dtype) - mean) / std
 
 
-def inverse_affine_matrices(angles, tx, ty, scales, height: int, width: int) -> np.ndarray:
+def inverse_affine_matrices(angles, tx, ty, scales, height: int, width: int, scales_y=None) -> np.ndarray:
     """The (N, 2, 3) matrices ``A = [M | b]`` mapping output pixels to input points.
 
     ``angles`` in degrees (counter-clockwise), ``tx``/``ty`` in pixels
-    (right/down), ``scales`` zoom factors; each of length N. float64, host.
+    (right/down), ``scales`` zoom factors; each of length N. ``scales_y``,
+    if given, zooms the vertical axis by its own factors and ``scales`` is
+    then the horizontal one's. float64, host.
     """
     theta = np.deg2rad(np.asarray(angles, dtype=np.float64))
-    tx, ty, s = (np.asarray(v, dtype=np.float64) for v in (tx, ty, scales))
-    cos, sin = np.cos(theta) / s, np.sin(theta) / s  # M = R(-theta) / s = [[cos, -sin], [sin, cos]]
+    tx, ty, sx = (np.asarray(v, dtype=np.float64) for v in (tx, ty, scales))
+    sy = sx if scales_y is None else np.asarray(scales_y, dtype=np.float64)
+    cos, sin = np.cos(theta), np.sin(theta)  # M = S^-1 R(-theta) = [[cos, -sin] / sx, [sin, cos] / sy]
     cx, cy = (width - 1) / 2, (height - 1) / 2
     A = np.empty(theta.shape + (2, 3))
-    A[:, 0, 0], A[:, 0, 1] = cos, -sin
-    A[:, 1, 0], A[:, 1, 1] = sin, cos
-    A[:, 0, 2] = cx - (cos * (cx + tx) - sin * (cy + ty))  # b = c - M (c + t)
-    A[:, 1, 2] = cy - (sin * (cx + tx) + cos * (cy + ty))
-    return A
+    A[:, 0, 0], A[:, 0, 1] = cos / sx, -sin / sx
+    A[:, 1, 0], A[:, 1, 1] = sin / sy, cos / sy
+    A[:, :, 2] = np.array([cx, cy]) - (A[:, :, :2] @ np.stack([cx + tx, cy + ty], axis=-1)[..., None])[..., 0]
+    return A  # (the last line: b = c - M (c + t))
 
 
 def warp_affine(batch, matrices, fill: float = 0.0):
@@ -170,12 +176,13 @@ def warp_affine(batch, matrices, fill: float = 0.0):
 
 def random_affine(batch, generator: np.random.Generator, degrees: float = 10.0,
                   translate: float = 0.1, scale: tuple[float, float] | None = None,
-                  fill: float = 0.0):
+                  fill: float = 0.0, scale_each_axis: bool = False):
     """Rotate, shift and zoom every image of ``batch`` by its own random amounts.
 
     Per image: an angle uniform in [-degrees, degrees], a shift uniform in
     [-translate*W, translate*W] by [-translate*H, translate*H] pixels, and a
-    zoom uniform in ``scale = (lo, hi)`` (none when None). The parameters
+    zoom uniform in ``scale = (lo, hi)`` (none when None; with
+    ``scale_each_axis``, one for each axis, as Keras zooms). The parameters
     are drawn on the host from ``generator``, so one seed gives one result on
     every device; ``fill`` is the background value (see the module docstring).
     """
@@ -184,17 +191,20 @@ def random_affine(batch, generator: np.random.Generator, degrees: float = 10.0,
                          f"{'shape ' + str(tuple(batch.shape)) if hasattr(batch, 'shape') else type(batch).__name__}"
                          f"; for one image use image[None]")
     N, (H, W) = batch.shape[0], batch.shape[-2:]
-    return warp_affine(batch, random_affine_matrices(generator, N, H, W, degrees, translate, scale), fill)
+    return warp_affine(batch, random_affine_matrices(generator, N, H, W, degrees, translate, scale,
+                                                     scale_each_axis), fill)
 
 
 def random_affine_matrices(generator: np.random.Generator, n: int, height: int, width: int,
                            degrees: float = 10.0, translate: float = 0.1,
-                           scale: tuple[float, float] | None = None) -> np.ndarray:
+                           scale: tuple[float, float] | None = None,
+                           scale_each_axis: bool = False) -> np.ndarray:
     """The (n, 2, 3) matrices of :func:`random_affine`, drawn on the host: the randomness without the warp.
 
     Draws, in this order, n angles, n horizontal shifts, n vertical shifts and
-    (with ``scale``) n zooms, so calling it batch after batch, or once for the
-    batches of a whole epoch in turn, gives the same numbers.
+    (with ``scale``) n zooms, then n vertical zooms with ``scale_each_axis``
+    (the first n being the horizontal ones), so calling it batch after batch,
+    or once for the batches of a whole epoch in turn, gives the same numbers.
     """
     if not isinstance(generator, np.random.Generator):
         raise TypeError(f"random_affine needs a numpy.random.Generator (np.random.default_rng(seed)), "
@@ -204,7 +214,8 @@ def random_affine_matrices(generator: np.random.Generator, n: int, height: int, 
     tx = generator.uniform(-translate * width, translate * width, n)
     ty = generator.uniform(-translate * height, translate * height, n)
     scales = np.ones(n) if scale is None else generator.uniform(scale[0], scale[1], n)
-    return inverse_affine_matrices(angles, tx, ty, scales, height, width)
+    scales_y = generator.uniform(scale[0], scale[1], n) if scale is not None and scale_each_axis else None
+    return inverse_affine_matrices(angles, tx, ty, scales, height, width, scales_y)
 
 
 _real = is_finite_real  # a finite real number (a bool is not one)
@@ -235,10 +246,11 @@ class MnistTransform:
     """
 
     def __init__(self, augment: bool = True, degrees: float = 10.0, translate: float = 0.1,
-                 scale: tuple[float, float] | None = None, dtype=np.float32):
+                 scale: tuple[float, float] | None = None, dtype=np.float32, scale_each_axis: bool = False):
         _check_affine_args(degrees, translate, scale)
         _check_float_dtype(dtype)
         self.augment, self.degrees, self.translate, self.scale = augment, degrees, translate, scale
+        self.scale_each_axis = bool(scale_each_axis)
         self.dtype = np.dtype(dtype)
 
     def __call__(self, images, generator: np.random.Generator | None = None):
@@ -254,7 +266,8 @@ class MnistTransform:
         if generator is None:
             raise ValueError("this transform augments at random and needs a numpy.random.Generator; "
                              "give the DataLoader generator=np.random.default_rng(seed)")
-        return random_affine_matrices(generator, n, height, width, self.degrees, self.translate, self.scale)
+        return random_affine_matrices(generator, n, height, width, self.degrees, self.translate, self.scale,
+                                      self.scale_each_axis)
 
     def apply(self, images, matrices):
         """[0, 1] floats, warped by ``matrices`` (from :meth:`draw`, on any device; None: no warp), normalised."""
@@ -267,13 +280,14 @@ class MnistTransform:
         if not self.augment:
             return f"MnistTransform(augment=False, dtype={self.dtype.name})"
         return (f"MnistTransform(augment=True, degrees={self.degrees}, translate={self.translate}, "
-                f"scale={self.scale}, dtype={self.dtype.name})")
+                f"scale={self.scale}{', scale_each_axis=True' if self.scale_each_axis else ''}, "
+                f"dtype={self.dtype.name})")
 
 
 def mnist_train_transform(augment: bool = True, degrees: float = 10.0, translate: float = 0.1,
-                          scale: tuple[float, float] | None = None) -> MnistTransform:
+                          scale: tuple[float, float] | None = None, scale_each_axis: bool = False) -> MnistTransform:
     """Training pipeline: random affine (unless ``augment=False``), then normalise."""
-    return MnistTransform(augment, degrees, translate, scale)
+    return MnistTransform(augment, degrees, translate, scale, scale_each_axis=scale_each_axis)
 
 
 def mnist_eval_transform() -> MnistTransform:

@@ -14,9 +14,10 @@ from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
 from minicnn.nn.state import StateDictError
 from minicnn.nn.pooling import MaxPool2d
+from minicnn.nn.rescaling import Rescaling
 
 __all__ = [
     "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "LogSoftmax",
-    "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "Sequential", "Softmax", "StateDictError",
+    "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "Rescaling", "Sequential", "Softmax", "StateDictError",
     "is_grad_enabled", "no_grad",
 ]

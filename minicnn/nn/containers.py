@@ -90,9 +90,19 @@ class Sequential(Module):
         return grad_output
 
     def parameter_backward(self, grad_output) -> None:
-        """:meth:`backward` without ``dL/dx``: the first step gets ``parameter_backward``."""
+        """:meth:`backward` without ``dL/dx``: the first step with parameters gets ``parameter_backward``.
+
+        The steps before it (a Rescaling of the images, say) have nothing to learn and nothing upstream
+        that does, so their backward is not run at all.
+        """
         steps = self._backward_steps()
-        for step in reversed(steps[1:]):
+        first = next((i for i, step in enumerate(steps) if not _parameterless(step)), len(steps))
+        for step in reversed(steps[first + 1:]):
             grad_output = step.backward(grad_output)
-        if steps:
-            steps[0].parameter_backward(grad_output)
+        if first < len(steps):
+            steps[first].parameter_backward(grad_output)
+
+
+def _parameterless(step) -> bool:
+    """A layer with no parameters (a fused step always has its convolution's)."""
+    return isinstance(step, Module) and next(iter(step.parameters()), None) is None
