@@ -22,8 +22,6 @@ The levers are switched on one after the other (each configuration includes the 
     + pool in the conv  training's Conv2d -> ReLU -> MaxPool2d runs: pooled, clipped and the argmax
                         noted as the convolution stores its product, dY built from dz in one pass
                         (training only)
-    + conv1's dY as read  the direct kernels' backward under the pool builds each plane of dY from
-                        dz as it reads it, instead of writing the whole dY first (training only)
     + rows in inference the blocked inference path unfolds into rows instead of K-major columns
                         (inference only); with it, everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
@@ -51,8 +49,7 @@ from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
            "+ fused inference", "+ one Adam pass", "+ rows in training",
-           "+ ReLU in the conv", "+ pool in the conv", "+ conv1's dY as read", "+ rows in inference",
-           "+ 1 BLAS thread")
+           "+ ReLU in the conv", "+ pool in the conv", "+ rows in inference", "+ 1 BLAS thread")
 
 _CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
 _RELU = ("conv2d_relu", "conv2d_relu_backward",  # without them: the references, the layers' functions in turn
@@ -61,8 +58,7 @@ _POOL = _RELU[2:]
 
 #: Each configuration: the overrides it goes without (the reference runs in their place), whether the
 #: direct kernels are on, and how wide convolutions run in training and in inference
-#: (numba_conv._WIDE_TRAINING, _WIDE_INFERENCE; "columns" for inference unless given); "dy_as_read"
-#: is numba_conv._DIRECT_DY_AS_READ (False unless given).
+#: (numba_conv._WIDE_TRAINING, _WIDE_INFERENCE; "columns" for inference unless given).
 SETTINGS = {
     "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
     "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
@@ -74,18 +70,14 @@ SETTINGS = {
     "+ rows in training": dict(without=_RELU, direct=True, wide_training="rows"),
     "+ ReLU in the conv": dict(without=_POOL, direct=True, wide_training="rows"),
     "+ pool in the conv": dict(without=(), direct=True, wide_training="rows"),
-    "+ conv1's dY as read": dict(without=(), direct=True, wide_training="rows", dy_as_read=True),
-    "+ rows in inference": dict(without=(), direct=True, wide_training="rows", wide_inference="rows",
-                                dy_as_read=True),
-    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows", wide_inference="rows",
-                            dy_as_read=True),
+    "+ rows in inference": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
+    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
 }
 
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
 MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
             "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",),
-            "+ ReLU in the conv": ("train",), "+ pool in the conv": ("train",), "+ conv1's dY as read": ("train",),
-            "+ rows in inference": ("infer",)}
+            "+ ReLU in the conv": ("train",), "+ pool in the conv": ("train",), "+ rows in inference": ("infer",)}
 
 
 @contextlib.contextmanager
@@ -95,8 +87,7 @@ def configured(backend, name):
 
     settings = SETTINGS[name]
     saved = {k: backend.overrides[k] for k in settings["without"]}
-    switches = (numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE,
-                numba_conv._DIRECT_DY_AS_READ)
+    switches = numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE
     limits = contextlib.nullcontext()
     try:
         for k in saved:
@@ -105,7 +96,6 @@ def configured(backend, name):
             numba_conv._DIRECT_MAX_K = 0
         numba_conv._WIDE_TRAINING = settings["wide_training"]
         numba_conv._WIDE_INFERENCE = settings.get("wide_inference", "columns")
-        numba_conv._DIRECT_DY_AS_READ = settings.get("dy_as_read", False)
         if name == "+ 1 BLAS thread":
             from threadpoolctl import threadpool_limits
             limits = threadpool_limits(1, user_api="blas")
@@ -113,8 +103,7 @@ def configured(backend, name):
             yield
     finally:
         backend.overrides.update(saved)
-        (numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE,
-         numba_conv._DIRECT_DY_AS_READ) = switches
+        numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE = switches
 
 
 def step_seconds(runner, steps, full_backward=False):

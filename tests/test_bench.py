@@ -292,8 +292,7 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     report = json.loads(out.read_text())
     configs = set(report["train_images_per_s"])
     assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
-            "+ one Adam pass", "+ rows in training", "+ ReLU in the conv", "+ pool in the conv",
-            "+ conv1's dY as read"} <= configs
+            "+ one Adam pass", "+ rows in training", "+ ReLU in the conv", "+ pool in the conv"} <= configs
     assert "+ rows in inference" in report["infer_images_per_s"] and "+ rows in inference" not in configs
     assert all(rate > 0 for rate in report["train_images_per_s"].values())
     assert "+ no image grad" not in report["infer_images_per_s"]  # no backward in inference
@@ -311,7 +310,7 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     assert "| + direct conv1 |" in table and "| + fused inference | (as above) |" in table
     assert "Adam's step alone" in table and "| optimizer step |" in table
     assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k
-    assert numba_conv._WIDE_TRAINING == numba_conv._WIDE_INFERENCE == "rows" and numba_conv._DIRECT_DY_AS_READ
+    assert numba_conv._WIDE_TRAINING == numba_conv._WIDE_INFERENCE == "rows"
 
 
 def test_numba_levers_configurations_switch_what_runs():
@@ -341,11 +340,8 @@ def test_numba_levers_configurations_switch_what_runs():
         assert numba_conv._WIDE_INFERENCE == "columns"
     with levers.configured(backend, "+ pool in the conv"):
         assert backend.overrides["conv2d_relu_maxpool2d_train"] is numba_conv.conv2d_relu_maxpool2d_train
-        assert not numba_conv._DIRECT_DY_AS_READ
-    with levers.configured(backend, "+ conv1's dY as read"):
-        assert numba_conv._DIRECT_DY_AS_READ and numba_conv._WIDE_INFERENCE == "columns"
     with levers.configured(backend, "+ rows in inference"):
-        assert numba_conv._WIDE_INFERENCE == "rows" and numba_conv._DIRECT_DY_AS_READ
+        assert numba_conv._WIDE_INFERENCE == "rows"
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
     assert numba_conv._WIDE_TRAINING == "rows"
     assert {fused, many} <= set(backend.overrides)

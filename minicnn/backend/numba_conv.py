@@ -108,11 +108,6 @@ _WIDE_TRAINING = "rows"
 #: against 146-165 ms as columns on two cores; bench_numba_levers.py measures whole inference calls.
 _WIDE_INFERENCE = "rows"
 
-#: Whether the direct kernels' backward under a 2 x 2 max-pool builds dY from the pool's dz plane by
-#: plane as it reads it (True, the default: see _widen) or writes the whole dY first (False, as the
-#: rows path does); bench_numba_levers.py measures the two.
-_DIRECT_DY_AS_READ = True
-
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
 _NO_ARGMAX = np.empty((0, 0, 0, 0), dtype=np.int8)  # an empty argmax: the pooling kernels store none
 
@@ -403,8 +398,7 @@ def _rows_relu_pool2(prod, bias, OW, z, argmax):
 def _unpool2_masked(dz, z, argmax, OW, swapped, dst):
     """Max-pool's and ReLU's backward together: plane (n, oc) of dst (P = OH*OW values, all 0 but these)
     receives each dz[n, oc, ph, pw] whose z > 0 at its window's argmax; dst is (OC, N, P) with
-    ``swapped`` (the layout the rows' products take), else (N, OC, P).  (The direct path builds its
-    dY plane by plane instead, in _widen, unless _DIRECT_DY_AS_READ is off.)"""
+    ``swapped`` (the layout the rows' products take), else (N, OC, P)."""
     N, OC, ZH, ZW = dz.shape
     zero = dst.dtype.type(0)
     for task in prange(N * OC):
@@ -525,26 +519,10 @@ def _relu_pool2(src, row, add, dst):
 
 
 @numba.njit(cache=True, inline="always")
-def _widen(dy, mask, argmax, n, oc, Wp, g):
+def _widen(dy, mask, n, oc, Wp, g):
     """g[oh*Wp + ow] = dy[n, oc, oh, ow] for ow < OW (g's other entries are left as they are: zero), or 0
-    where ``mask[n, oc, oh, ow] <= 0`` (ReLU's backward, from its output; an empty ``mask``: none).
-
-    With a non-empty ``argmax``, dy is dz, the gradient of a 2 x 2 max-pool (stride 2) after the ReLU,
-    ``mask`` its output z and ``argmax`` the window offsets 2a + b of its maxima: g is 0 but for each
-    dz[n, oc, ph, pw] with z > 0, at (2ph + a)*Wp + 2pw + b.  So dY is built plane by plane where it is
-    read, never written out (pooling's, ReLU's and the convolution's backward in one pass)."""
+    where ``mask[n, oc, oh, ow] <= 0`` (ReLU's backward, from its output; an empty ``mask``: none)."""
     zero = g.dtype.type(0)
-    if argmax.shape[0] != 0:
-        for t in range(np.uint64(g.shape[0])):
-            g[t] = zero
-        for ph in range(dy.shape[2]):
-            grad, keep, arg = dy[n, oc, ph], mask[n, oc, ph], argmax[n, oc, ph]
-            top = 2 * ph * Wp
-            for pw in range(dy.shape[3]):
-                if keep[pw] > zero:
-                    k = arg[pw]
-                    g[top + (k // 2) * Wp + 2 * pw + k % 2] = grad[pw]
-        return
     for oh in range(dy.shape[2]):
         row, base = dy[n, oc, oh], np.uint64(oh * Wp)
         if mask.shape[0] == 0:
@@ -557,20 +535,20 @@ def _widen(dy, mask, argmax, n, oc, Wp, g):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_SUMS)
-def _direct_weight_grad(xpad, dy, mask, argmax, OH, Wp, dw, db):
+def _direct_weight_grad(xpad, dy, mask, Wp, dw, db):
     """dw[oc, c, i, j] = sum over n, t of dY_wide[n, oc, t] * xpad[n, c, i*Wp + j + t]; db[oc] = sum of dY[:, oc]
-    (dY of OH rows: dy masked by ReLU's output ``mask``, unless empty, or built from a pool's dz and
-    ``argmax``; see _widen).  Each plane's sums are added into float64 totals, so a large batch loses
-    no precision."""
+    (dY masked by ReLU's output ``mask``, unless empty; see _widen).  Each plane's sums are added into
+    float64 totals, so a large batch loses no precision."""
     N, C = xpad.shape[0], xpad.shape[1]
     OC, KH, KW = dw.shape[0], dw.shape[2], dw.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
     L = np.uint64(OH * Wp)
     for oc in prange(OC):
         acc = np.zeros((C, KH, KW), dtype=np.float64)
         bias_acc = 0.0
         g = np.zeros(OH * Wp, dtype=dy.dtype)
         for n in range(N):
-            _widen(dy, mask, argmax, n, oc, Wp, g)
+            _widen(dy, mask, n, oc, Wp, g)
             s = dy.dtype.type(0)
             for t in range(L):
                 s += g[t]
@@ -591,18 +569,19 @@ def _direct_weight_grad(xpad, dy, mask, argmax, OH, Wp, dw, db):
 
 
 @numba.njit(parallel=True, cache=True)
-def _direct_input_grad(dy, mask, argmax, OH, w, PH, PW, Wp, dx):
+def _direct_input_grad(dy, mask, w, PH, PW, Wp, dx):
     """dx[n, c] = the crop of sum over (oc, i, j) of w[oc, c, i, j] * dY_wide[n, oc] added at offset i*Wp + j
-    (dY of OH rows from dy, ``mask`` and ``argmax``, as in _direct_weight_grad)."""
+    (dY masked by ``mask`` unless empty, as in _direct_weight_grad)."""
     N, C, H, W = dx.shape
     OC, KH, KW = w.shape[0], w.shape[2], w.shape[3]
+    OH = dy.shape[2]
     L = np.uint64(OH * Wp)
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         dxp = np.zeros((H + 2 * PH) * Wp + KW, dtype=dx.dtype)
         g = np.zeros(OH * Wp, dtype=dx.dtype)
         for oc in range(OC):
-            _widen(dy, mask, argmax, n, oc, Wp, g)
+            _widen(dy, mask, n, oc, Wp, g)
             for i in range(KH):
                 for j in range(KW):
                     wv, off = w[oc, c, i, j], np.uint64(i * Wp + j)
@@ -760,14 +739,9 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
             raise ValueError(f"conv2d_relu_maxpool2d_backward: expected the forward's saved rows of shape "
                              f"{(N * P, C * KH * KW)}, got {tuple(rows.shape)}")
         return _rows_products(dy.reshape(OC, N * P), rows, weight, dims, input_grad)
-    if tuple(saved.shape) != (N, C, H, W):
-        raise ValueError(f"conv2d_relu_maxpool2d_backward: expected the forward's saved input of shape "
-                         f"{(N, C, H, W)}, got {tuple(saved.shape)}")
-    if _DIRECT_DY_AS_READ:
-        return _direct_backward(dz, z, argmax, saved, weight, dims, input_grad)  # dY built as it is read
     dy = np.empty((N, OC, OH, OW), dtype=dtype)
     _unpool2_masked(dz, z, argmax, OW, False, dy.reshape(N, OC, P))
-    return _direct_backward(dy, np.empty((0, 0, 0, 0), dtype=dtype), _NO_ARGMAX, saved, weight, dims, input_grad)
+    return _backward(dy, saved, weight, x_shape, stride, padding, input_grad, None)
 
 
 def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_grad=True):
@@ -814,26 +788,15 @@ def _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, 
         rows = np.ascontiguousarray(saved, dtype=dtype)
         return _rows_backward(grad_output, rows, weight, dims, input_grad, mask)
     x = np.ascontiguousarray(saved, dtype=dtype)
-    if _uses_direct(K, stride):
-        return _direct_backward(grad_output, mask, _NO_ARGMAX, x, weight, dims, input_grad)
     dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
+    if _uses_direct(K, stride):
+        dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(OC, dtype=dtype)
+        xpad, Wp = _padded(x, dims)
+        _direct_weight_grad(xpad, grad_output, mask, Wp, dweight, dbias)
+        if input_grad:
+            _direct_input_grad(grad_output, mask, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
+        return dx, dweight, dbias
     dweight, dbias = np.zeros((OC, K), dtype=dtype), np.zeros(OC, dtype=dtype)
     _blocked_backward(grad_output, x, np.ascontiguousarray(weight.reshape(OC, K), dtype=dtype), dims,
                       dweight, dbias, dx)
     return dx, dweight.reshape(weight.shape), dbias
-
-
-def _direct_backward(dy, mask, argmax, x, weight, dims, input_grad):
-    """``(dx, dweight, dbias)`` of the direct convolution of ``x``; dY from ``dy``, ``mask`` and
-    ``argmax`` as :func:`_widen` builds it (a pool's dz with a non-empty argmax)."""
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
-    dtype = dy.dtype
-    x = np.ascontiguousarray(x, dtype=dtype)
-    dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(weight.shape[0], dtype=dtype)
-    xpad, Wp = _padded(x, dims)
-    _direct_weight_grad(xpad, dy, mask, argmax, OH, Wp, dweight, dbias)
-    dx = None
-    if input_grad:
-        dx = np.empty((N, C, H, W), dtype=dtype)
-        _direct_input_grad(dy, mask, argmax, OH, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
-    return dx, dweight, dbias
