@@ -27,10 +27,6 @@ The *forward* map sends an input point p to the output point q::
     q = c + t + s R (p - c),      R = [[ cos theta, sin theta],
                                        [-sin theta, cos theta]]
 
-(Zooming each axis by its own factor, as Keras's ``zoom_range`` does, puts
-S = diag(sx, sy) in the place of s: q = c + t + R S (p - c), so below each
-row of M is divided by its own factor, the first by sx, the second by sy.)
-
 (with y pointing down the screen, this R turns the picture counter-clockwise
 for theta > 0, as ``PIL.Image.rotate`` and torchvision do). To build the
 output we need the opposite: for every output pixel q, the input point it
@@ -41,6 +37,10 @@ shows. Inverting the forward map, with R^-1 = R(-theta)::
                [sin theta,  cos theta]],
 
 a 2x3 matrix ``A = [M | b]`` per image, so that ``p = A @ (qx, qy, 1)``.
+
+(Zooming each axis by its own factor, as Keras's ``zoom_range`` does, puts
+S = diag(sx, sy) in the place of s: q = c + t + R S (p - c), so M = S^-1 R(-theta):
+its first row has 1/sx where the one above has 1/s, its second row 1/sy.)
 
 The point p rarely falls on a pixel centre, so the value there is read by
 *bilinear interpolation* from the four surrounding pixels. With
