@@ -105,4 +105,4 @@ class Sequential(Module):
 
 def _parameterless(step) -> bool:
     """A layer with no parameters (a fused step always has its convolution's)."""
-    return isinstance(step, Module) and next(iter(step.parameters()), None) is None
+    return isinstance(step, Module) and next(step.parameters(), None) is None
