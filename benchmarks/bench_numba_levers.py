@@ -22,6 +22,10 @@ The levers are switched on one after the other (each configuration includes the 
     + pool in the conv  training's Conv2d -> ReLU -> MaxPool2d runs: pooled, clipped and the argmax
                         noted as the convolution stores its product, dY built from dz in one pass
                         (training only)
+    + Winograd conv2    training's Conv2d -> ReLU -> MaxPool2d runs with a 3 x 3 convolution of stride
+                        1 (conv2) by Winograd's F(2 x 2, 3 x 3): 16 multiplies for each 2 x 2 output
+                        tile and channel instead of 36, pooled as the tiles are transformed back
+                        (training only)
     + rows in inference the blocked inference path unfolds into rows instead of K-major columns
                         (inference only); with it, everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
@@ -41,6 +45,7 @@ import statistics
 import sys
 import time
 
+import minicnn  # noqa: F401  (before NumPy: it sets OpenBLAS's thread timeout, see minicnn/_blas_threads.py)
 import numpy as np
 
 from minicnn import bench
@@ -49,7 +54,7 @@ from minicnn.paths import path_argument
 
 CONFIGS = ("reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
            "+ fused inference", "+ one Adam pass", "+ rows in training",
-           "+ ReLU in the conv", "+ pool in the conv", "+ rows in inference", "+ 1 BLAS thread")
+           "+ ReLU in the conv", "+ pool in the conv", "+ Winograd conv2", "+ rows in inference", "+ 1 BLAS thread")
 
 _CONV, _FUSED, _ADAM_MANY = ("conv2d", "conv2d_backward"), "conv2d_relu_maxpool2d", "adam_update_many"
 _RELU = ("conv2d_relu", "conv2d_relu_backward",  # without them: the references, the layers' functions in turn
@@ -58,7 +63,8 @@ _POOL = _RELU[2:]
 
 #: Each configuration: the overrides it goes without (the reference runs in their place), whether the
 #: direct kernels are on, and how wide convolutions run in training and in inference
-#: (numba_conv._WIDE_TRAINING, _WIDE_INFERENCE; "columns" for inference unless given).
+#: (numba_conv._WIDE_TRAINING, _WIDE_INFERENCE; "columns" for inference unless given), and whether
+#: Winograd's path is on (numba_conv._WINOGRAD; off unless given).
 SETTINGS = {
     "reference conv": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
     "+ no image grad": dict(without=(*_CONV, _FUSED, _ADAM_MANY, *_RELU), direct=False, wide_training="columns"),
@@ -70,14 +76,16 @@ SETTINGS = {
     "+ rows in training": dict(without=_RELU, direct=True, wide_training="rows"),
     "+ ReLU in the conv": dict(without=_POOL, direct=True, wide_training="rows"),
     "+ pool in the conv": dict(without=(), direct=True, wide_training="rows"),
-    "+ rows in inference": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
-    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows", wide_inference="rows"),
+    "+ Winograd conv2": dict(without=(), direct=True, wide_training="rows", winograd=True),
+    "+ rows in inference": dict(without=(), direct=True, wide_training="rows", wide_inference="rows", winograd=True),
+    "+ 1 BLAS thread": dict(without=(), direct=True, wide_training="rows", wide_inference="rows", winograd=True),
 }
 
 #: What each configuration changes, so what it is measured on: "train" steps, "infer" calls, or both.
 MEASURED = {"+ no image grad": ("train",), "+ columns kept in training": ("train",),
             "+ fused inference": ("infer",), "+ one Adam pass": ("train",), "+ rows in training": ("train",),
-            "+ ReLU in the conv": ("train",), "+ pool in the conv": ("train",), "+ rows in inference": ("infer",)}
+            "+ ReLU in the conv": ("train",), "+ pool in the conv": ("train",), "+ Winograd conv2": ("train",),
+            "+ rows in inference": ("infer",)}
 
 
 @contextlib.contextmanager
@@ -87,7 +95,7 @@ def configured(backend, name):
 
     settings = SETTINGS[name]
     saved = {k: backend.overrides[k] for k in settings["without"]}
-    switches = numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE
+    switches = numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE, numba_conv._WINOGRAD
     limits = contextlib.nullcontext()
     try:
         for k in saved:
@@ -96,6 +104,7 @@ def configured(backend, name):
             numba_conv._DIRECT_MAX_K = 0
         numba_conv._WIDE_TRAINING = settings["wide_training"]
         numba_conv._WIDE_INFERENCE = settings.get("wide_inference", "columns")
+        numba_conv._WINOGRAD = settings.get("winograd", False)
         if name == "+ 1 BLAS thread":
             from threadpoolctl import threadpool_limits
             limits = threadpool_limits(1, user_api="blas")
@@ -103,7 +112,8 @@ def configured(backend, name):
             yield
     finally:
         backend.overrides.update(saved)
-        numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE = switches
+        (numba_conv._DIRECT_MAX_K, numba_conv._WIDE_TRAINING, numba_conv._WIDE_INFERENCE,
+         numba_conv._WINOGRAD) = switches
 
 
 def step_seconds(runner, steps, full_backward=False):

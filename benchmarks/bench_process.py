@@ -1,20 +1,29 @@
-"""Settings chosen once per process, side by side: Numba's threading layer and glibc's malloc thresholds.
+"""Settings chosen once per process, side by side: Numba's threading layer, OpenBLAS's threads and glibc's
+malloc thresholds.
 
     python benchmarks/bench_process.py                  # MnistCNN, batch 64 training, batch 1000 inference
     python benchmarks/bench_process.py --rounds 5 --json process.json
 
-Numba picks its threads when it first starts them and glibc's malloc reads its tunables when the
-process starts, so each configuration runs in a process of its own, with its environment:
+Numba picks its threads when it first starts them, OpenBLAS reads its settings when it is loaded
+and glibc's malloc reads its tunables when the process starts, so each configuration runs in a
+process of its own, with its environment:
 
     default               as minicnn runs: Numba's workqueue layer (its threads sleep after each
-                          parallel loop), malloc as glibc starts it (a large array mapped afresh
-                          from the system, and given back when freed)
+                          parallel loop), OpenBLAS's threads asleep soon after each product
+                          (minicnn sets OPENBLAS_THREAD_TIMEOUT=4 when it loads before NumPy), malloc
+                          as glibc starts it (a large array mapped afresh from the system, and given
+                          back when freed)
     freed memory kept     glibc told to serve arrays up to 32 MB from its heap and keep what is
                           freed (GLIBC_TUNABLES mmap_threshold, trim_threshold): fewer page faults
     omp, passive          GNU OpenMP told to let its threads sleep too (NUMBA_THREADING_LAYER=omp,
                           OMP_WAIT_POLICY=PASSIVE)
     omp, spinning         GNU OpenMP as it starts by default, its threads spinning for a while
                           after each loop (NUMBA_THREADING_LAYER=omp, no wait policy)
+    BLAS threads spinning OpenBLAS as it starts by default, its threads spinning for about 2^28 cycles
+                          after each product (OPENBLAS_THREAD_TIMEOUT=28) while Numba's loops want
+                          the same cores
+    1 BLAS thread         OpenBLAS with no threads of its own (OPENBLAS_NUM_THREADS=1): the products
+                          run on the calling thread alone
 
 The rounds visit the configurations in turn, so a machine that speeds up or slows down affects
 them alike; each figure is the median over the rounds of one process's median.  Each process
@@ -34,19 +43,24 @@ from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
 #: Each configuration's changes to the environment (None: the variable removed).
+_BLAS = {"OPENBLAS_THREAD_TIMEOUT": None, "OPENBLAS_NUM_THREADS": None}
 _KEEP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 CONFIGS = {
-    "default": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None},
-    "freed memory kept": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": _KEEP},
-    "omp, passive": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "PASSIVE", "GLIBC_TUNABLES": None},
-    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None},
+    "default": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
+    "freed memory kept": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": _KEEP, **_BLAS},
+    "omp, passive": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "PASSIVE", "GLIBC_TUNABLES": None, **_BLAS},
+    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
+    "BLAS threads spinning": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
+                              **_BLAS, "OPENBLAS_THREAD_TIMEOUT": "28"},
+    "1 BLAS thread": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
+                      **_BLAS, "OPENBLAS_NUM_THREADS": "1"},
 }
 
 # What one process measures; it prints one JSON line.
 _CHILD = """
 import json, resource, statistics, sys
+import minicnn  # before NumPy, as the command line loads them
 import numpy as np
-import minicnn
 from minicnn import bench
 minicnn.set_backend("numba")
 from minicnn.backend import numba_kernels

@@ -25,6 +25,7 @@ from strategies import conv_cases, distinct, normal, pool_cases, seeds, using
 numba = pytest.importorskip("numba", reason="Numba is not installed (pip install numba): the numba backend cannot load here")
 from minicnn.backend import numba_conv as nc  # noqa: E402  (needs numba)
 from minicnn.backend import numba_kernels as nk  # noqa: E402
+from minicnn.backend import numba_winograd as winograd  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 dtypes = st.sampled_from(DTYPES)
@@ -132,7 +133,8 @@ def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_g
        pool=st.sampled_from([POOL_2X2, ((3, 3), (2, 2), (1, 1)), ((2, 2), (1, 1), (0, 0))]))
 def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dtype, input_grad, path, pool):
     """Training's fused convolution -> ReLU -> max-pool (pooled as stored, dY built from dz in one pass on
-    rows and direct with a 2x2 pool; the composition otherwise) against the layers' functions in turn."""
+    rows, direct and Winograd's tiles with a 2x2 pool; the composition otherwise) against the layers'
+    functions in turn (Winograd's own cases: test_winograd_conv_relu_pool_and_its_backward_equal_reference)."""
     if path == "direct":
         case = dataclasses.replace(case, stride=(1, 1))
     oh, ow = nc.window(case.x_shape, case.kernel_size, case.stride, case.padding)[-2:]
@@ -143,7 +145,8 @@ def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dt
     bias = normal(seed + 2, (OC,), dtype) if case.bias else None
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if path == "direct" else 0)
-        patch.setattr(nc, "_WIDE_TRAINING", "rows" if path == "direct" else path)
+        patch.setattr(nc, "_WIDE_TRAINING", path if path in ("columns", "blocked") else "rows")
+        patch.setattr(nc, "_WINOGRAD", False)
         z, saved, argmax = nc.conv2d_relu_maxpool2d_train(x, weight, bias, case.stride, case.padding, *pool)
         dz = normal(seed + 3, z.shape, dtype)
         got = nc.conv2d_relu_maxpool2d_backward(dz, z, argmax, saved, weight, x.shape, case.stride, case.padding,
@@ -159,6 +162,66 @@ def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dt
     positive = (z_ref > 0).reshape(argmax.shape)
     np.testing.assert_array_equal(argmax[positive], argmax_ref[positive])  # where a gradient goes through
     assert_gradients_equal(got, want, dtype)
+
+
+@st.composite
+def winograd_cases(draw):
+    """A 3 x 3 convolution of stride 1 with an even output (2-8 along each axis), padding 0-2, and more
+    channels than the direct kernels take, so that it runs on Winograd's tiles."""
+    def side():
+        out, pad = 2 * draw(st.integers(1, 4)), draw(st.integers(0, 2))
+        return out + 2 - 2 * pad, pad
+    (h, ph), (w, pw) = side(), side()
+    hypothesis.assume(h >= 1 and w >= 1)
+    return dict(x_shape=(draw(st.integers(1, 3)), draw(st.integers(4, 9)), h, w), padding=(ph, pw),
+                out_channels=draw(st.integers(1, 5)), bias=draw(st.booleans()))
+
+
+@given(case=winograd_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans())
+def test_winograd_conv_relu_pool_and_its_backward_equal_reference(case, seed, dtype, input_grad):
+    """Winograd's F(2 x 2, 3 x 3) with the bias, ReLU and 2 x 2 max-pool in its output transform, and its
+    backward from dz through the same transforms, against the layers' functions in turn."""
+    x_shape, padding, OC = case["x_shape"], case["padding"], case["out_channels"]
+    x = distinct(seed, x_shape, dtype)  # no ties within a window, so one argmax
+    weight = normal(seed + 1, (OC, x_shape[1], 3, 3), dtype)
+    bias = normal(seed + 2, (OC,), dtype) if case["bias"] else None
+    z, saved, argmax = nc.conv2d_relu_maxpool2d_train(x, weight, bias, (1, 1), padding, *POOL_2X2)
+    assert isinstance(saved, winograd.Tiles)  # the default path for these shapes
+    dz = normal(seed + 3, z.shape, dtype)
+    got = nc.conv2d_relu_maxpool2d_backward(dz, z, argmax, saved, weight, x_shape, (1, 1), padding,
+                                            *POOL_2X2, input_grad=input_grad)
+    with using("numpy"):
+        y, col = ref.conv2d(x, weight, bias, (1, 1), padding)
+        r = np.maximum(y, 0)
+        z_ref, argmax_ref = ref.maxpool2d_forward(r, *POOL_2X2)
+        dr = ref.maxpool2d_backward(dz, argmax_ref, r.shape, *POOL_2X2)
+        want = ref.conv2d_backward(dr * (r > 0), col, weight, x_shape, (1, 1), padding, input_grad)
+    assert z.dtype == dtype and z.shape == z_ref.shape
+    np.testing.assert_allclose(z, z_ref, **ROUNDING[dtype])
+    positive = (z_ref > 0).reshape(argmax.shape)
+    np.testing.assert_array_equal(argmax[positive], argmax_ref[positive])  # where a gradient goes through
+    assert_gradients_equal(got, want, dtype)
+
+
+def test_winograd_takes_only_the_shapes_it_computes():
+    """3 x 3, stride 1, padding at most 2, an even output of at least 2 x 2; anything else takes the rows."""
+    assert winograd.fits((8, 4, 3, 3), (1, 1), (1, 1), (14, 14))
+    for weight_shape, stride, padding, out in [((8, 4, 5, 5), (1, 1), (2, 2), (14, 14)),
+                                               ((8, 4, 3, 3), (2, 2), (1, 1), (14, 14)),
+                                               ((8, 4, 3, 3), (1, 1), (1, 1), (13, 14)),
+                                               ((8, 4, 3, 3), (1, 1), (1, 1), (14, 7))]:
+        assert not winograd.fits(weight_shape, stride, padding, out)
+    x, weight = normal(0, (2, 8, 7, 7), np.float32), normal(1, (4, 8, 3, 3), np.float32)  # output 7 x 7: odd
+    assert isinstance(nc.conv2d_relu_maxpool2d_train(x, weight, None, (1, 1), (1, 1), *POOL_2X2)[1], np.ndarray)
+
+
+def test_winograd_backward_names_tiles_of_another_input():
+    x, weight = normal(0, (2, 8, 6, 6), np.float32), normal(1, (4, 8, 3, 3), np.float32)
+    z, tiles, argmax = nc.conv2d_relu_maxpool2d_train(x, weight, None, (1, 1), (1, 1), *POOL_2X2)
+    with pytest.raises(ValueError, match=r"tiles of shape \(16, 27, 8\).*got \(16, 18, 8\)"):
+        nc.conv2d_relu_maxpool2d_backward(np.ones((3, 4, 3, 3), np.float32), np.ones((3, 4, 3, 3), np.float32),
+                                          np.zeros((12, 9), np.int8), tiles, weight, (3, 8, 6, 6), (1, 1), (1, 1),
+                                          *POOL_2X2)
 
 
 def test_training_conv_relu_pool_keeps_nan():

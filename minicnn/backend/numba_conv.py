@@ -1,13 +1,13 @@
 """The Numba backend's convolution: ``conv2d``, ``conv2d_backward``, training's fused
-``conv2d_relu`` and ``conv2d_relu_backward``, and inference's fused ``conv2d_relu_maxpool2d``
-as overrides.
+``conv2d_relu``, ``conv2d_relu_maxpool2d_train`` and their backward passes, and inference's fused
+``conv2d_relu_maxpool2d`` as overrides.
 
 Notation: that of :mod:`minicnn.backend.numba_kernels` (N, C, H, W, OC, KH,
 KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``).
 
 The reference (:func:`minicnn.nn.functional.conv2d`) unfolds the whole batch
 with im2col, multiplies once, and keeps the columns for backward.  Here the
-convolution runs in one of three ways, chosen by the shapes and by whether
+convolution runs in one of four ways, chosen by the shapes and by whether
 gradients are on; each is tested against the reference (values to rounding,
 the same dtype):
 
@@ -64,6 +64,14 @@ ReLU fused (``conv2d_relu``, training's Conv2d -> ReLU pairs)
     so ReLU makes no pass of its own; the other paths run conv2d and ReLU one
     after the other.
 
+Winograd (training's Conv2d -> ReLU -> MaxPool2d runs with a 3 x 3 convolution of stride 1)
+    Where the output is even in both directions, so that each 2 x 2 output tile is one pool
+    window, :mod:`minicnn.backend.numba_winograd` computes the convolution and both gradients
+    by Winograd's F(2 x 2, 3 x 3): 16 products of the whole batch's transformed tiles, each
+    with 16/36 of the rows' multiply-adds, the bias, ReLU and the pool taken as the tiles are
+    transformed back.  It keeps the transformed input (a ``numba_winograd.Tiles``) instead of
+    the rows.  ``_WINOGRAD = False`` sends these runs to the rows.
+
 Docs: docs/backends.md#numba
 """
 from __future__ import annotations
@@ -72,7 +80,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from minicnn.backend.numba_kernels import DTYPES, _col2im, _im2col, _transpose01
+from minicnn.backend import numba_winograd as winograd
+from minicnn.backend.numba_kernels import DTYPES, _col2im, _first_max4, _im2col, _transpose01
 from minicnn.nn import functional
 from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
@@ -107,6 +116,13 @@ _WIDE_TRAINING = "rows"
 #: K-major "columns".  conv2 of MnistCNN with ReLU and max-pool at batch 1000 ran in 78-87 ms as rows
 #: against 146-165 ms as columns on two cores; bench_numba_levers.py measures whole inference calls.
 _WIDE_INFERENCE = "rows"
+
+#: Whether training's Conv2d -> ReLU -> MaxPool2d runs whose convolution is 3 x 3 of stride 1 with an
+#: even output (numba_winograd.fits: conv2 of MnistCNN) take Winograd's F(2 x 2, 3 x 3) (see
+#: :mod:`minicnn.backend.numba_winograd`) instead of the rows; wide convolutions only (the direct
+#: kernels keep theirs), and only with ``_WIDE_TRAINING = "rows"``, so that the other settings
+#: measure what they name.  bench_numba_levers.py measures it in whole training steps.
+_WINOGRAD = True
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
 _NO_ARGMAX = np.empty((0, 0, 0, 0), dtype=np.int8)  # an empty argmax: the pooling kernels store none
@@ -353,23 +369,6 @@ def _blocked_rows_forward(x, weight, bias, dims, y, relu_pool2=False):
             _rows_relu_pool2(prod.reshape(m, P, OC), bias, OW, y[n0:n0 + m], _NO_ARGMAX)
         else:
             _rows_to_planes(prod.reshape(m, P, OC), bias, False, y[n0:n0 + m].reshape(m, OC, P))
-
-
-@numba.njit(cache=True, inline="always")
-def _later_wins(v, best, k, kv):
-    """(v, kv) if v beats ``best`` (strictly larger, or a NaN over a number), else (best, k).  Written
-    without a branch (``&`` of two tests, then selects), so a loop of these compiles to vector code."""
-    wins = (not v <= best) & (best == best)
-    return (v if wins else best), (kv if wins else k)
-
-
-@numba.njit(cache=True, inline="always")
-def _first_max4(a, b, c, d):
-    """(the first maximum of a, b, c, d, its index 0-3 as int8): a later value wins only if strictly
-    larger, a NaN wins once and then stays, as maxpool2d_forward's argmax."""
-    best, k = _later_wins(b, a, np.int8(0), np.int8(1))
-    best, k = _later_wins(c, best, k, np.int8(2))
-    return _later_wins(d, best, k, np.int8(3))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -694,6 +693,10 @@ def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, p
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, ZH, ZW = weight.shape[0], OH // 2, OW // 2
+    if not direct and _uses_winograd(weight.shape, stride, padding, (OH, OW)):
+        bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
+        z, tiles, argmax = winograd.relu_pool2_forward(x, np.asarray(weight, dtype=x.dtype), bias, (PH, PW))
+        return z, tiles, argmax.reshape(N * OC, ZH * ZW)
     z = np.empty((N, OC, ZH, ZW), dtype=x.dtype)
     argmax = np.empty((N, OC, ZH, ZW), dtype=np.int8)
     if direct:
@@ -714,6 +717,8 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
     ``saved``: dY is built from dz in one pass (each gradient with z > 0 at its window's argmax, zeros
     elsewhere), straight into the layout the convolution's backward reads; see
     :func:`functional.conv2d_relu_maxpool2d_backward`."""
+    if isinstance(saved, winograd.Tiles):  # the forward took Winograd's path: so does its backward
+        return _winograd_backward(grad_output, z, argmax, saved, weight, x_shape, stride, padding, input_grad)
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     fast = (_pool2(pool_kernel, pool_stride, pool_padding) and argmax.dtype == np.int8
             and saved.dtype in DTYPES and (saved.ndim == 2 or (saved.ndim == 4 and direct)))
@@ -742,6 +747,30 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
     dy = np.empty((N, OC, OH, OW), dtype=dtype)
     _unpool2_masked(dz, z, argmax, OW, False, dy.reshape(N, OC, P))
     return _backward(dy, saved, weight, x_shape, stride, padding, input_grad, None)
+
+
+def _uses_winograd(weight_shape, stride, padding, out_hw) -> bool:
+    return _WINOGRAD and _WIDE_TRAINING == "rows" and winograd.fits(weight_shape, stride, padding, out_hw)
+
+
+def _winograd_backward(grad_output, z, argmax, tiles, weight, x_shape, stride, padding, input_grad):
+    """The backward of a run that took Winograd's forward, its arguments checked against the tiles."""
+    dims = window(x_shape, weight.shape[2:], stride, padding)
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
+    OC, ZH, ZW = weight.shape[0], OH // 2, OW // 2
+    expected = (16, N * ZH * ZW, C)
+    if (tuple(tiles.V.shape) != expected or (tiles.TH, tiles.TW) != (ZH, ZW)
+            or not (tuple(grad_output.shape) == tuple(z.shape) == (N, OC, ZH, ZW))
+            or argmax.shape != (N * OC, ZH * ZW)):
+        raise ValueError(f"conv2d_relu_maxpool2d_backward: for an input of shape {(N, C, H, W)} expected "
+                         f"the forward's tiles of shape {expected}, grad_output and z of shape {(N, OC, ZH, ZW)} "
+                         f"and argmax of shape {(N * OC, ZH * ZW)}, got {tuple(tiles.V.shape)}, "
+                         f"{tuple(grad_output.shape)}, {tuple(z.shape)} and {tuple(argmax.shape)}")
+    dtype = tiles.dtype
+    dz = np.ascontiguousarray(grad_output, dtype=dtype)
+    z = np.ascontiguousarray(z, dtype=dtype)
+    argmax = np.ascontiguousarray(argmax, dtype=np.int8).reshape(N, OC, ZH, ZW)
+    return winograd.relu_pool2_backward(dz, z, argmax, tiles, weight, x_shape, (PH, PW), input_grad)
 
 
 def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_grad=True):

@@ -251,6 +251,23 @@ def _maxpool2x2_plane(x, n, c, out, argmax):
                 argmax[n * C + c, oh * OW + ow] = best_k
 
 
+@numba.njit(cache=True, inline="always")
+def _later_wins(v, best, k, kv):
+    """(v, kv) if v beats ``best`` (strictly larger, or a NaN over a number), else (best, k).  Written
+    without a branch (``&`` of two tests, then selects), so a loop of these compiles to vector code."""
+    wins = (not v <= best) & (best == best)
+    return (v if wins else best), (kv if wins else k)
+
+
+@numba.njit(cache=True, inline="always")
+def _first_max4(a, b, c, d):
+    """(the first maximum of a, b, c, d, its index 0-3 as int8): a later value wins only if strictly
+    larger, a NaN wins once and then stays, as maxpool2d_forward's argmax."""
+    best, k = _later_wins(b, a, np.int8(0), np.int8(1))
+    best, k = _later_wins(c, best, k, np.int8(2))
+    return _later_wins(d, best, k, np.int8(3))
+
+
 @numba.njit(parallel=True, cache=True)
 def _maxpool_forward(x, KH, KW, SH, SW, PH, PW, neg_inf, out, argmax):
     N, C = x.shape[0], x.shape[1]
