@@ -136,12 +136,17 @@ def output_relu_pool2(M, bias, TH, TW, z, argmax):
 def unpool2_transform(dz, z, argmax, TH, TW, dM, sums):
     """dM[:, t, oc] = A dY_tile A^T, dY_tile all zero but g = dz[n, oc, th, tw] (where z > 0) at its argmax
     (a, b): g * outer(A[:, a], A[:, b]), A's columns (1, 1, 1, 0) and (0, 1, -1, -1); and sums[n*TH + th,
-    oc] = the sum of a row of tiles' g (the bias gradient's parts)."""
+    oc] = the sum of a row of tiles' g (the bias gradient's parts).  For each tile the factors g * A[:, a]
+    and A[:, b] are laid out for all OC channels first, so the 16 stores are runs of OC contiguous values
+    (vector code) instead of 16 scattered ones per channel."""
     N, OC = dz.shape[0], dz.shape[1]
-    zero = dz.dtype.type(0)
+    zero, one = dz.dtype.type(0), dz.dtype.type(1)
+    uOC = np.uint64(OC)
     for task in prange(N * TH):
         n, th = task // TH, task % TH
         row_sums = sums[task]
+        p = np.empty((4, OC), dtype=dM.dtype)        # g * A[:, a], for each channel
+        q = np.empty((4, OC), dtype=dM.dtype)        # A[:, b]
         for oc in range(OC):
             row_sums[oc] = zero
         for tw in range(TW):
@@ -150,18 +155,17 @@ def unpool2_transform(dz, z, argmax, TH, TW, dM, sums):
                 g = dz[n, oc, th, tw] if z[n, oc, th, tw] > zero else zero
                 k = argmax[n, oc, th, tw]
                 row_sums[oc] += g
-                if k // 2 == 0:                                                     # g * A[:, a]
-                    p0, p1, p2, p3 = g, g, g, zero
-                else:
-                    p0, p1, p2, p3 = zero, g, -g, -g
-                if k % 2 == 0:                                                      # times A[:, b]
-                    q0, q1, q2, q3 = 1, 1, 1, 0
-                else:
-                    q0, q1, q2, q3 = 0, 1, -1, -1
-                dM[0, t, oc], dM[1, t, oc], dM[2, t, oc], dM[3, t, oc] = p0 * q0, p0 * q1, p0 * q2, p0 * q3
-                dM[4, t, oc], dM[5, t, oc], dM[6, t, oc], dM[7, t, oc] = p1 * q0, p1 * q1, p1 * q2, p1 * q3
-                dM[8, t, oc], dM[9, t, oc], dM[10, t, oc], dM[11, t, oc] = p2 * q0, p2 * q1, p2 * q2, p2 * q3
-                dM[12, t, oc], dM[13, t, oc], dM[14, t, oc], dM[15, t, oc] = p3 * q0, p3 * q1, p3 * q2, p3 * q3
+                top, left = k // 2 == 0, k % 2 == 0
+                p[0, oc], p[1, oc] = (g if top else zero), g
+                p[2, oc], p[3, oc] = (g if top else -g), (zero if top else -g)
+                q[0, oc], q[1, oc] = (one if left else zero), one
+                q[2, oc], q[3, oc] = (one if left else -one), (zero if left else -one)
+            for a in range(4):
+                pa = p[a]
+                for b in range(4):
+                    qb, dst = q[b], dM[4 * a + b, t]
+                    for oc in range(uOC):
+                        dst[oc] = pa[oc] * qb[oc]
 
 
 @numba.njit(parallel=True, cache=True)
