@@ -584,6 +584,29 @@ def test_adam_update_equals_reference(shape, seed, dtype, t):
         np.testing.assert_array_equal(g, e, err_msg=name)
 
 
+@pytest.mark.parametrize("many", [False, True], ids=["adam_update", "adam_update_many"])
+def test_adam_with_eps_0_divides_0_by_0_as_the_reference(many):
+    """With eps = 0 a parameter whose gradient has always been 0 takes 0 / 0: NaN as NumPy divides,
+    never a ZeroDivisionError from the compiled loop."""
+    shape, t = (2, 16385), 1   # two chunks, so that the parallel loop runs
+    scalars = [np.float32(s) for s in (1e-3, 0.9, 0.1, 0.999, 0.001, 0.0, 1 - 0.9 ** t, 1 - 0.999 ** t)]
+    arrays = lambda: [np.ones(shape, np.float32), np.zeros(shape, np.float32),  # noqa: E731
+                      np.zeros(shape, np.float32), np.zeros(shape, np.float32)]
+    expected, got = arrays(), arrays()
+    with np.errstate(invalid="ignore"), using("numpy"):
+        if many:
+            ref.adam_update_many(*([a] for a in expected), *scalars, np.float32(0))
+        else:
+            ref.adam_update(*expected, *scalars)
+    if many:
+        nk.adam_update_many(*([a] for a in got), *scalars, np.float32(0))
+    else:
+        nk.adam_update(*got, *scalars)
+    assert np.isnan(expected[0]).all()
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+
+
 def test_adam_update_of_strided_views_updates_the_arrays_themselves():
     expected = _adam_arrays(0, (6, 8), np.float32)
     got = [a.copy() for a in expected]
