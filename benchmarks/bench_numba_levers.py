@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import statistics
 import sys
 import time
@@ -195,11 +196,16 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
     except ImportError:
         configs.remove("+ 1 BLAS thread")
     torch_runner = None
-    if torch_reference:
-        try:
-            torch_runner = bench._Torch(x, y)
-        except ImportError:
-            pass
+    if torch_reference and importlib.util.find_spec("torch") is not None:
+        torch_runner = bench._TorchProcess(len(x))  # in a process of its own: see minicnn/bench.py
+    try:
+        return _measure(runner, backend, configs, torch_runner, rounds, steps, infer_calls)
+    finally:
+        if torch_runner is not None:
+            torch_runner.close()
+
+
+def _measure(runner, backend, configs, torch_runner, rounds, steps, infer_calls):
     train = {c: [] for c in configs}
     infer = {c: [] for c in configs}
     torch_train, torch_infer = [], []
@@ -207,6 +213,8 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
         with configured(backend, c):
             step_seconds(runner, 2, full_backward=c == "reference conv")
             runner.infer()
+    if torch_runner is not None:
+        torch_runner.warm_up([bench.TRAIN_BATCH])
     for _ in range(rounds):
         for c in configs:
             with configured(backend, c):
@@ -215,8 +223,8 @@ def run(rounds=7, steps=15, infer_calls=3, torch_reference=True):
                 if "infer" in MEASURED.get(c, ("infer",)):
                     infer[c].append(bench.median_seconds(runner.infer, infer_calls))
         if torch_runner is not None:
-            torch_train.append(step_seconds(torch_runner, steps))
-            torch_infer.append(bench.median_seconds(torch_runner.infer, infer_calls))
+            torch_train.append(torch_runner.train_median(steps))
+            torch_infer.append(torch_runner.infer_median(infer_calls))
     report = {
         "machine": bench.machine_description(), "rounds": rounds, "steps": steps,
         "train_images_per_s": {c: bench.TRAIN_BATCH / statistics.median(v) for c, v in train.items() if v},

@@ -8,17 +8,18 @@ Numba picks its threads when it first starts them, OpenBLAS reads its settings w
 and glibc's malloc reads its tunables when the process starts, so each configuration runs in a
 process of its own, with its environment:
 
-    default               as minicnn runs: Numba's workqueue layer (its threads sleep after each
-                          parallel loop), OpenBLAS's threads asleep soon after each product
-                          (minicnn sets OPENBLAS_THREAD_TIMEOUT=4 when it loads before NumPy), malloc
-                          as glibc starts it (a large array mapped afresh from the system, and given
-                          back when freed)
+    default               as minicnn runs: Numba's loops on GNU OpenMP with sleeping threads (minicnn
+                          sets OMP_WAIT_POLICY=PASSIVE while the runtime loads, where it can;
+                          else the workqueue layer), OpenBLAS's threads asleep soon after each
+                          product (minicnn sets OPENBLAS_THREAD_TIMEOUT=4 when it loads before
+                          NumPy), malloc as glibc starts it (a large array mapped afresh from the
+                          system, and given back when freed)
+    workqueue             Numba's own thread pool, whose threads sleep too, but whose calling thread
+                          hands the whole loop to them and waits (NUMBA_THREADING_LAYER=workqueue)
     freed memory kept     glibc told to serve arrays up to 32 MB from its heap and keep what is
                           freed (GLIBC_TUNABLES mmap_threshold, trim_threshold): fewer page faults
-    omp, passive          GNU OpenMP told to let its threads sleep too (NUMBA_THREADING_LAYER=omp,
-                          OMP_WAIT_POLICY=PASSIVE)
     omp, spinning         GNU OpenMP as it starts by default, its threads spinning for a while
-                          after each loop (NUMBA_THREADING_LAYER=omp, no wait policy)
+                          after each loop (NUMBA_THREADING_LAYER=omp, OMP_WAIT_POLICY=ACTIVE)
     BLAS threads spinning OpenBLAS as it starts by default, its threads spinning for about 2^28 cycles
                           after each product (OPENBLAS_THREAD_TIMEOUT=28) while Numba's loops want
                           the same cores
@@ -47,9 +48,9 @@ _BLAS = {"OPENBLAS_THREAD_TIMEOUT": None, "OPENBLAS_NUM_THREADS": None}
 _KEEP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 CONFIGS = {
     "default": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
+    "workqueue": {"NUMBA_THREADING_LAYER": "workqueue", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
     "freed memory kept": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": _KEEP, **_BLAS},
-    "omp, passive": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "PASSIVE", "GLIBC_TUNABLES": None, **_BLAS},
-    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
+    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "ACTIVE", "GLIBC_TUNABLES": None, **_BLAS},
     "BLAS threads spinning": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
                               **_BLAS, "OPENBLAS_THREAD_TIMEOUT": "28"},
     "1 BLAS thread": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,

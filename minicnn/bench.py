@@ -45,9 +45,12 @@ chart and the command line that prints them are in :mod:`minicnn.bench_report`.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -142,6 +145,22 @@ class _Minicnn:
 
     def activate(self):
         minicnn.set_backend(self.backend.name)
+
+    def train_seconds(self, batch, calls):
+        """Seconds that ``calls`` training steps at ``batch`` take together."""
+        return self.seconds(lambda: self.train_step(batch), calls)
+
+    def infer_seconds(self, calls):
+        """Seconds that ``calls`` inference batches take together."""
+        return self.seconds(self.infer, calls)
+
+    def warm_up(self, train_batches):
+        for b in train_batches:
+            self.train_step(b)
+        self.infer()
+
+    def close(self):
+        pass
 
     def train_step(self, batch=TRAIN_BATCH, image_grad=False):
         """One Adam step; ``image_grad=True`` also computes dL/dx of the images (the full backward)."""
@@ -296,6 +315,126 @@ class _Torch:
     def layer_times(self, reps):
         return []
 
+    train_seconds, infer_seconds, warm_up, close = (_Minicnn.train_seconds, _Minicnn.infer_seconds,
+                                                    _Minicnn.warm_up, _Minicnn.close)
+
+
+# The PyTorch reference runs in a process of its own.  minicnn's Numba backend runs its loops on GNU
+# OpenMP with sleeping threads (OMP_WAIT_POLICY=PASSIVE, read once as the runtime loads), and
+# PyTorch's CPU build links the same runtime (libgomp.so.1): in one process PyTorch would share it,
+# sleeping threads and all, and its training steps ran about 25% slower that way on two cores.  In
+# a process of its own, started with ``import torch`` before anything else, PyTorch runs with its
+# OpenMP as it sets it up itself.  The child answers one JSON line per JSON line of command.
+_TORCH_CHILD = "import torch; from minicnn.bench import _serve_torch; _serve_torch()"
+
+
+def _serve_torch(commands=None, replies=None):
+    """The child's loop: build a :class:`_Torch` (``start``), then time what the parent asks for."""
+    commands, replies = commands or sys.stdin, replies or sys.stdout
+    runner = None
+    for line in commands:
+        command = json.loads(line)
+        op = command["op"]
+        try:
+            if op == "start":
+                x, y = _mnist_batch(command["images"])
+                runner = _Torch(x, y, command["device"], tuple(command["train_batches"]))
+                reply = {"name": runner.name, "first_step_s": runner.first_step_s,
+                         "torch_version": sys.modules["torch"].__version__}
+            elif op == "cuda_problem":
+                import torch
+
+                reply = {"value": torch_cuda_problem(torch)}
+            elif op == "warm_up":
+                runner.warm_up(command["train_batches"])
+                reply = {}
+            elif op in ("train_seconds", "train_median"):
+                step = lambda: runner.train_step(command["batch"])  # noqa: E731
+                reply = {"value": runner.train_seconds(command["batch"], command["calls"]) if op == "train_seconds"
+                         else median_seconds(step, command["calls"])}
+            elif op in ("infer_seconds", "infer_median"):
+                reply = {"value": runner.infer_seconds(command["calls"]) if op == "infer_seconds"
+                         else median_seconds(runner.infer, command["calls"])}
+            elif op == "gpu_memory_mib":
+                reply = {"value": runner.gpu_memory_mib()}
+            else:
+                reply = {"error": f"unknown command {op!r}"}
+        except Exception as exc:  # reported to the parent, which raises it there
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+class _TorchProcess:
+    """The PyTorch reference (:class:`_Torch`) in a process of its own (see ``_TORCH_CHILD`` above), with
+    the runners' interface: the timings are taken in the child, on its clock or its GPU's events."""
+
+    def __init__(self, images, device="cpu", train_batches=(TRAIN_BATCH,)):
+        # The child loads no Numba (its minicnn backend is NumPy's) and nothing of minicnn's before torch.
+        env = {**os.environ, "MINICNN_BACKEND": "numpy"}
+        self._process = subprocess.Popen([sys.executable, "-c", _TORCH_CHILD], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True, env=env)
+        self.device = device
+        if device is not None:
+            reply = self._ask("start", images=images, device=device, train_batches=list(train_batches))
+            self.name, self.first_step_s, self.torch_version = reply["name"], reply["first_step_s"], reply["torch_version"]
+
+    @classmethod
+    def cuda_problem(cls) -> str | None:
+        """:func:`torch_cuda_problem`, asked of PyTorch in a process of its own."""
+        child = cls(0, device=None)
+        try:
+            return child._ask("cuda_problem")["value"]
+        finally:
+            child.close()
+
+    def _ask(self, op, **arguments):
+        if self._process.poll() is None:
+            self._process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        else:
+            line = ""
+        if not line:
+            raise RuntimeError(f"the PyTorch reference process ended (exit code {self._process.wait()}) "
+                               f"before answering {op!r}; its error is printed above")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"the PyTorch reference process, asked {op!r}: {reply['error']}")
+        return reply
+
+    def activate(self):
+        pass
+
+    def warm_up(self, train_batches):
+        self._ask("warm_up", train_batches=list(train_batches))
+
+    def train_seconds(self, batch, calls):
+        return self._ask("train_seconds", batch=batch, calls=calls)["value"]
+
+    def infer_seconds(self, calls):
+        return self._ask("infer_seconds", calls=calls)["value"]
+
+    def train_median(self, calls, batch=TRAIN_BATCH):
+        """Median seconds of one training step over ``calls`` steps (the levers benchmark's timer)."""
+        return self._ask("train_median", batch=batch, calls=calls)["value"]
+
+    def infer_median(self, calls):
+        return self._ask("infer_median", calls=calls)["value"]
+
+    def gpu_memory_mib(self):
+        return self._ask("gpu_memory_mib")["value"]
+
+    def layer_times(self, reps):
+        return []
+
+    def close(self):
+        """End the child: its standard input closes, its loop ends."""
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait()
+        self._process.stdout.close()
+
 
 def matmul_flops(model, x) -> int:
     """Floating-point operations of the matrix products in one forward pass of ``model`` on ``x``.
@@ -395,8 +534,12 @@ def _ceiling(runner, x, settle, n=1024, reps=5) -> dict:
             "infer_images_per_s": INFER_BATCH * rate / infer_flops}
 
 
-def _throughput(runner, fn, images_per_call, calls):
-    return images_per_call * calls / runner.seconds(fn, calls)
+def cuda_problem_of_torch() -> str | None:
+    """:func:`torch_cuda_problem` as the benchmark's PyTorch reference would meet it: asked in a process
+    of its own (see ``_TORCH_CHILD``), so that this one does not load PyTorch's OpenMP runtime."""
+    if importlib.util.find_spec("torch") is None:
+        return "PyTorch is not installed"
+    return _TorchProcess.cuda_problem()
 
 
 def torch_cuda_problem(torch=None) -> str | None:
@@ -434,34 +577,40 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
         runners.append(_MinicnnGraph(x, y, train_batches))
         log(f"cupy-graph: first training step {runners[-1].first_step_s:.2f}s")
     if torch_reference:
-        try:
-            import torch
-        except ImportError:
-            torch = None
+        devices = []
+        if importlib.util.find_spec("torch") is None:
             log("PyTorch is not installed: no reference figures")
-        devices = torch_devices or ["cpu"] + (["cuda"] if "cupy" in names and torch_cuda_problem(torch) is None
-                                              else [])
-        for device in devices if torch is not None else []:
-            problem = torch_cuda_problem(torch) if device == "cuda" else None
-            if problem:
-                log(f"pytorch-cuda: skipped, {problem}")
+        else:
+            wants_cuda = torch_devices is None and "cupy" in names
+            devices = torch_devices or ["cpu"] + (["cuda"] if wants_cuda else [])
+        problem = cuda_problem_of_torch() if "cuda" in devices else None
+        for device in devices:
+            if device == "cuda" and problem:
+                if torch_devices:  # asked for: say why it is missing
+                    log(f"pytorch-cuda: skipped, {problem}")
                 continue
-            runners.append(_Torch(x, y, device, train_batches))
+            runners.append(_TorchProcess(len(x), device, train_batches))
+    try:
+        return _measure(runners, x, previous, repeats, train_steps, infer_calls, layer_reps, settle, train_batches)
+    finally:
+        for r in runners:
+            r.close()
+
+
+def _measure(runners, x, previous, repeats, train_steps, infer_calls, layer_reps, settle, train_batches):
     train = {r.name: {b: [] for b in train_batches} for r in runners}
     infer = {r.name: [] for r in runners}
     for r in runners:  # warm-up round, not counted
         r.activate()
-        for b in train_batches:
-            r.train_step(b)
-        r.infer()
+        r.warm_up(train_batches)
     for _ in range(repeats):
         for r in runners:
             r.activate()
             for b in train_batches:
                 time.sleep(settle)
-                train[r.name][b].append(_throughput(r, lambda: r.train_step(b), b, train_steps))
+                train[r.name][b].append(b * train_steps / r.train_seconds(b, train_steps))
             time.sleep(settle)
-            infer[r.name].append(_throughput(r, r.infer, INFER_BATCH, infer_calls))
+            infer[r.name].append(INFER_BATCH * infer_calls / r.infer_seconds(infer_calls))
     layers = {}
     for r in runners:
         r.activate()
@@ -487,7 +636,9 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
             "layers": layers[r.name],
         } for r in runners
     }
-    return {"machine": machine_description(), "versions": library_versions(), "repeats": repeats,
+    versions = library_versions()
+    versions.update({"torch": r.torch_version for r in runners if isinstance(r, _TorchProcess)})
+    return {"machine": machine_description(), "versions": versions, "repeats": repeats,
             "settle_s": settle, "train_batch": TRAIN_BATCH, "train_batches": list(train_batches),
             "infer_batch": INFER_BATCH, "date": time.strftime("%Y-%m-%d"), "results": results,
             "ceilings": list(ceilings.values())}

@@ -11,7 +11,7 @@ import argparse
 import os
 
 from minicnn.backend import BackendUnavailableError, available_backends, backend_names, load_backend
-from minicnn.bench import INFER_BATCH, TRAIN_BATCH, run, torch_cuda_problem
+from minicnn.bench import INFER_BATCH, TRAIN_BATCH, cuda_problem_of_torch, run
 from minicnn.paths import output_file, path_argument
 from minicnn.serialization import write_json_atomic
 from minicnn.validate import is_finite_real, satisfies
@@ -168,7 +168,7 @@ def run_with_args(args, parser) -> dict:
     if args.torch_devices and args.no_torch:
         parser.error("--torch-devices and --no-torch contradict each other; give one of them")
     if "cuda" in (args.torch_devices or []):
-        problem = torch_cuda_problem()
+        problem = cuda_problem_of_torch()
         if problem:
             parser.error(f"--torch-devices cuda: {problem}")
     if args.cuda_graph:

@@ -5,8 +5,10 @@ col2im and max-pooling backward add overlapping windows, possibly in another
 order, so they agree to rounding.  The fallback to NumPy when Numba cannot be
 imported is simulated by hiding the ``numba`` module.
 """
+import ctypes.util
 import dataclasses
 import os
+import subprocess
 import sys
 import warnings
 
@@ -678,12 +680,60 @@ def test_im2col_is_stored_k_major(kernels):
     assert col.transpose(1, 0, 2).flags.c_contiguous
 
 
-def test_workqueue_threading_layer_unless_the_user_chose_one():
-    """OpenMP's spinning threads would compete with BLAS's threads between kernels."""
+ORIGINAL_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+
+
+def test_openmp_with_sleeping_threads_unless_the_user_chose_a_layer():
+    """OpenMP's spinning threads would compete with BLAS's threads between kernels; sleeping ones do not."""
     if "NUMBA_THREADING_LAYER" in os.environ:
         assert numba.config.THREADING_LAYER == os.environ["NUMBA_THREADING_LAYER"]
     else:
-        assert numba.config.THREADING_LAYER == "workqueue"
+        assert numba.config.THREADING_LAYER in ("omp", "workqueue")
+    assert os.environ.get("OMP_WAIT_POLICY") == ORIGINAL_WAIT_POLICY  # put back after the runtime loaded
+
+
+@pytest.mark.parametrize("policy, loaded, importable, expected", [
+    (None, False, True, "omp"),              # the policy is ours to set: OpenMP, passive
+    ("passive", False, True, "omp"),         # the user asked for the same
+    ("ACTIVE", False, True, "workqueue"),    # the user wants spinning threads: not with OpenMP then
+    (None, True, True, "workqueue"),         # libgomp is loaded already, with whatever policy it read
+    (None, False, False, "workqueue"),       # no OpenMP runtime on this system
+])
+def test_the_threading_layer_rule(policy, loaded, importable, expected, monkeypatch):
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    monkeypatch.setattr(nk, "_openmp_loaded", lambda: loaded)
+    seen = {}
+    real_import = __import__
+
+    def fake_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "numba.np.ufunc" and fromlist and "omppool" in fromlist:
+            seen["policy"] = os.environ.get("OMP_WAIT_POLICY")
+            if not importable:
+                raise ImportError("libgomp.so.1: cannot open shared object file")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr("builtins.__import__", fake_import)
+    assert nk._threading_layer() == expected
+    if expected == "omp" or not importable:
+        assert seen["policy"].upper() == "PASSIVE"  # in the environment while the runtime loads
+    assert os.environ.get("OMP_WAIT_POLICY") == policy  # and as it was afterwards
+
+
+def test_the_backend_runs_on_openmp_where_the_runtime_loads():
+    """In a fresh process with nothing chosen and libgomp on the system, the loops run on OpenMP's
+    sleeping threads (the rule above, end to end), and the environment is as it was."""
+    if ctypes.util.find_library("gomp") is None:
+        pytest.skip("no GNU OpenMP runtime (libgomp) on this system: the backend runs on workqueue")
+    code = ("import os, numpy as np, minicnn; minicnn.set_backend('numba'); "
+            "from minicnn.backend import numba_kernels as nk; import numba; "
+            "nk.relu_forward(np.ones(1 << 16, np.float32)); "
+            "print(numba.threading_layer(), os.environ.get('OMP_WAIT_POLICY'))")
+    environ = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    done = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["omp", "None"]
 
 
 # --- layers with the backend active -----------------------------------------------------------

@@ -95,14 +95,53 @@ from minicnn.nn.unfold import window
 from minicnn.optim import adam
 
 
-# Numba's OpenMP threads spin-wait after every parallel loop, competing for the cores with BLAS's
-# threads in the matrix product that follows: on two cores a MnistCNN training step ran about two
-# times slower.  The workqueue layer's threads sleep.  OpenMP told to sleep (OMP_WAIT_POLICY=PASSIVE)
-# starts a small loop faster, but whole steps were no faster within the machine's noise (0.86x-1.16x
-# in three runs; benchmarks/bench_process.py, docs/backends.md#threads-and-host-memory).
+def _threading_layer() -> str:
+    """The threading layer for the parallel loops: GNU OpenMP with sleeping threads where that can be
+    set up, else Numba's workqueue.
+
+    GNU OpenMP's threads spin-wait after every parallel loop by default, competing for the cores
+    with BLAS's threads in the product that follows (a MnistCNN training step ran at 0.5-0.9x the
+    rate of sleeping threads on two cores).  ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep.  The
+    runtime (libgomp) reads it once, as it loads, so it is put in the environment only while Numba's
+    OpenMP layer is imported, and taken out again: a library loaded later (PyTorch's own OpenMP, say)
+    sees the environment as it was.  That needs a runtime nothing in the process has loaded yet, and
+    no other policy chosen by the user.
+
+    Why not workqueue, whose threads sleep too: its calling thread hands every loop to its workers and
+    waits, so each loop wakes two sleeping threads on two cores, where OpenMP's calling thread takes a
+    share itself and wakes one.  On the 2-core Sapphire Rapids machine of 2026-12-07 a training step
+    ran 1.25-1.41x and inference 1.04-1.45x the workqueue rate (three runs of
+    benchmarks/bench_process.py); on the 2-core Zen 4 machine of 2026-12-02, 0.86-1.16x and 0.88-0.94x
+    (docs/backends.md#threads-and-host-memory).
+    """
+    chosen = os.environ.get("OMP_WAIT_POLICY")
+    if (chosen is not None and chosen.strip().upper() != "PASSIVE") or _openmp_loaded():
+        return "workqueue"
+    if chosen is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (loads libgomp, which reads the policy now)
+    except ImportError:  # no OpenMP runtime on this system
+        return "workqueue"
+    finally:
+        if chosen is None:
+            del os.environ["OMP_WAIT_POLICY"]
+    return "omp"
+
+
+def _openmp_loaded() -> bool:
+    """Whether GNU OpenMP (libgomp.so.1) is mapped into this process already; True where that is
+    unknown (no /proc/self/maps: not Linux), so its policy is never assumed."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("/libgomp.so.1" in line for line in maps)
+    except OSError:
+        return True
+
+
 # A layer chosen by the user (NUMBA_THREADING_LAYER) is left alone.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER = _threading_layer()
 
 __all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
            "relu_backward", "adam_update", "adam_update_many"]
