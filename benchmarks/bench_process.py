@@ -18,6 +18,9 @@ process of its own, with its environment:
                           hands the whole loop to them and waits (NUMBA_THREADING_LAYER=workqueue)
     freed memory kept     glibc told to serve arrays up to 32 MB from its heap and keep what is
                           freed (GLIBC_TUNABLES mmap_threshold, trim_threshold): fewer page faults
+    omp, short spin       GNU OpenMP's threads spinning for 3,000 rounds of their wait loop after each
+                          loop before they sleep (GOMP_SPINCOUNT=3000, no wait policy): a loop that
+                          follows soon finds them awake
     omp, spinning         GNU OpenMP as it starts by default, its threads spinning for a while
                           after each loop (NUMBA_THREADING_LAYER=omp, OMP_WAIT_POLICY=ACTIVE)
     BLAS threads spinning OpenBLAS as it starts by default, its threads spinning for about 2^28 cycles
@@ -44,12 +47,14 @@ from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
 #: Each configuration's changes to the environment (None: the variable removed).
-_BLAS = {"OPENBLAS_THREAD_TIMEOUT": None, "OPENBLAS_NUM_THREADS": None}
+_BLAS = {"OPENBLAS_THREAD_TIMEOUT": None, "OPENBLAS_NUM_THREADS": None, "GOMP_SPINCOUNT": None}
 _KEEP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 CONFIGS = {
     "default": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
     "workqueue": {"NUMBA_THREADING_LAYER": "workqueue", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
     "freed memory kept": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": _KEEP, **_BLAS},
+    "omp, short spin": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
+                        **_BLAS, "GOMP_SPINCOUNT": "3000"},
     "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "ACTIVE", "GLIBC_TUNABLES": None, **_BLAS},
     "BLAS threads spinning": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
                               **_BLAS, "OPENBLAS_THREAD_TIMEOUT": "28"},

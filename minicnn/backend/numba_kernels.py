@@ -109,8 +109,8 @@ def _threading_layer() -> str:
 
     Why not workqueue, whose threads sleep too: its calling thread hands every loop to its workers and
     waits, so each loop wakes two sleeping threads on two cores, where OpenMP's calling thread takes a
-    share itself and wakes one.  On the 2-core Sapphire Rapids machine of 2026-12-07 a training step
-    ran 1.25-1.41x and inference 1.04-1.45x the workqueue rate (three runs of
+    share itself and wakes one.  On the 2-core Intel Xeon (AVX-512) machine of 2026-12-07 a training
+    step ran at 1.09-1.41x and inference at 1.04-1.61x the workqueue rate (four runs of
     benchmarks/bench_process.py); on the 2-core Zen 4 machine of 2026-12-02, 0.86-1.16x and 0.88-0.94x
     (docs/backends.md#threads-and-host-memory).
     """
