@@ -376,8 +376,13 @@ class _TorchProcess:
                                          stdout=subprocess.PIPE, text=True, env=env)
         self.device = device
         if device is not None:
-            reply = self._ask("start", images=images, device=device, train_batches=list(train_batches))
-            self.name, self.first_step_s, self.torch_version = reply["name"], reply["first_step_s"], reply["torch_version"]
+            try:
+                reply = self._ask("start", images=images, device=device, train_batches=list(train_batches))
+            except BaseException:
+                self.close()
+                raise
+            self.name, self.first_step_s = reply["name"], reply["first_step_s"]
+            self.torch_version = reply["torch_version"]
 
     @classmethod
     def cuda_problem(cls) -> str | None:
@@ -576,13 +581,14 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
     if cuda_graph:
         runners.append(_MinicnnGraph(x, y, train_batches))
         log(f"cupy-graph: first training step {runners[-1].first_step_s:.2f}s")
+    devices = []
     if torch_reference:
-        devices = []
         if importlib.util.find_spec("torch") is None:
             log("PyTorch is not installed: no reference figures")
         else:
             wants_cuda = torch_devices is None and "cupy" in names
             devices = torch_devices or ["cpu"] + (["cuda"] if wants_cuda else [])
+    try:
         problem = cuda_problem_of_torch() if "cuda" in devices else None
         for device in devices:
             if device == "cuda" and problem:
@@ -590,7 +596,6 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
                     log(f"pytorch-cuda: skipped, {problem}")
                 continue
             runners.append(_TorchProcess(len(x), device, train_batches))
-    try:
         return _measure(runners, x, previous, repeats, train_steps, infer_calls, layer_reps, settle, train_batches)
     finally:
         for r in runners:
