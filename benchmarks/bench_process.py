@@ -21,8 +21,8 @@ process of its own, with its environment:
     omp, short spin       GNU OpenMP's threads spinning for 3,000 rounds of their wait loop after each
                           loop before they sleep (GOMP_SPINCOUNT=3000, no wait policy): a loop that
                           follows soon finds them awake
-    omp, spinning         GNU OpenMP as it starts by default, its threads spinning for a while
-                          after each loop (NUMBA_THREADING_LAYER=omp, OMP_WAIT_POLICY=ACTIVE)
+    omp, spinning         GNU OpenMP told to keep its threads spinning after each loop, waiting for
+                          the next (NUMBA_THREADING_LAYER=omp, OMP_WAIT_POLICY=ACTIVE)
     BLAS threads spinning OpenBLAS as it starts by default, its threads spinning for about 2^28 cycles
                           after each product (OPENBLAS_THREAD_TIMEOUT=28) while Numba's loops want
                           the same cores
