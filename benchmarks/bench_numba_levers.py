@@ -30,12 +30,13 @@ The levers are switched on one after the other (each configuration includes the 
                         (inference only); with it, everything the package does by default
     + 1 BLAS thread     the same with BLAS held to one thread (threadpoolctl, when installed)
 
-The rounds visit the configurations in turn (and PyTorch, when installed), so a machine that
-speeds up or slows down affects them alike; each figure is the median over the rounds of the
-median step; a configuration that changes only training or only inference is measured on that
-alone.  Also timed: the optimizer's step alone, conv2's forward product in both orientations,
-``(OC, K) @ (K, N*P)`` and ``(N*P, K) @ (K, OC)`` (the rows' product, whose output is channels
-last), and, with everything on, each step of a training pass (a fused run counts as one step).
+The rounds visit the configurations in turn (and PyTorch, when installed, in a process of its
+own: see minicnn/bench.py), so a machine that speeds up or slows down affects them alike; each
+figure is the median over the rounds of the median step; a configuration that changes only
+training or only inference is measured on that alone.  Also timed: the optimizer's step alone,
+conv2's forward product in both orientations, ``(OC, K) @ (K, N*P)`` and ``(N*P, K) @ (K, OC)``
+(the rows' product, whose output is channels last), and, with everything on, each step of a
+training pass (a fused run counts as one step).
 """
 from __future__ import annotations
 

@@ -39,8 +39,10 @@ launches); the memory the run's arrays hold on the GPU is reported too
 CuPy backend training through :class:`minicnn.cuda_graph.GraphedTrainStep`.
 PyTorch, when installed, runs the same network as a
 reference only (:func:`torch_network` builds it from ``minicnn.models.MnistCNN``),
-eagerly, with ``cudnn.benchmark`` on when on CUDA:
-minicnn never imports it outside this module and the tests.  The tables, the
+eagerly, with ``cudnn.benchmark`` on when on CUDA, in a process of its own
+(:class:`_TorchProcess`: PyTorch would otherwise share the Numba backend's
+OpenMP runtime and its sleeping threads): minicnn never imports it outside
+that process and the tests.  The tables, the
 chart and the command line that prints them are in :mod:`minicnn.bench_report`.
 """
 from __future__ import annotations
