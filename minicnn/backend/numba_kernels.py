@@ -100,7 +100,7 @@ def _threading_layer() -> str:
     set up, else Numba's workqueue.
 
     GNU OpenMP's threads spin-wait after every parallel loop by default, competing for the cores
-    with BLAS's threads in the product that follows (a MnistCNN training step ran at 0.5-0.9x the
+    with BLAS's threads in the product that follows (a MnistCNN training step ran at 0.5-0.8x the
     rate of sleeping threads on two cores).  ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep.  The
     runtime (libgomp) reads it once, as it loads, so it is put in the environment only while Numba's
     OpenMP layer is imported, and taken out again: a library loaded later (PyTorch's own OpenMP, say)
