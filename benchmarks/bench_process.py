@@ -46,20 +46,19 @@ import sys
 from minicnn.cli import run_numba_script
 from minicnn.paths import path_argument
 
-#: Each configuration's changes to the environment (None: the variable removed).
-_BLAS = {"OPENBLAS_THREAD_TIMEOUT": None, "OPENBLAS_NUM_THREADS": None, "GOMP_SPINCOUNT": None}
+#: Each configuration's changes to the environment (None: the variable removed), from minicnn's own
+#: settings (every variable that one of them changes removed).
+_AS_MINICNN = dict.fromkeys(("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "GLIBC_TUNABLES", "OPENBLAS_THREAD_TIMEOUT",
+                             "OPENBLAS_NUM_THREADS", "GOMP_SPINCOUNT"))
 _KEEP = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 CONFIGS = {
-    "default": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
-    "workqueue": {"NUMBA_THREADING_LAYER": "workqueue", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None, **_BLAS},
-    "freed memory kept": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": _KEEP, **_BLAS},
-    "omp, short spin": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
-                        **_BLAS, "GOMP_SPINCOUNT": "3000"},
-    "omp, spinning": {"NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "ACTIVE", "GLIBC_TUNABLES": None, **_BLAS},
-    "BLAS threads spinning": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
-                              **_BLAS, "OPENBLAS_THREAD_TIMEOUT": "28"},
-    "1 BLAS thread": {"NUMBA_THREADING_LAYER": None, "OMP_WAIT_POLICY": None, "GLIBC_TUNABLES": None,
-                      **_BLAS, "OPENBLAS_NUM_THREADS": "1"},
+    "default": dict(_AS_MINICNN),
+    "workqueue": {**_AS_MINICNN, "NUMBA_THREADING_LAYER": "workqueue"},
+    "freed memory kept": {**_AS_MINICNN, "GLIBC_TUNABLES": _KEEP},
+    "omp, short spin": {**_AS_MINICNN, "NUMBA_THREADING_LAYER": "omp", "GOMP_SPINCOUNT": "3000"},
+    "omp, spinning": {**_AS_MINICNN, "NUMBA_THREADING_LAYER": "omp", "OMP_WAIT_POLICY": "ACTIVE"},
+    "BLAS threads spinning": {**_AS_MINICNN, "OPENBLAS_THREAD_TIMEOUT": "28"},
+    "1 BLAS thread": {**_AS_MINICNN, "OPENBLAS_NUM_THREADS": "1"},
 }
 
 # What one process measures; it prints one JSON line.

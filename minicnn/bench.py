@@ -108,7 +108,28 @@ def _event_seconds(cuda, fn, calls):
     return elapsed() / 1e3
 
 
-class _Minicnn:
+class _Runner:
+    """What the measuring loop asks of a runner in this process, from its ``seconds``, ``train_step``
+    and ``infer`` (:class:`_TorchProcess` answers the same from a process of its own)."""
+
+    def train_seconds(self, batch, calls):
+        """Seconds that ``calls`` training steps at ``batch`` take together."""
+        return self.seconds(lambda: self.train_step(batch), calls)
+
+    def infer_seconds(self, calls):
+        """Seconds that ``calls`` inference batches take together."""
+        return self.seconds(self.infer, calls)
+
+    def warm_up(self, train_batches):
+        for b in train_batches:
+            self.train_step(b)
+        self.infer()
+
+    def close(self):
+        pass
+
+
+class _Minicnn(_Runner):
     """One minicnn backend under test; batches (of every training batch size) already on its device."""
 
     def __init__(self, name, x, y, train_batches=(TRAIN_BATCH,)):
@@ -147,22 +168,6 @@ class _Minicnn:
 
     def activate(self):
         minicnn.set_backend(self.backend.name)
-
-    def train_seconds(self, batch, calls):
-        """Seconds that ``calls`` training steps at ``batch`` take together."""
-        return self.seconds(lambda: self.train_step(batch), calls)
-
-    def infer_seconds(self, calls):
-        """Seconds that ``calls`` inference batches take together."""
-        return self.seconds(self.infer, calls)
-
-    def warm_up(self, train_batches):
-        for b in train_batches:
-            self.train_step(b)
-        self.infer()
-
-    def close(self):
-        pass
 
     def train_step(self, batch=TRAIN_BATCH, image_grad=False):
         """One Adam step; ``image_grad=True`` also computes dL/dx of the images (the full backward)."""
@@ -264,7 +269,7 @@ def torch_network(torch, model: nn.Sequential):
     return network
 
 
-class _Torch:
+class _Torch(_Runner):
     """The same network in PyTorch, as a reference: eager, ``cudnn.benchmark`` on CUDA, data on the device."""
 
     def __init__(self, x, y, device="cpu", train_batches=(TRAIN_BATCH,)):
@@ -316,9 +321,6 @@ class _Torch:
 
     def layer_times(self, reps):
         return []
-
-    train_seconds, infer_seconds, warm_up, close = (_Minicnn.train_seconds, _Minicnn.infer_seconds,
-                                                    _Minicnn.warm_up, _Minicnn.close)
 
 
 # The PyTorch reference runs in a process of its own.  minicnn's Numba backend runs its loops on GNU
