@@ -47,7 +47,7 @@ import statistics
 import sys
 import time
 
-import minicnn  # noqa: F401  (before NumPy: it sets OpenBLAS's thread timeout, see minicnn/_blas_threads.py)
+import minicnn  # noqa: F401  (before NumPy: it sets OpenBLAS's thread timeout, see minicnn/threads.py)
 import numpy as np
 
 from minicnn import bench
@@ -137,17 +137,13 @@ def optimizer_seconds(runner, reps=50):
 
 def step_breakdown(runner, reps=21):
     """Median forward and backward milliseconds of each step of the model's training pass at batch 64,
-    as Sequential runs it (a fused Conv2d -> ReLU -> MaxPool2d run is one step), and of the loss and
+    as the runner's model runs it (a fused Conv2d -> ReLU -> MaxPool2d module is one step), and of the loss and
     the optimizer's step: [(name, forward ms, backward ms or None)]."""
     x, y = runner.batches[bench.TRAIN_BATCH]
     model, loss, opt = runner.model, runner.loss, runner.opt
     model.train()
-    model(x)  # records the steps of a training forward
-    steps = list(model._steps)
-    names = {id(m): n for n, m in model.named_children()}
-    labels = [names[id(s)] if id(s) in names  # a layer, else a fused run: its layers' names
-              else " -> ".join(names[id(m)] for m in (s.conv, s.relu, getattr(s, "pool", None)) if m is not None)
-              for s in steps]
+    steps = list(model.children())  # the model as the runner trains it: fused modules where it fused
+    labels = [" -> ".join(s.names) if hasattr(s, "names") else name for name, s in model.named_children()]
     fwd, bwd = [[] for _ in steps], [[] for _ in steps]
     loss_ms, opt_ms = [], []
     for _ in range(reps):

@@ -4,7 +4,7 @@ Every layer's forward and backward pass is plain array code in one short
 file; the same layers run on NumPy, Numba-compiled kernels or CuPy (GPU),
 switched with :func:`set_backend`.
 """
-from minicnn import _blas_threads  # noqa: F401  (first: it must run before NumPy loads OpenBLAS)
+from minicnn import threads  # noqa: F401  (first: it must run before NumPy loads OpenBLAS; the thread policy)
 from minicnn.backend import BackendUnavailableError, available_backends, get_backend, set_backend
 from minicnn.gradcheck import GradcheckError, gradcheck
 from minicnn import models, nn, optim

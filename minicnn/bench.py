@@ -61,6 +61,7 @@ import numpy as np
 import minicnn
 from minicnn import models, nn, optim
 from minicnn.backend import available_backends, to_numpy
+from minicnn.nn.fusion import fuse_for
 from minicnn.training import forward_in_blocks
 
 TRAIN_BATCH, INFER_BATCH = 64, 1000
@@ -132,14 +133,18 @@ class _Runner:
 class _Minicnn(_Runner):
     """One minicnn backend under test; batches (of every training batch size) already on its device."""
 
-    def __init__(self, name, x, y, train_batches=(TRAIN_BATCH,)):
+    def __init__(self, name, x, y, train_batches=(TRAIN_BATCH,), fuse=True):
         self.name = name
         self.backend = minicnn.set_backend(name.removesuffix("-graph"))
         self.batches = {b: (self.backend.asarray(x[:b]), self.backend.asarray(y[:b])) for b in train_batches}
         self.x64, self.y64 = self.batches[TRAIN_BATCH]
         self.x_inf = self.backend.asarray(x[:INFER_BATCH])
         t0 = time.perf_counter()
-        self.model = models.MnistCNN(seed=0)
+        # The training steps and inference run the network as the command line does (fused where the
+        # backend has fused kernels); layer_times runs the layers of the plain one, which shares its
+        # parameters.
+        self.plain = models.MnistCNN(seed=0)
+        self.model, self.fused = fuse_for(self.plain, self.backend, fuse)
         self.opt = optim.Adam(self.model.parameters(), lr=1e-3)
         self.loss = nn.NLLLoss()
         self.train_step()
@@ -190,7 +195,7 @@ class _Minicnn(_Runner):
         self.model.train()
         rows = []
         h = self.x64
-        for index, (name, layer) in enumerate(self.model.named_children()):
+        for index, (name, layer) in enumerate(self.plain.named_children()):
             # The first layer's input (the images) needs no gradient, as in a training step.
             backward = layer.parameter_backward if index == 0 else layer.backward
             fwd, bwd = [], []
@@ -565,14 +570,16 @@ def torch_cuda_problem(torch=None) -> str | None:
 
 
 def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_calls=2, layer_reps=5,
-        settle=0.5, log=print, torch_devices=None, cuda_graph=False, train_batches=(TRAIN_BATCH,)) -> dict:
+        settle=0.5, log=print, torch_devices=None, cuda_graph=False, train_batches=(TRAIN_BATCH,),
+        fuse=True) -> dict:
     """Measure every requested backend (default: all that load) and return a JSON-able report.
 
     ``torch_devices``: where the PyTorch reference runs, ``"cpu"`` and/or
     ``"cuda"`` (default: the CPU, and CUDA too when ``cupy`` is measured and
     PyTorch sees a GPU; a CUDA that is asked for and absent is logged as
     "no CUDA" and skipped).  ``cuda_graph``: add ``cupy-graph``.
-    ``train_batches``: the training batch sizes, 64 first.
+    ``train_batches``: the training batch sizes, 64 first.  ``fuse``: run each backend's network
+    fused where it has fused kernels (as the command line does), each fusion logged in one line.
     """
     train_batches = tuple(dict.fromkeys((TRAIN_BATCH, *train_batches)))
     x, y = _mnist_batch(max(INFER_BATCH, *train_batches))
@@ -580,7 +587,9 @@ def run(backends=None, torch_reference=True, repeats=5, train_steps=20, infer_ca
     previous = minicnn.get_backend().name
     runners = []
     for name in names:
-        runners.append(_Minicnn(name, x, y, train_batches))
+        runners.append(_Minicnn(name, x, y, train_batches, fuse))
+        if runners[-1].fused:
+            log(f"{name}: {runners[-1].fused}")
         log(f"{name}: first training step {runners[-1].first_step_s:.2f}s")
     if cuda_graph:
         runners.append(_MinicnnGraph(x, y, train_batches))

@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=0.5,
                    help="seconds of idle before each timed block, so no other backend's threads still spin "
                         "(default 0.5)")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="run minicnn's layers one by one (default: fused where the backend has fused kernels, "
+                        "as the command line runs them)")
     p.add_argument("--json", type=path_argument, help="write the full report as JSON here")
     p.add_argument("--plot", type=path_argument,
                    help="write a bar chart here (PNG, or the format its extension names: .svg, .pdf...)")
@@ -189,7 +192,7 @@ def run_with_args(args, parser) -> dict:
                                           f"{', '.join(available_backends())}") from None
     report = run(args.backends, torch_reference=not args.no_torch, repeats=args.repeats,
                  train_steps=args.train_steps, settle=args.settle, torch_devices=args.torch_devices,
-                 cuda_graph=args.cuda_graph, train_batches=args.train_batches)
+                 cuda_graph=args.cuda_graph, train_batches=args.train_batches, fuse=not args.no_fuse)
     print(f"\nMachine: {describe(report)}; date {report['date']}; medians of {report['repeats']} rounds\n")
     print(format_table(report))
     print(format_ceilings(report))

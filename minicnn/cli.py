@@ -33,22 +33,28 @@ import numpy as np
 import minicnn
 from minicnn import models
 from minicnn.inference import model_for_weights as _model_for
+from minicnn.nn.fusion import fuse_for
 from minicnn.paths import output_folder, path_argument
 from minicnn.reports import TRAINING_REPORTS
 
 # --- running a command --------------------------------------------------------------
 
 def _select_backend(args) -> None:
-    """Load the backend that ``--backend`` or ``MINICNN_BACKEND`` asks for now, before any work."""
+    """Load the backend that ``--backend`` or ``MINICNN_BACKEND`` asks for now, before any work.  With the
+    numba backend, one line on stderr says which thread policy it runs under (minicnn/threads.py), where
+    stderr is a terminal: piped or captured, the output stays as it was."""
     if getattr(args, "backend", None):
-        minicnn.set_backend(args.backend)
-        return
-    try:
-        minicnn.get_backend()
-    except (ValueError, minicnn.BackendUnavailableError) as exc:
-        # An unknown name (ValueError) too: either way the setting cannot be used here.
-        setting = os.environ.get("MINICNN_BACKEND", "")
-        raise minicnn.BackendUnavailableError(f"MINICNN_BACKEND={setting}: {exc}") from None
+        backend = minicnn.set_backend(args.backend)
+    else:
+        try:
+            backend = minicnn.get_backend()
+        except (ValueError, minicnn.BackendUnavailableError) as exc:
+            # An unknown name (ValueError) too: either way the setting cannot be used here.
+            setting = os.environ.get("MINICNN_BACKEND", "")
+            raise minicnn.BackendUnavailableError(f"MINICNN_BACKEND={setting}: {exc}") from None
+    if backend.name == "numba" and sys.stderr.isatty():
+        prog = getattr(getattr(args, "command_parser", None), "prog", "minicnn")
+        print(f"{prog}: {minicnn.threads.describe()}", file=sys.stderr)
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, func) -> int:
@@ -102,6 +108,17 @@ def _add_common(p, weights=True):
     p.add_argument("--model", choices=sorted(models.MODELS), default=None,
                    help="the network the weights belong to (default: read from the file's keys)")
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None, help="array backend")
+    if weights:
+        from minicnn.recipes import add_fuse_argument
+
+        add_fuse_argument(p)
+
+
+def _run_model(args):
+    """``(model, say)``: the model of ``args.weights``, fused where the backend has fused kernels (unless
+    ``--no-fuse``), and ``say(file)``, which prints the line naming what was fused (if anything was)."""
+    model, fused = fuse_for(_model_for(args.weights, args.model), minicnn.get_backend(), not args.no_fuse)
+    return model, lambda file=None: fused and print(fused, file=file or sys.stdout, flush=True)
 
 
 def cmd_train(args, parser):
@@ -141,7 +158,7 @@ def cmd_evaluate(args, parser):
     for option, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
         if value is not None and value < 1:
             parser.error(f"{option} must be positive, got {value}")
-    model = _model_for(args.weights, args.model)
+    model, say_fused = _run_model(args)
     out = None
     if args.out:
         same_folder = args.out.resolve() == args.weights.resolve().parent
@@ -151,6 +168,7 @@ def cmd_evaluate(args, parser):
                          f"which this evaluation would replace; choose another folder, such as "
                          f"{args.out / 'report'}, or add --overwrite")
         out = output_folder(parser, "--out", args.out, EVALUATION_FILES)
+    say_fused()
     with claim(out, "minicnn evaluate") if out else contextlib.nullcontext():
         images, labels = load_mnist("test", root=args.data_dir)
         if args.limit:
@@ -205,8 +223,9 @@ def cmd_predict(args, parser) -> int:
     from minicnn.inference import predict
     from minicnn.serialization import write_atomic
 
-    model = _model_for(args.weights, args.model)
+    model, say_fused = _run_model(args)
     folder = output_folder(parser, "--save-input", args.save_input) if args.save_input else None
+    say_fused(sys.stderr)  # standard output holds the digits alone
     taken, failed = {}, 0
     for path in args.images:
         try:
@@ -232,7 +251,8 @@ def cmd_predict(args, parser) -> int:
 def cmd_summary(args, parser):
     from minicnn.summary import summary
 
-    print(summary(models.get_model(args.model or "MnistCNN", seed=0)))
+    model = models.get_model(args.model or "MnistCNN", seed=0)
+    print(summary(minicnn.nn.fuse(model) if args.fuse else model))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,10 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="a web page to draw or upload a digit and see what the network reads")
     _add_common(p)
     serve_command.add_arguments(p)
-    p.set_defaults(func=lambda args, parser: serve_command.run(args, parser, _model_for), command_parser=p)
+    p.set_defaults(func=lambda args, parser: serve_command.run(args, parser, lambda *_: _run_model(args)),
+                   command_parser=p)
 
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
     p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN")
+    p.add_argument("--fuse", action="store_true",
+                   help="the network as train, evaluate, predict and serve run it on a backend with fused "
+                        "kernels (numba): each Conv2d -> ReLU (-> MaxPool2d) run one fused module")
     p.set_defaults(func=cmd_summary, command_parser=p)
 
     p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",

@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from minicnn.backend import get_backend, to_numpy
 from minicnn.imaging import as_network_input
 from minicnn.nn.conv import Conv2d
+from minicnn.nn.fused import ConvReLU, ConvReLUMaxPool2d
 from minicnn.nn.grad_mode import no_grad
 from minicnn.nn.module import Module
 from minicnn.nn.parameter import Parameter
@@ -282,7 +283,7 @@ def plot_confusion_matrix(cm, class_names=None, normalize: bool = False, path=No
 def _first_conv_weight(model_or_weights) -> tuple[np.ndarray, str]:
     if isinstance(model_or_weights, Module):
         for name, m in model_or_weights.named_modules():
-            if isinstance(m, Conv2d):
+            if isinstance(m, (Conv2d, ConvReLU)):  # a fused module holds its convolution's weight
                 return to_numpy(m.weight.data), name or "conv"
         raise ValueError(f"{type(model_or_weights).__name__} has no Conv2d layer")
     if isinstance(model_or_weights, Parameter):
@@ -345,7 +346,8 @@ def feature_maps(model: Module, image) -> list[tuple[str, np.ndarray]]:
     order a Sequential applies them; a model whose forward does something
     else is not supported), in eval mode, under :func:`minicnn.no_grad`. The
     output of every MaxPool2d that follows a Conv2d, the end of a conv block,
-    is kept: ``name`` is that pooling layer's, ``maps`` its (C, H, W) host array.
+    is kept: ``name`` is that pooling layer's, ``maps`` its (C, H, W) host array (a fused
+    Conv2d -> ReLU -> MaxPool2d module is a whole block, named by its pool).
     ``image``: uint8 (H, W) or a normalised float (1, H, W).
     """
     x = as_network_input(image)
@@ -360,7 +362,9 @@ def feature_maps(model: Module, image) -> list[tuple[str, np.ndarray]]:
         with no_grad():
             for name, layer in _leaf_layers(model):
                 x = layer(x)
-                if isinstance(layer, Conv2d):
+                if isinstance(layer, ConvReLUMaxPool2d):  # a whole conv block, named by its pool
+                    stages.append((layer.names[-1], to_numpy(x)[0]))
+                elif isinstance(layer, (Conv2d, ConvReLU)):
                     conv_seen = True
                 elif isinstance(layer, MaxPool2d) and conv_seen:
                     stages.append((name, to_numpy(x)[0]))

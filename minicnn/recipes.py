@@ -49,6 +49,7 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
                           train_val_split)
+from minicnn.nn.fusion import fuse_for
 from minicnn.paths import output_folder, path_argument
 from minicnn.reports import TRAINING_REPORTS, save_reports
 from minicnn.run_folder import claim, write_together
@@ -113,7 +114,15 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help=f"continue the run whose checkpoint this is (DIR/{CHECKPOINT}), with its settings, "
                         f"into --out (default: the checkpoint's folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fuse_argument(p)
     return p
+
+
+def add_fuse_argument(p: argparse.ArgumentParser) -> None:
+    """``--no-fuse``, shared by every command that runs a network."""
+    p.add_argument("--no-fuse", action="store_true",
+                   help="run the layers one by one, as written (default: where the backend has fused kernels, "
+                        "each Conv2d -> ReLU (-> MaxPool2d) run is one fused module, named in one line)")
 
 
 #: How the command line words the rules of :mod:`minicnn.validate` it uses for counts.
@@ -213,7 +222,7 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
                                                               scale_each_axis=args.zoom_each_axis))
     test_loader = DataLoader(test_images, test_labels, batch_size=1000, transform=mnist_eval_transform())
 
-    model = models.get_model(args.model, seed=args.seed)
+    model, fused = fuse_for(models.get_model(args.model, seed=args.seed), backend, not args.no_fuse)
     criterion = nn.NLLLoss()
     recipe = RECIPES[args.model]
     optimizer_class, optimizer_args = OPTIMIZERS[args.optimizer]
@@ -237,6 +246,8 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
           f"backend {backend.name}, {epochs}, batch {args.batch_size}, {optimizer_class.__name__} lr {args.lr}, "
           f"scheduler {args.scheduler}{f' on {monitor}' if args.scheduler == 'plateau' else ''}, "
           f"augmentation {augmentation}" + (f"; resuming {resume}" if resume else ""))
+    if fused:
+        print(fused)
     checkpoint = out / CHECKPOINT if out is not None else None
     found = _identity(checkpoint)
     start = time.perf_counter()

@@ -112,11 +112,9 @@ def summary_rows(model: Module, input_shape=(1, 28, 28), batch_size=None) -> lis
     # Wrap each leaf's forward (an instance attribute shadows the class method),
     # run one batch of zeros in eval mode under no_grad, then remove the wrappers
     # and restore the mode and what the last real forward kept for backward (the layers'
-    # caches, which no_grad clears, and a Sequential's steps with their fused pairs), so a
-    # summary between a forward and its backward changes nothing.
+    # caches, which no_grad clears), so a summary between a forward and its backward changes nothing.
     was_training = model.training
-    kept = {(m, name): m.__dict__[name] for m in model.modules() for name in ("_cache", "_steps")
-            if name in m.__dict__}
+    kept = {m: m._cache for m in model.modules()}
     model.eval()
     for _, m in layers:
         object.__setattr__(m, "forward", recording(m, m.forward))
@@ -129,8 +127,8 @@ def summary_rows(model: Module, input_shape=(1, 28, 28), batch_size=None) -> lis
     finally:
         for _, m in layers:
             m.__dict__.pop("forward", None)
-        for (m, name), value in kept.items():
-            object.__setattr__(m, name, value)
+        for m, cache in kept.items():
+            object.__setattr__(m, "_cache", cache)
         model.train(was_training)
 
     rows = []

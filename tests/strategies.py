@@ -89,6 +89,14 @@ def distinct(seed, shape, dtype=np.float64, spacing=1e-2):
     return ((rng.permutation(n) - (n - 1) / 2) * spacing).reshape(shape).astype(dtype)
 
 
+def fused_lines() -> list:
+    """What the command line says it fused in MnistCNN on the active backend (nothing on numpy)."""
+    if minicnn.get_backend().name != "numba":
+        return []
+    return ["Fused for the numba backend: conv1 -> relu1 -> pool1 as ConvReLUMaxPool2d, conv2 -> relu2 -> pool2 "
+            "as ConvReLUMaxPool2d; --no-fuse runs the layers one by one"]
+
+
 @contextmanager
 def using(name):
     """``name`` as the active backend inside the block; the previous one restored after."""

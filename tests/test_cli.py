@@ -22,6 +22,7 @@ import minicnn
 from minicnn import cli, models
 from minicnn.data import load_mnist
 from minicnn.imaging import preprocess_digit
+from strategies import fused_lines
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,13 @@ def test_a_file_that_cannot_be_written_is_named_in_one_line(capsys):
     assert capsys.readouterr().err == "minicnn: error: /some/where/report.txt: Permission denied\n"
 
 
+def after_fused_line(err: list) -> list:
+    """The lines of standard error after the one in which predict names what it fused (on numba)."""
+    fused = fused_lines()
+    assert err[:len(fused)] == fused
+    return err[len(fused):]
+
+
 def test_saved_inputs_of_the_same_name_are_all_kept(trained, tmp_path, capsys):
     images, _ = load_mnist("test")
     files = []
@@ -248,7 +256,7 @@ def test_saved_inputs_of_the_same_name_are_all_kept(trained, tmp_path, capsys):
     for i, name in enumerate(["digit_28x28.png", "digit_2_28x28.png", "digit_3_28x28.png"]):
         _, raw = preprocess_digit(str(files[i]), return_raw=True)
         assert np.array_equal(np.asarray(Image.open(seen / name)), raw), name
-    err = capsys.readouterr().err.splitlines()
+    err = after_fused_line(capsys.readouterr().err.splitlines())
     assert err == [f"minicnn predict: warning: {seen / 'digit_28x28.png'} holds the input of {files[0]}, so the "
                    f"input of {files[i]} is saved as {seen / name}"
                    for i, name in ((1, "digit_2_28x28.png"), (2, "digit_3_28x28.png"))]
@@ -430,7 +438,7 @@ def test_predict_prints_every_image_it_can_read_and_fails_for_the_rest(trained, 
     captured = capsys.readouterr()
     lines = captured.out.strip().splitlines()
     assert [line.split(": ")[0] for line in lines] == [str(good), str(other), str(bad_exif)]
-    err = captured.err.strip().splitlines()
+    err = after_fused_line(captured.err.strip().splitlines())
     assert len(err) == 3 and "Traceback" not in captured.err
     assert err[0].startswith(f"minicnn predict: error: image file {str(blank)!r} is blank")
     assert err[1].startswith(f"minicnn predict: warning: image file {str(bad_exif)!r}: its EXIF data cannot be read")
@@ -440,11 +448,11 @@ def test_predict_prints_every_image_it_can_read_and_fails_for_the_rest(trained, 
 def test_a_killed_runs_leftovers_are_removed_by_the_next_run(trained, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
-    (run / ".writing-8kq2m1x").mkdir()
-    (run / ".writing-8kq2m1x" / "model.npz").write_bytes(b"half a file")
+    (run / ".writing-8kq2m1x0").mkdir()
+    (run / ".writing-8kq2m1x0" / "model.npz").write_bytes(b"half a file")
     (run / ".checkpoint.npz.x1y2z3w4.tmp").write_bytes(b"half a file")
     assert cli.main(["train", "--epochs", "0", "--limit", "64", "--quiet", "--out", str(run)]) == 0
-    assert (f"Removed what an interrupted run left in {run}: .checkpoint.npz.x1y2z3w4.tmp, .writing-8kq2m1x"
+    assert (f"Removed what an interrupted run left in {run}: .checkpoint.npz.x1y2z3w4.tmp, .writing-8kq2m1x0"
             in capsys.readouterr().out)
     assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".minicnn.lock"]
 

@@ -178,12 +178,11 @@ def test_a_bad_block_size_is_a_clear_error(bad):
 def test_evaluate_and_predict_leave_nothing_cached():
     model = models.MnistCNN(seed=0)
     x, y = images(20), np.arange(20) % 10
-    model(x)  # a training forward leaves caches behind (conv -> relu -> pool runs are fused steps: they keep theirs)
-    assert model.fc1._cache is not None and model._steps[0]._saved is not None
+    model(x)  # a training forward leaves caches behind
+    assert model.fc1._cache is not None and model.conv1._cache is not None
     result = evaluate(model, [(x, y)], nn.NLLLoss())
     assert result["samples"] == 20 and 0.0 <= result["accuracy"] <= 1.0
     assert all(getattr(m, "_cache", None) is None for m in model.modules())
-    assert all(getattr(step, "_saved", None) is None for step in model._steps)
     assert model.training  # the mode is restored
     model(x)
     digits, _ = predict(model, x, batch_size=8)

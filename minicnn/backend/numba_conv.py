@@ -82,7 +82,7 @@ from numba import prange
 
 from minicnn.backend import numba_winograd as winograd
 from minicnn.backend.numba_kernels import DTYPES, _col2im, _first_max4, _im2col, _transpose01
-from minicnn.nn import functional
+from minicnn.nn import functional, fused
 from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
 
@@ -642,10 +642,10 @@ def _fuses_relu(weight, stride) -> bool:
 
 
 def conv2d_relu(x, weight, bias, stride, padding):
-    """Training's ``relu(conv2d(x))`` (see :func:`functional.conv2d_relu`): on the rows and direct
+    """Training's ``relu(conv2d(x))`` (see :func:`fused.conv2d_relu`): on the rows and direct
     paths the output is clipped as it is stored, so ReLU makes no pass of its own."""
     if not _fuses_relu(weight, stride):
-        return functional.conv2d_relu.reference(x, weight, bias, stride, padding)
+        return fused.conv2d_relu.reference(x, weight, bias, stride, padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     if not _uses_direct(int(np.prod(weight.shape[1:])), stride):
         return _rows_forward(x, weight, bias, dims, relu=True)
@@ -657,11 +657,11 @@ def conv2d_relu(x, weight, bias, stride, padding):
 
 
 def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
-    """Inference's ``maxpool2d(relu(conv2d(x)))`` (see :func:`functional.conv2d_relu_maxpool2d`): for a
+    """Inference's ``maxpool2d(relu(conv2d(x)))`` (see :func:`fused.conv2d_relu_maxpool2d`): for a
     2 x 2 pool of stride 2 without padding, the convolution's planes are pooled and clipped as they are
     stored, so its full-size output is never written; any other pool goes to the reference."""
     if (tuple(pool_kernel), tuple(pool_stride), tuple(pool_padding)) != ((2, 2), (2, 2), (0, 0)):
-        return functional.conv2d_relu_maxpool2d.reference(x, weight, bias, stride, padding,
+        return fused.conv2d_relu_maxpool2d.reference(x, weight, bias, stride, padding,
                                                           pool_kernel, pool_stride, pool_padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
@@ -682,13 +682,13 @@ def _pool2(pool_kernel, pool_stride, pool_padding) -> bool:
 
 
 def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
-    """Training's ``maxpool2d(relu(conv2d(x)))`` (see :func:`functional.conv2d_relu_maxpool2d_train`):
+    """Training's ``maxpool2d(relu(conv2d(x)))`` (see :func:`fused.conv2d_relu_maxpool2d_train`):
     for a 2 x 2 pool of stride 2 on the rows and direct paths the convolution's output is clipped,
     pooled and its argmax noted as it is stored, so neither it nor ReLU's output is ever written;
     returns ``(z, saved, argmax)``, argmax as int8 window offsets.  Anything else: the reference."""
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     if not _pool2(pool_kernel, pool_stride, pool_padding) or not (direct or _WIDE_TRAINING == "rows"):
-        return functional.conv2d_relu_maxpool2d_train.reference(x, weight, bias, stride, padding,
+        return fused.conv2d_relu_maxpool2d_train.reference(x, weight, bias, stride, padding,
                                                                 pool_kernel, pool_stride, pool_padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
@@ -716,14 +716,14 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
     """``(dx, dweight, dbias)`` of :func:`conv2d_relu_maxpool2d_train` from its ``z``, ``argmax`` and
     ``saved``: dY is built from dz in one pass (each gradient with z > 0 at its window's argmax, zeros
     elsewhere), straight into the layout the convolution's backward reads; see
-    :func:`functional.conv2d_relu_maxpool2d_backward`."""
+    :func:`fused.conv2d_relu_maxpool2d_backward`."""
     if isinstance(saved, winograd.Tiles):  # the forward took Winograd's path: so does its backward
         return _winograd_backward(grad_output, z, argmax, saved, weight, x_shape, stride, padding, input_grad)
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     fast = (_pool2(pool_kernel, pool_stride, pool_padding) and argmax.dtype == np.int8
             and saved.dtype in DTYPES and (saved.ndim == 2 or (saved.ndim == 4 and direct)))
     if not fast:  # the forward took the reference: so does its backward
-        return functional.conv2d_relu_maxpool2d_backward.reference(
+        return fused.conv2d_relu_maxpool2d_backward.reference(
             grad_output, z, argmax, saved, weight, x_shape, stride, padding, pool_kernel, pool_stride,
             pool_padding, input_grad)
     dims = window(x_shape, weight.shape[2:], stride, padding)
@@ -787,11 +787,11 @@ def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_
 
 def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding, input_grad=True):
     """``(dx, dweight, dbias)`` of :func:`conv2d_relu`, ``y`` its clipped output; see
-    :func:`functional.conv2d_relu_backward`.  On the rows and direct paths ReLU's mask is applied as dY
+    :func:`fused.conv2d_relu_backward`.  On the rows and direct paths ReLU's mask is applied as dY
     is read (in the axis swap, or as each plane is widened), so it makes no pass of its own."""
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     if saved.dtype not in DTYPES or not (saved.ndim == 2 or (saved.ndim == 4 and direct)):
-        return functional.conv2d_relu_backward.reference(grad_output, y, saved, weight, x_shape, stride,
+        return fused.conv2d_relu_backward.reference(grad_output, y, saved, weight, x_shape, stride,
                                                          padding, input_grad)
     if getattr(y, "shape", None) != tuple(grad_output.shape):
         raise ValueError(f"conv2d_relu_backward: expected the forward's output y of grad_output's shape "

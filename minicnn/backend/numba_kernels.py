@@ -84,64 +84,30 @@ every input the NumPy backend does.
 """
 from __future__ import annotations
 
-import os
-
 import numba
 import numpy as np
 from numba import prange
 
+from minicnn import threads
 from minicnn.nn import functional
 from minicnn.nn.unfold import window
 from minicnn.optim import adam
 
 
 def _threading_layer() -> str:
-    """The threading layer for the parallel loops: GNU OpenMP with sleeping threads where that can be
-    set up, else Numba's workqueue.
-
-    GNU OpenMP's threads spin-wait after every parallel loop by default, competing for the cores
-    with BLAS's threads in the product that follows (a MnistCNN training step ran at 0.5-0.8x the
-    rate of sleeping threads on two cores).  ``OMP_WAIT_POLICY=PASSIVE`` makes them sleep.  The
-    runtime (libgomp) reads it once, as it loads, so it is put in the environment only while Numba's
-    OpenMP layer is imported, and taken out again: a library loaded later (PyTorch's own OpenMP, say)
-    sees the environment as it was.  That needs a runtime nothing in the process has loaded yet, and
-    no other policy chosen by the user.
-
-    Why not workqueue, whose threads sleep too: its calling thread hands every loop to its workers and
-    waits, so each loop wakes two sleeping threads on two cores, where OpenMP's calling thread takes a
-    share itself and wakes one.  On the 2-core Intel Xeon (AVX-512) machine of 2026-12-07 a training
-    step ran at 1.09-1.41x and inference at 1.04-1.61x the workqueue rate (four runs of
-    benchmarks/bench_process.py); on the 2-core Zen 4 machine of 2026-12-02, 0.86-1.16x and 0.88-0.94x
-    (docs/backends.md#threads-and-host-memory).
-    """
-    chosen = os.environ.get("OMP_WAIT_POLICY")
-    if (chosen is not None and chosen.strip().upper() != "PASSIVE") or _openmp_loaded():
-        return "workqueue"
-    if chosen is None:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        from numba.np.ufunc import omppool  # noqa: F401  (loads libgomp, which reads the policy now)
-    except ImportError:  # no OpenMP runtime on this system
-        return "workqueue"
-    finally:
-        if chosen is None:
-            del os.environ["OMP_WAIT_POLICY"]
-    return "omp"
+    """The threading layer minicnn's thread policy picks for the parallel loops: GNU OpenMP with sleeping
+    threads where that can be set up, else Numba's workqueue.  The rule, its reasons and how to opt out
+    are in :mod:`minicnn.threads` (:func:`~minicnn.threads.openmp_or_workqueue`)."""
+    return threads.openmp_or_workqueue(_openmp_loaded)
 
 
-def _openmp_loaded() -> bool:
-    """Whether GNU OpenMP (libgomp.so.1) is mapped into this process already; True where that is
-    unknown (no /proc/self/maps: not Linux), so its policy is never assumed."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return any("/libgomp.so.1" in line for line in maps)
-    except OSError:
-        return True
+_openmp_loaded = threads.openmp_loaded
 
-
-# A layer chosen by the user (NUMBA_THREADING_LAYER) is left alone.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = _threading_layer()
+# minicnn.threads decides: None where Numba's own choice stands (MINICNN_THREADS=leave, or a layer chosen
+# by the user with NUMBA_THREADING_LAYER).
+_layer = threads.numba_threading_layer(_threading_layer)
+if _layer is not None:
+    numba.config.THREADING_LAYER = _layer
 
 __all__ = ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward", "transpose01", "relu_forward",
            "relu_backward", "adam_update", "adam_update_many"]

@@ -1,12 +1,13 @@
 """The reference kernels as plain functions, under the names the backends override.
 
-Their home is :mod:`minicnn.nn.functional` (and :mod:`minicnn.optim.adam` for
-Adam's step), where each is marked :func:`minicnn.backend.kernel` and so runs a
+Their home is :mod:`minicnn.nn.functional` (:mod:`minicnn.nn.fused` for the fused
+layers', :mod:`minicnn.optim.adam` for Adam's step), where each is marked :func:`minicnn.backend.kernel` and so runs a
 backend's override when there is one.  The names here are the references
 themselves, never an override: the tests check the Numba and CuPy kernels
 against them.
 """
 from minicnn.nn import functional as _functional
+from minicnn.nn import fused as _fused
 from minicnn.nn.unfold import output_size  # noqa: F401  (geometry, for the readers of this module)
 from minicnn.optim import adam as _adam
 
@@ -21,4 +22,8 @@ adam_update = _adam.adam_update.reference
 adam_update_many = _adam.adam_update_many.reference
 conv2d = _functional.conv2d.reference
 conv2d_backward = _functional.conv2d_backward.reference
-conv2d_relu_maxpool2d = _functional.conv2d_relu_maxpool2d.reference
+conv2d_relu = _fused.conv2d_relu.reference
+conv2d_relu_backward = _fused.conv2d_relu_backward.reference
+conv2d_relu_maxpool2d = _fused.conv2d_relu_maxpool2d.reference
+conv2d_relu_maxpool2d_train = _fused.conv2d_relu_maxpool2d_train.reference
+conv2d_relu_maxpool2d_backward = _fused.conv2d_relu_maxpool2d_backward.reference

@@ -30,9 +30,10 @@ def window_args(layer: str, kernel_size, stride, padding) -> tuple[tuple[int, in
 
 
 def check_window(x, kernel_size, padding, layer: str, what: str) -> None:
-    """The padded (H, W) of ``x`` (N, C, H, W) must hold at least one ``what`` (a kernel, a window)."""
+    """The padded (H, W) of ``x`` (N, C, H, W), an array or its shape, must hold at least one ``what``
+    (a kernel, a window)."""
     (KH, KW), (PH, PW) = kernel_size, padding
-    H, W = x.shape[2:]
+    H, W = getattr(x, "shape", x)[2:]
     if H + 2 * PH < KH or W + 2 * PW < KW:
         raise ValueError(f"{layer}: input of spatial size {H}x{W} (padded {H + 2 * PH}x{W + 2 * PW}) "
                          f"is smaller than the {what} {KH}x{KW}")

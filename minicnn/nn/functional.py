@@ -15,10 +15,11 @@ Every function is written once, with the array module of its arguments
 (NumPy or CuPy), and is the reference the faster backends are tested
 against.  Those marked :func:`minicnn.backend.kernel` (im2col, col2im,
 max-pooling, ReLU, the axis swap, the whole convolution forward and
-backward, and the fused convolution -> ReLU (-> max-pool) of training and
-inference) may be replaced by a backend's override; the rest is built from
-them and matrix products.  The layers in
-:mod:`minicnn.nn` call these and keep what the backward pass needs.
+backward) may be replaced by a backend's override; the rest is built from
+them and matrix products.  The layers in :mod:`minicnn.nn` call these and
+keep what the backward pass needs; the fused layers' functions (a
+convolution, its ReLU and its max-pool in one call) are beside their modules
+in :mod:`minicnn.nn.fused`.
 
 Docs: docs/convolution.md, docs/layers.md, docs/losses.md
 """
@@ -29,8 +30,7 @@ import numpy as np
 from minicnn.backend import get_array_module, kernel
 from minicnn.nn.unfold import col2im, im2col, output_size, transpose01, window
 
-__all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d",
-           "conv2d_relu_maxpool2d_backward", "conv2d_relu_maxpool2d_train", "im2col", "log_softmax", "log_softmax_backward",
+__all__ = ["col2im", "conv2d", "conv2d_backward", "im2col", "log_softmax", "log_softmax_backward",
            "maxpool2d_backward", "maxpool2d_forward", "output_size", "relu_backward", "relu_forward",
            "softmax", "softmax_backward", "transpose01", "window"]
 
@@ -38,7 +38,7 @@ __all__ = ["col2im", "conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_ba
 @kernel
 def conv2d(x, weight, bias, stride, padding):
     """``y = weight * x + bias`` by im2col: returns ``(y, saved)``, ``saved`` being what
-    :func:`conv2d_backward` needs (here ``col``; a backend's override may keep less, such as ``x``).
+    :func:`conv2d_backward` needs (here ``col``; a backend's override keeps what its own backward reads, such as ``x``).
 
         col  = im2col(x)                        (N, K, P)
         y[n] = w_mat @ col[n] + bias            w_mat = weight.reshape(OC, K)  ->  (N, OC, P)
@@ -68,8 +68,6 @@ def conv2d_backward(grad_output, col, weight, x_shape, stride, padding, input_gr
     ``input_grad=False`` (the network's input needs no gradient) dx is ``None``,
     and neither its product nor col2im is computed.
     """
-    if col.ndim == 4:  # a backend's conv2d kept the input x instead of its columns
-        col = im2col(col, weight.shape[2:], stride, padding)
     (N, K, P), OC = col.shape, weight.shape[0]
     dy = transpose01(grad_output.reshape(N, OC, P)).reshape(OC, N * P)           # (OC, N*P)
     cols = col.transpose(1, 0, 2).reshape(K, N * P)                              # (K, N*P)
@@ -121,70 +119,6 @@ def maxpool2d_backward(grad_output, argmax, x_shape, kernel_size, stride, paddin
     dcol = xp.zeros((N * C, KH * KW, P), dtype=grad_output.dtype)
     xp.put_along_axis(dcol, argmax[:, None, :], grad_output.reshape(N * C, 1, P), axis=1)
     return col2im(dcol, (N * C, 1, H, W), kernel_size, stride, padding).reshape(N, C, H, W)
-
-
-@kernel
-def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
-    """Inference's ``maxpool2d(relu(conv2d(x)))`` in one call; nothing is kept for a backward pass.
-
-        z = maxpool2d(relu(conv2d(x) + bias))   (N, C, H, W) -> (N, OC, ZH, ZW)
-
-    This reference is the three functions one after the other.  A backend may
-    fuse them: ReLU is monotone, so it commutes with the max of a window
-    (``max(relu(a), relu(b)) = relu(max(a, b))``) and so does adding the
-    bias, and a fused kernel can pool each product as it swaps it into
-    place, never writing the full-size convolution output.
-    """
-    y, _ = conv2d(x, weight, bias, stride, padding)
-    z, _ = maxpool2d_forward(relu_forward(y), pool_kernel, pool_stride, pool_padding, with_argmax=False)
-    return z
-
-
-@kernel
-def conv2d_relu(x, weight, bias, stride, padding):
-    """Training's ``relu(conv2d(x))`` in one call: returns ``(y, saved)`` as :func:`conv2d` does,
-    y = max(conv2d(x) + bias, 0).  This reference is the two functions one after the other; a
-    backend may clip each output as it stores it, so ReLU makes no pass over y of its own."""
-    y, saved = conv2d(x, weight, bias, stride, padding)
-    return relu_forward(y), saved
-
-
-@kernel
-def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding, input_grad=True):
-    """``(dx, dweight, dbias)`` of :func:`conv2d_relu`, from its output ``y`` and its ``saved``:
-
-        dY' = dY * [y > 0]                      ReLU's backward (see relu_backward)
-        (dx, dweight, dbias) = conv2d_backward(dY', saved, ...)
-
-    A backend may apply the mask as its convolution backward reads dY."""
-    return conv2d_backward(relu_backward(grad_output, y), saved, weight, x_shape, stride, padding, input_grad)
-
-
-@kernel
-def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
-    """Training's ``maxpool2d(relu(conv2d(x)))`` in one call: returns ``(z, saved, argmax)``, ``saved``
-    as :func:`conv2d` keeps it and ``argmax`` as :func:`maxpool2d_forward` gives it.  Neither the
-    convolution's output nor ReLU's is kept: backward needs only z and argmax (below).  This reference
-    is the three functions one after the other; a backend may pool each output as it stores it."""
-    y, saved = conv2d(x, weight, bias, stride, padding)
-    z, argmax = maxpool2d_forward(relu_forward(y), pool_kernel, pool_stride, pool_padding)
-    return z, saved, argmax
-
-
-@kernel
-def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shape, stride, padding,
-                                   pool_kernel, pool_stride, pool_padding, input_grad=True):
-    """``(dx, dweight, dbias)`` of :func:`conv2d_relu_maxpool2d_train`:
-
-        dR = maxpool2d_backward(dZ * [z > 0], argmax)     max-pool's and ReLU's backward
-        (dx, dweight, dbias) = conv2d_backward(dR, saved, ...)
-
-    ReLU's mask [r > 0] is needed only where max-pooling sends a gradient, at each window's
-    argmax, and there r is the window's maximum z: so z replaces ReLU's output."""
-    OH, OW = window(x_shape, weight.shape[2:], stride, padding)[-2:]
-    r_shape = (x_shape[0], weight.shape[0], OH, OW)
-    dr = maxpool2d_backward(grad_output * (z > 0), argmax, r_shape, pool_kernel, pool_stride, pool_padding)
-    return conv2d_backward(dr, saved, weight, x_shape, stride, padding, input_grad)
 
 
 @kernel

@@ -36,7 +36,9 @@ def _url(host: str, port: int) -> str:
 def run(args, parser: argparse.ArgumentParser, load_model) -> None:
     """Check the options, load the model, listen, print where, and serve until interrupted.
 
-    ``load_model(weights, name)`` is the command line's loader, the one ``minicnn predict`` uses.
+    ``load_model(weights, name)`` is the command line's loader, the one ``minicnn predict`` uses: it
+    returns the model and a function that names what was fused in it (standard error here, since the
+    first line of standard output says where the page is).
     """
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
@@ -49,7 +51,8 @@ def run(args, parser: argparse.ArgumentParser, load_model) -> None:
             raise
         parser.exit(2, f"{parser.prog}: error: the web page needs Flask ({exc.name} is not installed): "
                        f"{INSTALL_HINT}\n")
-    model = load_model(args.weights, args.model)
+    model, say_fused = load_model(args.weights, args.model)
+    say_fused(sys.stderr)
     title = f"{type(model).__name__} from {args.weights.name}"
     httpd = server.listen(server.create_app(model, title, args.max_upload_mb), args.host, args.port)
     if not server.is_loopback(args.host):
