@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are n
 
 LOCK_NAME = ".minicnn.lock"
 STAGING_PREFIX = ".writing-"
+# write_together's staging folders: the prefix + the 8 random characters of tempfile's names
+_STAGING = re.compile(r"^\.writing-[a-z0-9_]{8}$")
 # serialization.write_atomic's temporary files: "." + target name + "." + 8 random characters + ".tmp"
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
@@ -66,7 +68,7 @@ def claim(out: Path, command: str):
 def _remove_leftovers(out: Path) -> list[str]:
     removed = []
     for entry in sorted(out.iterdir()):
-        if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+        if _STAGING.match(entry.name) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         elif _TEMPORARY.match(entry.name) and entry.is_file() and not entry.is_symlink():
             entry.unlink()

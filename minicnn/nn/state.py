@@ -68,9 +68,10 @@ def load_state_dict(module, state_dict, strict: bool = True):
             )
             continue
         xp = get_array_module(current)
-        # A copy: the module must not share memory with the caller's arrays (or tensors).
+        # A copy: the module must not share memory with the caller's arrays (or tensors); in C order,
+        # as the module's own arrays are (the fast kernels take C-contiguous arrays).
         with np.errstate(over="ignore"):  # an overflow is reported just below, with the key
-            value = xp.array(incoming, dtype=current.dtype)
+            value = xp.array(incoming, dtype=current.dtype, order="C")
         if current.dtype.kind == "f" and bool(np.isfinite(incoming).all()) and not bool(xp.isfinite(value).all()):
             problems.append(f"{key}: holds values beyond the range of {current.dtype}")
             continue
