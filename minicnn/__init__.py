@@ -10,6 +10,7 @@ from minicnn.gradcheck import GradcheckError, gradcheck
 from minicnn import models, nn, optim
 from minicnn.nn.grad_mode import is_grad_enabled, no_grad
 from minicnn.serialization import CheckpointError, load, load_checkpoint, save, save_checkpoint
+from minicnn.tracing import trace
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,5 @@ __all__ = [
     "BackendUnavailableError", "GradcheckError", "available_backends", "get_backend", "gradcheck",
     "models", "nn", "optim", "set_backend", "__version__",
     "CheckpointError", "load", "load_checkpoint", "save", "save_checkpoint", "is_grad_enabled", "no_grad",
+    "trace",
 ]

@@ -1,10 +1,12 @@
-"""The ``minicnn`` command: train, evaluate, predict, serve, summary, bench, tune, baselines, compare.
+"""The ``minicnn`` command: train, evaluate, predict, serve, summary, trace, bench, tune, baselines, compare.
 
     minicnn train [--epochs 5 ...]             the documented MNIST training (see minicnn/recipes.py)
     minicnn evaluate WEIGHTS [--out DIR]       test accuracy, classification report, plots
     minicnn predict WEIGHTS IMAGE [IMAGE ...]  the digit in each photo or scan, with its probability
     minicnn serve WEIGHTS [--port 7860]        a web page to draw or upload a digit (see minicnn/web/)
     minicnn summary [--model MnistCNN]         layers, output shapes, parameter counts
+    minicnn trace [--backend numba]            every module and kernel call of a training step and an
+                                               inference batch (see minicnn/tracing.py)
     minicnn bench [...]                        the backend benchmarks (see minicnn/bench.py)
     minicnn tune [--trials 8 ...]              a hyperparameter search with Optuna (see minicnn/tune.py)
     minicnn baselines --out DIR                kNN, RBF SVM, random forest (see minicnn/baselines.py)
@@ -255,6 +257,48 @@ def cmd_summary(args, parser):
     print(summary(minicnn.nn.fuse(model) if args.fuse else model))
 
 
+def cmd_trace(args, parser):
+    """What runs for one training step and one inference batch of a network, as minicnn.trace records it."""
+    from minicnn.data import load_mnist, mnist_eval_transform
+    from minicnn.tracing import trace
+
+    images, labels = load_mnist("test")
+    if not 1 <= args.batch <= len(images):
+        parser.error(f"--batch must be between 1 and {len(images):,} (the test images), got {args.batch}")
+    backend = minicnn.get_backend()
+    model, fused = fuse_for(models.get_model(args.model, seed=0), backend, not args.no_fuse)
+    x = backend.asarray(mnist_eval_transform()(images[:args.batch]))
+    y = backend.asarray(labels[:args.batch].astype(np.int64))
+    criterion = minicnn.nn.NLLLoss()
+    optimizer = minicnn.optim.Adam(model.parameters(), lr=1e-3)
+    print(f"{args.model} on the {backend.name} backend, a batch of {args.batch}"
+          + (f"; {fused}" if fused else "; no fused modules (the layers one by one)"))
+    print(model)
+    for title, step in (("training step: forward, loss, parameter_backward, Adam", lambda: _step(model, criterion,
+                                                                                                optimizer, x, y)),
+                        ("inference batch, under no_grad", lambda: _infer(model, x))):
+        step()  # twice before, so that compiling and first allocations are not in the times
+        step()
+        with trace(model) as t:
+            step()
+        print(f"\n{title} ({len(t.calls)} calls)")
+        print(t.table())
+
+
+def _step(model, criterion, optimizer, x, y):
+    model.train()
+    criterion(model(x), y)
+    model.parameter_backward(criterion.backward())
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def _infer(model, x):
+    model.eval()
+    with minicnn.no_grad():
+        return model(x)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from minicnn import bench_report, recipes
     from minicnn.web import command as serve_command
@@ -301,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the network as train, evaluate, predict and serve run it on a backend with fused "
                         "kernels (numba): each Conv2d -> ReLU (-> MaxPool2d) run one fused module")
     p.set_defaults(func=cmd_summary, command_parser=p)
+
+    p = sub.add_parser("trace", help="what runs, module by module and kernel by kernel, for one training step "
+                                     "and one inference batch")
+    p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN")
+    p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None, help="array backend")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    recipes.add_fuse_argument(p)
+    p.set_defaults(func=cmd_trace, command_parser=p)
 
     p = sub.add_parser("bench", help="benchmark the backends (and PyTorch, when installed)",
                        parents=[bench_report.build_parser()], add_help=False)

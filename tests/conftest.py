@@ -1,6 +1,7 @@
 """Shared test configuration: hypothesis profiles, and skips that say why."""
 import os
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -55,3 +56,17 @@ def without_cupy(monkeypatch, tmp_path):
     (hidden / "cupy").mkdir(parents=True)
     (hidden / "cupy" / "__init__.py").write_text("raise ImportError(\"No module named 'cupy'\")\n")
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture
+def inflated(monkeypatch):
+    """A list that collects the size of every read from a zip member (the bytes inflated)."""
+    sizes, read = [], zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = read(self, n)
+        sizes.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    return sizes

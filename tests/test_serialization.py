@@ -2,7 +2,6 @@
 import io
 import os
 import re
-import zipfile
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import minicnn
 from minicnn import models, nn, optim
 from minicnn.serialization import (CheckpointError, load, load_checkpoint, save, save_checkpoint, write_json_atomic,
                                    write_text_atomic)
+from strategies import write_zip
 
 
 def _same_state(a, b):
@@ -271,29 +271,8 @@ def _npy_member(shape, dtype="<f4", payload=b""):
     return header.getvalue() + payload  # the header starts with the magic string
 
 
-def _write_zip(path, members: dict):
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(f"{name}.npy", data)
-    return path
-
-
-@pytest.fixture
-def inflated(monkeypatch):
-    """A list that collects the size of every read from a zip member (the bytes inflated)."""
-    sizes, read = [], zipfile.ZipExtFile.read
-
-    def counting_read(self, n=-1):
-        data = read(self, n)
-        sizes.append(len(data))
-        return data
-
-    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
-    return sizes
-
-
 def test_a_huge_declared_shape_is_refused_before_reading(tmp_path, inflated):
-    path = _write_zip(tmp_path / "huge.npz", {"0.weight": _npy_member((2**40,)), "0.bias": _npy_member((2,))})
+    path = write_zip(tmp_path / "huge.npz", {"0.weight": _npy_member((2**40,)), "0.bias": _npy_member((2,))})
     model = nn.Sequential(nn.Linear(3, 2))
     with pytest.raises(CheckpointError) as info:
         load(model, path)
@@ -303,7 +282,7 @@ def test_a_huge_declared_shape_is_refused_before_reading(tmp_path, inflated):
 
 def test_a_member_larger_than_its_header_declares_is_not_inflated(tmp_path, inflated):
     # 4 bytes of float32 declared, 50 MB of zeros stored (about 50 kB compressed).
-    path = _write_zip(tmp_path / "bomb.npz", {"0.weight": _npy_member((1, 1), payload=bytes(50 * 2**20))})
+    path = write_zip(tmp_path / "bomb.npz", {"0.weight": _npy_member((1, 1), payload=bytes(50 * 2**20))})
     with pytest.raises(CheckpointError, match=r"bomb\.npz is not a readable \.npz file \(0\.weight declares shape "
                                               r"\(1, 1\) of float32, 4 bytes, but the archive holds 52,428,800 bytes"):
         load(nn.Sequential(nn.Linear(1, 1, bias=False)), path)
@@ -314,7 +293,7 @@ def test_keys_the_model_does_not_have_are_never_read(tmp_path, inflated):
     model = nn.Sequential(nn.Linear(3, 2))
     members = {k: _npy_member(v.shape, payload=np.asarray(v, "<f4").tobytes()) for k, v in model.state_dict().items()}
     members["junk"] = _npy_member((50 * 2**18,), payload=bytes(50 * 2**20))  # a 50 MB deflate bomb
-    path = _write_zip(tmp_path / "extra.npz", members)
+    path = write_zip(tmp_path / "extra.npz", members)
     with pytest.raises(CheckpointError, match=r"unexpected keys: junk"):
         load(model, path)
     load(model, path, strict=False)

@@ -21,6 +21,7 @@ import pytest
 
 from minicnn import nn, optim
 from minicnn.serialization import CheckpointError, load, load_checkpoint, save_checkpoint
+from strategies import write_zip
 
 HEADER_ONLY_BYTES = 2_000  # what reading the four members' headers may inflate, and far less than any data
 
@@ -44,24 +45,7 @@ def _weights_file(path, replace, prefix="", keep=None):
     members = dict(keep or {})
     for key, value in _model().state_dict().items():
         members.setdefault(prefix + key, replace.get(key) or _npy(value.shape))
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(f"{name}.npy", data)
-    return path
-
-
-@pytest.fixture
-def inflated(monkeypatch):
-    """The bytes read from every zip member, one entry per read (what loading inflates)."""
-    sizes, read = [], zipfile.ZipExtFile.read
-
-    def counting_read(self, n=-1):
-        data = read(self, n)
-        sizes.append(len(data))
-        return data
-
-    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
-    return sizes
+    return write_zip(path, members)
 
 
 DATA = ["absent", "truncated", "complete"]

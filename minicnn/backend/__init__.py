@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from minicnn import tracing
+
 __all__ = [
     "Backend",
     "BackendUnavailableError",
@@ -124,8 +126,9 @@ def kernel(reference: Callable) -> Callable:
     Returns a function of the same signature that runs, for its first argument
     ``x`` (or the first array of ``x`` when it is a list of arrays),
     ``kernels_for(x).kernel(name, x)``: the override of the backend whose
-    kernels fit ``x``, or ``reference`` itself.  The reference stays reachable
-    as ``.reference``.
+    kernels fit ``x``, or ``reference`` itself (recorded, inside
+    ``with minicnn.trace():``, see :mod:`minicnn.tracing`).  The reference
+    stays reachable as ``.reference``.
     """
     name = reference.__name__
     _REFERENCES[name] = reference
@@ -133,7 +136,11 @@ def kernel(reference: Callable) -> Callable:
     @functools.wraps(reference)
     def dispatch(x, *args, **kwargs):
         first = x[0] if isinstance(x, (list, tuple)) and x else x
-        return kernels_for(first).kernel(name, first)(x, *args, **kwargs)
+        backend = kernels_for(first)
+        fn = backend.kernel(name, first)
+        if tracing._active:  # inside ``with minicnn.trace():`` the call is recorded
+            return tracing.run_kernel(name, fn, fn is not reference, backend, (x, *args), kwargs)
+        return fn(x, *args, **kwargs)
 
     dispatch.reference = reference
     return dispatch

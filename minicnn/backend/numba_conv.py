@@ -85,6 +85,7 @@ from minicnn.backend.numba_kernels import DTYPES, _col2im, _first_max4, _im2col,
 from minicnn.nn import functional, fused
 from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
+from minicnn.tracing import note
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d",
            "conv2d_relu_maxpool2d_train", "conv2d_relu_maxpool2d_backward"]
@@ -617,19 +618,24 @@ def conv2d(x, weight, bias, stride, padding):
     C, KH, KW = weight.shape[1:]
     wide_training = not _uses_direct(C * KH * KW, stride) and is_grad_enabled()
     if wide_training and _WIDE_TRAINING == "columns":
+        note("reference: columns (_WIDE_TRAINING)")
         return functional.conv2d.reference(x, weight, bias, stride, padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     if wide_training and _WIDE_TRAINING == "rows":
+        note("rows")
         return _rows_forward(x, weight, bias, dims)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
     if _uses_direct(K, stride):
+        note("direct")
         xpad, Wp = _padded(x, dims)
         _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, False, y)
     elif not is_grad_enabled() and _WIDE_INFERENCE == "rows":
+        note("blocked rows")
         _blocked_rows_forward(x, weight, bias, dims, y)
     else:
+        note("blocked columns")
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, y)
     return y, x
 
@@ -645,10 +651,13 @@ def conv2d_relu(x, weight, bias, stride, padding):
     """Training's ``relu(conv2d(x))`` (see :func:`fused.conv2d_relu`): on the rows and direct
     paths the output is clipped as it is stored, so ReLU makes no pass of its own."""
     if not _fuses_relu(weight, stride):
+        note("reference: conv2d, then ReLU")
         return fused.conv2d_relu.reference(x, weight, bias, stride, padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     if not _uses_direct(int(np.prod(weight.shape[1:])), stride):
+        note("rows, clipped as stored")
         return _rows_forward(x, weight, bias, dims, relu=True)
+    note("direct, clipped as stored")
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     y = np.empty((N, weight.shape[0], OH, OW), dtype=x.dtype)
     xpad, Wp = _padded(x, dims)
@@ -660,7 +669,8 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
     """Inference's ``maxpool2d(relu(conv2d(x)))`` (see :func:`fused.conv2d_relu_maxpool2d`): for a
     2 x 2 pool of stride 2 without padding, the convolution's planes are pooled and clipped as they are
     stored, so its full-size output is never written; any other pool goes to the reference."""
-    if (tuple(pool_kernel), tuple(pool_stride), tuple(pool_padding)) != ((2, 2), (2, 2), (0, 0)):
+    if not _pool2(pool_kernel, pool_stride, pool_padding):
+        note(_not_pool2(pool_kernel, pool_stride, pool_padding))
         return fused.conv2d_relu_maxpool2d.reference(x, weight, bias, stride, padding,
                                                           pool_kernel, pool_stride, pool_padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
@@ -668,17 +678,26 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
     OC, K = weight.shape[0], C * KH * KW
     z = np.empty((N, OC, OH // 2, OW // 2), dtype=x.dtype)
     if _uses_direct(K, stride):
+        note("direct, pooled as stored")
         xpad, Wp = _padded(x, dims)
         _direct_forward_relu_pool2(xpad, np.ascontiguousarray(weight), bias, Wp, OH, z)
     elif _WIDE_INFERENCE == "rows":
+        note("blocked rows, pooled as stored")
         _blocked_rows_forward(x, weight, bias, dims, z, relu_pool2=True)
     else:
+        note("blocked columns, pooled as stored")
         _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, z, relu_pool2=True)
     return z
 
 
 def _pool2(pool_kernel, pool_stride, pool_padding) -> bool:
     return (tuple(pool_kernel), tuple(pool_stride), tuple(pool_padding)) == ((2, 2), (2, 2), (0, 0))
+
+
+def _not_pool2(pool_kernel, pool_stride, pool_padding) -> str:
+    """Why a fused run goes to the reference: its pool, in the trace's words."""
+    (KH, KW), (SH, SW), (PH, PW) = pool_kernel, pool_stride, pool_padding
+    return f"reference: pool {KH}x{KW} stride {SH}x{SW} padding {PH}x{PW}, not 2x2 stride 2 padding 0"
 
 
 def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding):
@@ -688,22 +707,27 @@ def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, p
     returns ``(z, saved, argmax)``, argmax as int8 window offsets.  Anything else: the reference."""
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     if not _pool2(pool_kernel, pool_stride, pool_padding) or not (direct or _WIDE_TRAINING == "rows"):
+        note(_not_pool2(pool_kernel, pool_stride, pool_padding) if not _pool2(pool_kernel, pool_stride, pool_padding)
+             else f"reference: {_WIDE_TRAINING} (_WIDE_TRAINING)")
         return fused.conv2d_relu_maxpool2d_train.reference(x, weight, bias, stride, padding,
                                                                 pool_kernel, pool_stride, pool_padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, ZH, ZW = weight.shape[0], OH // 2, OW // 2
     if not direct and _uses_winograd(weight.shape, stride, padding, (OH, OW)):
+        note("winograd, pooled as stored")
         bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
         z, tiles, argmax = winograd.relu_pool2_forward(x, np.asarray(weight, dtype=x.dtype), bias, (PH, PW))
         return z, tiles, argmax.reshape(N * OC, ZH * ZW)
     z = np.empty((N, OC, ZH, ZW), dtype=x.dtype)
     argmax = np.empty((N, OC, ZH, ZW), dtype=np.int8)
     if direct:
+        note("direct, pooled as stored")
         xpad, Wp = _padded(x, dims)
         _direct_forward_relu_pool2_argmax(xpad, np.ascontiguousarray(weight), bias, Wp, OH, z, argmax)
         saved = x
     else:
+        note("rows, pooled as stored")
         saved = _unfold_rows(x, dims)
         prod = saved @ _weight_rows(weight, x.dtype).T                               # (N*P, OC)
         bias = bias if bias.shape[0] != 0 else np.zeros(OC, dtype=x.dtype)
@@ -718,11 +742,13 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
     elsewhere), straight into the layout the convolution's backward reads; see
     :func:`fused.conv2d_relu_maxpool2d_backward`."""
     if isinstance(saved, winograd.Tiles):  # the forward took Winograd's path: so does its backward
+        note("winograd")
         return _winograd_backward(grad_output, z, argmax, saved, weight, x_shape, stride, padding, input_grad)
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     fast = (_pool2(pool_kernel, pool_stride, pool_padding) and argmax.dtype == np.int8
             and saved.dtype in DTYPES and (saved.ndim == 2 or (saved.ndim == 4 and direct)))
     if not fast:  # the forward took the reference: so does its backward
+        note("reference: the forward's")
         return fused.conv2d_relu_maxpool2d_backward.reference(
             grad_output, z, argmax, saved, weight, x_shape, stride, padding, pool_kernel, pool_stride,
             pool_padding, input_grad)
@@ -737,6 +763,7 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
     dz, z = np.ascontiguousarray(grad_output), np.ascontiguousarray(z, dtype=dtype)
     argmax = np.ascontiguousarray(argmax).reshape(N, OC, ZH, ZW)
     if saved.ndim == 2:
+        note("rows, dY built from dz")
         dy = np.empty((OC, N, P), dtype=dtype)
         _unpool2_masked(dz, z, argmax, OW, True, dy)
         rows = np.ascontiguousarray(saved, dtype=dtype)
@@ -780,6 +807,7 @@ def conv2d_backward(grad_output, saved, weight, x_shape, stride, padding, input_
     columns kept by the reference's forward (3-d), which go to the reference.
     """
     if saved.ndim == 3 or saved.dtype not in DTYPES:  # the reference's columns (or another dtype)
+        note("reference: the forward's columns")
         return functional.conv2d_backward.reference(grad_output, saved, weight, x_shape, stride, padding,
                                                     input_grad)
     return _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, None)
@@ -791,6 +819,7 @@ def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding
     is read (in the axis swap, or as each plane is widened), so it makes no pass of its own."""
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
     if saved.dtype not in DTYPES or not (saved.ndim == 2 or (saved.ndim == 4 and direct)):
+        note("reference: the forward's")
         return fused.conv2d_relu_backward.reference(grad_output, y, saved, weight, x_shape, stride,
                                                          padding, input_grad)
     if getattr(y, "shape", None) != tuple(grad_output.shape):
@@ -814,17 +843,20 @@ def _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, 
     grad_output = np.ascontiguousarray(grad_output)
     mask = np.empty((0, 0, 0, 0), dtype=dtype) if relu_out is None else relu_out
     if saved.ndim == 2:
+        note("rows")
         rows = np.ascontiguousarray(saved, dtype=dtype)
         return _rows_backward(grad_output, rows, weight, dims, input_grad, mask)
     x = np.ascontiguousarray(saved, dtype=dtype)
     dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
     if _uses_direct(K, stride):
+        note("direct")
         dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(OC, dtype=dtype)
         xpad, Wp = _padded(x, dims)
         _direct_weight_grad(xpad, grad_output, mask, Wp, dweight, dbias)
         if input_grad:
             _direct_input_grad(grad_output, mask, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
         return dx, dweight, dbias
+    note("blocked columns")
     dweight, dbias = np.zeros((OC, K), dtype=dtype), np.zeros(OC, dtype=dtype)
     _blocked_backward(grad_output, x, np.ascontiguousarray(weight.reshape(OC, K), dtype=dtype), dims,
                       dweight, dbias, dx)

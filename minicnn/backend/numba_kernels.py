@@ -91,6 +91,7 @@ from numba import prange
 from minicnn import threads
 from minicnn.nn import functional
 from minicnn.nn.unfold import window
+from minicnn.tracing import note
 from minicnn.optim import adam
 
 
@@ -485,9 +486,18 @@ def _parallel_float(*arrays) -> bool:
         a.flags.c_contiguous and a.dtype == first.dtype and a.shape == first.shape for a in arrays)
 
 
+def _why_not_parallel(*arrays) -> str:
+    """Why :func:`_parallel_float` said no, in the trace's words."""
+    first = arrays[0]
+    if first.size < 2 * _CHUNK:
+        return f"reference: {first.size:,} elements, under the {2 * _CHUNK:,} worth two threads"
+    return "reference: not C-contiguous float32/float64 arrays of one shape"
+
+
 def relu_forward(x):
     """``max(x, 0)`` in parallel chunks; see :func:`functional.relu_forward`."""
     if not _parallel_float(x):  # small, another dtype or a strided view: the reference
+        note(_why_not_parallel(x))
         return functional.relu_forward.reference(x)
     out = np.empty_like(x)
     _relu_forward(x.reshape(-1), out.reshape(-1))
@@ -497,6 +507,7 @@ def relu_forward(x):
 def relu_backward(grad_output, y):
     """``grad_output * [y > 0]`` in parallel chunks; see :func:`functional.relu_backward`."""
     if not _parallel_float(grad_output, y):
+        note(_why_not_parallel(grad_output, y))
         return functional.relu_backward.reference(grad_output, y)
     out = np.empty_like(grad_output)
     _relu_backward(grad_output.reshape(-1), y.reshape(-1), out.reshape(-1))
@@ -510,6 +521,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1, be
         raise ValueError(f"adam_update: param, grad, exp_avg and exp_avg_sq must have one shape, got "
                          f"{', '.join(str(tuple(a.shape)) for a in arrays)}")
     if not all(a.flags.c_contiguous for a in arrays):  # a flat view would be a copy: use the reference
+        note("reference: an array is not C-contiguous")
         return adam.adam_update.reference(param, grad, exp_avg, exp_avg_sq, lr, beta1, one_minus_beta1,
                                           beta2, one_minus_beta2, eps, correction1, correction2)
     _adam_update(*(a.reshape(-1) for a in arrays), lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
@@ -533,6 +545,7 @@ def adam_update_many(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_
     flat = [a for group in groups for a in group]
     if (not params or weight_decay != 0 or not all(a.flags.c_contiguous for a in flat)
             or len({a.dtype for a in flat}) > 1):
+        note("reference: each tensor's adam_update (weight decay, a strided array or mixed dtypes)")
         return adam.adam_update_many.reference(params, grads, exp_avgs, exp_avg_sqs, lr, beta1, one_minus_beta1,
                                                beta2, one_minus_beta2, eps, correction1, correction2, weight_decay)
     chunks = [-(-p.size // _CHUNK) for p in groups[0]]
