@@ -320,9 +320,9 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     assert levers.main(["--rounds", "1", "--steps", "1", "--no-torch", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     configs = set(report["train_images_per_s"])
-    assert {"reference conv", "+ no image grad", "+ blocked im2col", "+ direct conv1", "+ columns kept in training",
-            "+ one Adam pass", "+ rows in training", "+ ReLU in the conv", "+ pool in the conv"} <= configs
-    assert "+ rows in inference" in report["infer_images_per_s"] and "+ rows in inference" not in configs
+    assert {"reference conv", "+ no image grad", "+ rows", "+ direct conv1", "+ one Adam pass", "+ ReLU in the conv",
+            "+ pool in the conv", "+ Winograd conv2"} <= configs
+    assert "+ rows" in report["infer_images_per_s"] and "+ Winograd conv2" not in report["infer_images_per_s"]
     assert all(rate > 0 for rate in report["train_images_per_s"].values())
     assert "+ no image grad" not in report["infer_images_per_s"]  # no backward in inference
     assert "+ one Adam pass" not in report["infer_images_per_s"] and "+ fused inference" not in configs
@@ -338,8 +338,7 @@ def test_numba_levers_benchmark_measures_every_configuration_and_puts_the_backen
     table = capsys.readouterr().out
     assert "| + direct conv1 |" in table and "| + fused inference | (as above) |" in table
     assert "Adam's step alone" in table and "| optimizer step |" in table
-    assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k
-    assert numba_conv._WIDE_TRAINING == numba_conv._WIDE_INFERENCE == "rows"
+    assert backend.overrides == before and numba_conv._DIRECT_MAX_K == direct_max_k and numba_conv._WINOGRAD
 
 
 def test_numba_levers_configurations_switch_what_runs():
@@ -352,28 +351,25 @@ def test_numba_levers_configurations_switch_what_runs():
     for name in ("reference conv", "+ no image grad"):
         with levers.configured(backend, name):
             assert not {"conv2d", "conv2d_backward", fused, many} & set(backend.overrides)
-    with levers.configured(backend, "+ blocked im2col"):
+    with levers.configured(backend, "+ rows"):
         assert not numba_conv._uses_direct(9, (1, 1)) and fused not in backend.overrides
-        assert numba_conv._WIDE_TRAINING == "blocked"
-    with levers.configured(backend, "+ columns kept in training"):
-        assert numba_conv._uses_direct(9, (1, 1)) and numba_conv._WIDE_TRAINING == "columns"
+        assert backend.overrides["conv2d"] is numba_conv.conv2d and not numba_conv._WINOGRAD
+    with levers.configured(backend, "+ direct conv1"):
+        assert numba_conv._uses_direct(9, (1, 1)) and fused not in backend.overrides
     with levers.configured(backend, "+ fused inference"):
         assert backend.overrides[fused] is numba_conv.conv2d_relu_maxpool2d and many not in backend.overrides
     with levers.configured(backend, "+ one Adam pass"):
-        assert {fused, many} <= set(backend.overrides) and numba_conv._WIDE_TRAINING == "columns"
-    with levers.configured(backend, "+ rows in training"):
-        assert numba_conv._WIDE_TRAINING == "rows" and "conv2d_relu" not in backend.overrides
+        assert {fused, many} <= set(backend.overrides) and "conv2d_relu" not in backend.overrides
     with levers.configured(backend, "+ ReLU in the conv"):
         assert backend.overrides["conv2d_relu_backward"] is numba_conv.conv2d_relu_backward
         assert "conv2d_relu_maxpool2d_train" not in backend.overrides
-        assert numba_conv._WIDE_INFERENCE == "columns"
     with levers.configured(backend, "+ pool in the conv"):
         assert backend.overrides["conv2d_relu_maxpool2d_train"] is numba_conv.conv2d_relu_maxpool2d_train
-    with levers.configured(backend, "+ rows in inference"):
-        assert numba_conv._WIDE_INFERENCE == "rows"
+        assert not numba_conv._WINOGRAD
+    with levers.configured(backend, "+ Winograd conv2"):
+        assert numba_conv._WINOGRAD
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
-    assert numba_conv._WIDE_TRAINING == "rows"
-    assert {fused, many} <= set(backend.overrides)
+    assert numba_conv._WINOGRAD and {fused, many} <= set(backend.overrides)
     assert backend.overrides["conv2d"] is numba_conv.conv2d and numba_conv._uses_direct(9, (1, 1))
     assert {fused, many} <= set(backend.overrides)
 

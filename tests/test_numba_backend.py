@@ -81,36 +81,23 @@ def test_col2im_of_a_strided_view(case, seed, dtype):
                                **ROUNDING[dtype])
 
 
-@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
-       input_grad=st.booleans())
-def test_blocked_conv2d_forward_and_backward_equal_reference(case, seed, dtype, block_bytes, input_grad):
-    """The blocked convolution (one image per block, a few, or the whole batch) against the reference."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
-        patch.setattr(nc, "_DIRECT_MAX_K", 0)  # never direct
-        patch.setattr(nc, "_WIDE_TRAINING", "blocked")  # blocked with gradients on too, its backward included
-        _check_conv2d_against_reference(case, seed, dtype, input_grad)
-
-
-@given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
-       layout=st.sampled_from(["rows", "columns"]))
-def test_training_conv2d_forward_and_backward_equal_reference(case, seed, dtype, input_grad, layout):
-    """Training's whole-batch paths (rows, the default, and the reference's columns), any stride."""
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans())
+def test_training_conv2d_forward_and_backward_equal_reference(case, seed, dtype, input_grad):
+    """Training's whole-batch rows, any stride."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_DIRECT_MAX_K", 0)  # never direct
-        patch.setattr(nc, "_WIDE_TRAINING", layout)
         x = np.zeros(case.x_shape, dtype)
         weight = np.zeros((case.out_channels, case.x_shape[1], *case.kernel_size), dtype)
         saved = nc.conv2d(x, weight, None, case.stride, case.padding)[1]
-        assert saved.ndim == (2 if layout == "rows" else 3)  # rows (N*P, K), or columns (N, K, P)
+        assert saved.ndim == 2  # rows (N*P, K)
         _check_conv2d_against_reference(case, seed, dtype, input_grad)
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
-       path=st.sampled_from(["rows", "direct", "columns", "blocked"]))
+       path=st.sampled_from(["rows", "direct"]))
 def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_grad, path):
-    """Training's fused convolution -> ReLU on every path (clipped as stored on rows and direct, the
-    composition on the others) against the reference's conv2d then relu, and back."""
+    """Training's fused convolution -> ReLU on both paths (clipped as stored) against the reference's
+    conv2d then relu, and back."""
     if path == "direct":
         case = dataclasses.replace(case, stride=(1, 1))
     C, OC = case.x_shape[1], case.out_channels
@@ -119,7 +106,6 @@ def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_g
     bias = normal(seed + 2, (OC,), dtype) if case.bias else None
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if path == "direct" else 0)
-        patch.setattr(nc, "_WIDE_TRAINING", "rows" if path == "direct" else path)
         y, saved = nc.conv2d_relu(x, weight, bias, case.stride, case.padding)
         y_ref, col = ref.conv2d(x, weight, bias, case.stride, case.padding)
         assert y.dtype == dtype and (y >= 0).all()
@@ -131,7 +117,7 @@ def test_conv2d_relu_and_its_backward_equal_reference(case, seed, dtype, input_g
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans(),
-       path=st.sampled_from(["rows", "direct", "columns", "blocked"]),
+       path=st.sampled_from(["rows", "direct"]),
        pool=st.sampled_from([POOL_2X2, ((3, 3), (2, 2), (1, 1)), ((2, 2), (1, 1), (0, 0))]))
 def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dtype, input_grad, path, pool):
     """Training's fused convolution -> ReLU -> max-pool (pooled as stored, dY built from dz in one pass on
@@ -147,7 +133,6 @@ def test_training_conv_relu_pool_and_its_backward_equal_reference(case, seed, dt
     bias = normal(seed + 2, (OC,), dtype) if case.bias else None
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if path == "direct" else 0)
-        patch.setattr(nc, "_WIDE_TRAINING", path if path in ("columns", "blocked") else "rows")
         patch.setattr(nc, "_WINOGRAD", False)
         z, saved, argmax = nc.conv2d_relu_maxpool2d_train(x, weight, bias, case.stride, case.padding, *pool)
         dz = normal(seed + 3, z.shape, dtype)
@@ -342,22 +327,19 @@ def _check_fused_inference_against_reference(case, seed, dtype, pool):
 
 
 
-@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
-       layout=st.sampled_from(["rows", "columns"]))
-def test_fused_inference_blocked_equals_reference(case, seed, dtype, block_bytes, layout):
-    """conv -> ReLU -> 2x2 max-pool with the pooling in the blocked product's store, rows or columns."""
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]))
+def test_fused_inference_blocked_equals_reference(case, seed, dtype, block_bytes):
+    """conv -> ReLU -> 2x2 max-pool with the pooling in the blocked rows product's store."""
     assume_poolable(case)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)
-        patch.setattr(nc, "_WIDE_INFERENCE", layout)
         _check_fused_inference_against_reference(case, seed, dtype, POOL_2X2)
 
 
-@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]),
-       layout=st.sampled_from(["rows", "columns"]))
-def test_blocked_inference_conv2d_equals_reference(case, seed, dtype, block_bytes, layout):
-    """The convolution alone under no_grad (one image per block, a few, or all), rows or columns."""
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, block_bytes=st.sampled_from([1, 4096, 1 << 20]))
+def test_blocked_inference_conv2d_equals_reference(case, seed, dtype, block_bytes):
+    """The convolution alone under no_grad (one image per block, a few, or all), as blocked rows."""
     C, OC = case.x_shape[1], case.out_channels
     x = normal(seed, case.x_shape, dtype)
     weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
@@ -365,7 +347,6 @@ def test_blocked_inference_conv2d_equals_reference(case, seed, dtype, block_byte
     with pytest.MonkeyPatch.context() as patch, minicnn.no_grad():
         patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)
-        patch.setattr(nc, "_WIDE_INFERENCE", layout)
         y, saved = nc.conv2d(x, weight, bias, case.stride, case.padding)
     assert saved is x  # inference keeps nothing but the input
     y_ref = ref.conv2d(x, weight, bias, case.stride, case.padding)[0]
@@ -396,9 +377,8 @@ def assume_poolable(case):
     hypothesis.assume(oh >= 2 and ow >= 2)
 
 
-@pytest.mark.parametrize("direct, layout", [(True, "rows"), (False, "rows"), (False, "columns")],
-                         ids=["direct", "blocked rows", "blocked columns"])
-def test_fused_inference_keeps_nan_and_clips_negative_windows(direct, layout):
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "blocked rows"])
+def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
     """A NaN anywhere in a window gives NaN (as ReLU then max-pooling do); all-negative windows give 0."""
     x = np.zeros((1, 1, 4, 4), np.float32)
     x[0, 0, 0, 1], x[0, 0, 3, 3] = np.nan, -1.0
@@ -406,7 +386,6 @@ def test_fused_inference_keeps_nan_and_clips_negative_windows(direct, layout):
     bias = np.array([0.0, -2.0], np.float32)  # channel 1: every window negative but the NaN one
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nc, "_DIRECT_MAX_K", 10 ** 9 if direct else 0)
-        patch.setattr(nc, "_WIDE_INFERENCE", layout)
         z = nc.conv2d_relu_maxpool2d(x, weight, bias, (1, 1), (0, 0), *POOL_2X2)
     assert np.isnan(z[0, :, 0, 0]).all()
     assert not np.isnan(z[0, :, 1, 1]).any() and (z[0, 1][~np.isnan(z[0, 1])] == 0).all()
@@ -426,6 +405,8 @@ def test_what_conv2d_keeps_for_backward():
         y_blocked, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
     assert saved is x
     np.testing.assert_allclose(y_blocked, y, **ROUNDING[np.float32])
+    with pytest.raises(ValueError, match="ran under no_grad and kept only its input; run it with gradients on"):
+        nc.conv2d_backward(y, saved, wide, x.shape, (1, 1), (1, 1))  # nothing for a backward pass
 
 
 def test_conv2d_backward_checks_shapes_before_indexing():

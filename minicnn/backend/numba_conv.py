@@ -8,8 +8,8 @@ KW, SH, SW, PH, PW, OH, OW; ``P = OH*OW``, ``K = C*KH*KW``).
 The reference (:func:`minicnn.nn.functional.conv2d`) unfolds the whole batch
 with im2col, multiplies once, and keeps the columns for backward.  Here the
 convolution runs in one of four ways, chosen by the shapes and by whether
-gradients are on; each is tested against the reference (values to rounding,
-the same dtype):
+gradients are on (each override names the way it took in :func:`minicnn.trace`);
+each is tested against the reference (values to rounding, the same dtype):
 
 Rows (training: every convolution with ``K > _DIRECT_MAX_K`` or a stride)
     The reference's whole-batch product with the columns laid out the other
@@ -22,22 +22,19 @@ Rows (training: every convolution with ``K > _DIRECT_MAX_K`` or a stride)
     The products are the reference's, transposed: ``y = rows @ w_rows^T`` (N*P,
     OC), ``dW = dY @ rows`` and ``drows = dY^T @ w_rows`` with ``w_rows`` the
     weight with its K axis in the same (i, j, c) order.  The rows are kept for
-    backward.  ``_WIDE_TRAINING = "columns"`` runs the reference itself (K-major
-    columns, this backend's im2col and col2im) and ``"blocked"`` the blocked
-    path below with its backward, both kept for bench_numba_levers.py.
+    backward.  (Two other layouts were measured and removed: the reference's
+    K-major columns, and the blocked path below in training too; the figures
+    are in docs/backends.md.)
 
-Blocked (the same convolutions in inference, under no_grad)
+Blocked rows (the same convolutions in inference, under no_grad)
     The same steps one block of images at a time: as many images as fit
-    ``_BLOCK_BYTES`` with their product are unfolded into one reused buffer,
-    as rows (``_WIDE_INFERENCE = "rows"``, the default) or as the
-    reference's K-major columns, multiplied while the buffer is still in the
-    cache, and stored into the output with the bias added (and, for
-    ``conv2d_relu_maxpool2d``, ReLU and a 2 x 2 max-pool).  conv2 of MnistCNN
-    at batch 64 unfolds into a 12,544 x 288 float32 matrix (14.4 MB, seven
-    times a core's L2): unblocked, it is written to memory and read back by
-    the product.  The input is all it keeps; its backward (with
-    ``_WIDE_TRAINING = "blocked"``) unfolds each block again from ``x`` as
-    columns and adds its ``dY_b @ cols_b^T``.
+    ``_BLOCK_BYTES`` with their product are unfolded into one reused buffer
+    as rows, multiplied while the buffer is still in the cache, and stored
+    into the output with the bias added (and, for ``conv2d_relu_maxpool2d``,
+    ReLU and a 2 x 2 max-pool).  conv2 of MnistCNN at batch 64 unfolds into a
+    12,544 x 288 float32 matrix (14.4 MB, seven times a core's L2):
+    unblocked, it is written to memory and read back by the product.  It
+    keeps nothing for a backward pass.
 
 Direct (stride 1 and ``K <= _DIRECT_MAX_K``, such as conv1: one channel, K = 9)
     With few rows the product ``w_mat @ cols`` is a thin, memory-bound pass:
@@ -81,7 +78,7 @@ import numpy as np
 from numba import prange
 
 from minicnn.backend import numba_winograd as winograd
-from minicnn.backend.numba_kernels import DTYPES, _col2im, _first_max4, _im2col, _transpose01
+from minicnn.backend.numba_kernels import DTYPES, _first_max4, _transpose01
 from minicnn.nn import functional, fused
 from minicnn.nn.grad_mode import is_grad_enabled
 from minicnn.nn.unfold import window
@@ -90,9 +87,9 @@ from minicnn.tracing import note
 __all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv2d_relu_maxpool2d",
            "conv2d_relu_maxpool2d_train", "conv2d_relu_maxpool2d_backward"]
 
-#: The working set of one block of images in the blocked path: its columns and its product.  Sized
+#: The working set of one block of images in the blocked path: its rows and its product.  Sized
 #: to stay in the two cores' L2 caches together (2 MB each on the machines measured), so the product
-#: reads the columns im2col has just written from the cache instead of memory.  Smaller blocks
+#: reads the rows just unfolded from the cache instead of memory.  Smaller blocks
 #: (1 MB: conv2 of MnistCNN in 22 blocks of 3 images) ran slower: each block starts three parallel
 #: loops and a product, and a thin product of 3 images is far below BLAS's speed.
 _BLOCK_BYTES = 4 << 20
@@ -105,24 +102,10 @@ _BLOCK_BYTES = 4 << 20
 #: the direct kernels buy in a training step and in inference.
 _DIRECT_MAX_K = 32
 
-#: How a training forward (gradients on) of a wide convolution runs: "rows" (the default), "columns"
-#: (the reference's K-major im2col, its columns kept) or "blocked" (the inference path below, only the
-#: input kept, each block unfolded again in backward).  On two cores, conv2 of MnistCNN at batch 64
-#: unfolded in 1.3 ms as rows against 2.5 ms as columns and folded back in 1.5 ms against 3.4 ms, at
-#: the same product speed; "blocked" ran a training step 12-14% slower than "columns" (its products
-#: are smaller).  bench_numba_levers.py measures the three in whole training steps.
-_WIDE_TRAINING = "rows"
-
-#: How a wide convolution runs in inference (under no_grad): blocked, as "rows" (the default) or as
-#: K-major "columns".  conv2 of MnistCNN with ReLU and max-pool at batch 1000 ran in 78-87 ms as rows
-#: against 146-165 ms as columns on two cores; bench_numba_levers.py measures whole inference calls.
-_WIDE_INFERENCE = "rows"
-
 #: Whether training's Conv2d -> ReLU -> MaxPool2d runs whose convolution is 3 x 3 of stride 1 with an
 #: even output (numba_winograd.fits: conv2 of MnistCNN) take Winograd's F(2 x 2, 3 x 3) (see
 #: :mod:`minicnn.backend.numba_winograd`) instead of the rows; wide convolutions only (the direct
-#: kernels keep theirs), and only with ``_WIDE_TRAINING = "rows"``, so that the other settings
-#: measure what they name.  bench_numba_levers.py measures it in whole training steps.
+#: kernels keep theirs).  bench_numba_levers.py turns it off to measure what it buys.
 _WINOGRAD = True
 
 _SUMS = {"reassoc", "contract"}  # lets LLVM vectorise a sum (it reorders it, as BLAS does)
@@ -133,73 +116,16 @@ def _uses_direct(K, stride) -> bool:
     return K <= _DIRECT_MAX_K and tuple(stride) == (1, 1)
 
 
-# --- blocked im2col -----------------------------------------------------------------------------
+# --- blocks of images (inference) ---------------------------------------------------------------
 
 def _images_per_block(K, OC, P, itemsize, N) -> int:
-    """How many images' columns (K, P) and products (OC, P) fit ``_BLOCK_BYTES`` together (at least one)."""
+    """How many images' rows (P, K) and products (P, OC) fit ``_BLOCK_BYTES`` together (at least one)."""
     return max(1, min(N, _BLOCK_BYTES // ((K + OC) * P * itemsize)))
 
 
 def _blocks(N, per_block):
     """(first image, image count) of each block of ``per_block`` images (the last one may be smaller)."""
     return [(n0, min(per_block, N - n0)) for n0 in range(0, N, per_block)]
-
-
-def _blocked_forward(x, w_mat, bias, dims, y, relu_pool2=False):
-    """y = the convolution (N, OC, OH, OW); with ``relu_pool2``, y (N, OC, OH // 2, OW // 2) receives its
-    2 x 2 max-pool and ReLU instead, taken as each block's product is swapped into place."""
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
-    OC, K, P = w_mat.shape[0], w_mat.shape[1], OH * OW
-    per_block = _images_per_block(K, OC, P, x.dtype.itemsize, N)
-    col_buf = np.empty(K * per_block * P, dtype=x.dtype)
-    prod_buf = np.empty(OC * per_block * P, dtype=x.dtype)
-    pad = x.dtype.type(0)
-    for n0, m in _blocks(N, per_block):
-        cols = col_buf[:K * m * P].reshape(K, m, P)
-        _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, pad, cols)             # (K, m, P)
-        prod = prod_buf[:OC * m * P].reshape(OC, m * P)
-        np.matmul(w_mat, cols.reshape(K, m * P), out=prod)                          # (OC, m*P)
-        if relu_pool2:
-            _swap_relu_pool2(prod.reshape(OC, m, P), bias, OW, y[n0:n0 + m])         # (m, OC, ZH, ZW)
-        else:
-            _transpose01(prod.reshape(OC, m, P), bias, y[n0:n0 + m].reshape(m, OC, P))   # + b, (m, OC, P)
-
-
-@numba.njit(parallel=True, cache=True)
-def _swap_relu_pool2(prod, bias, OW, z):
-    """z[b, i] = relu(bias[i] + the 2 x 2 maxima of prod[i, b], a plane of rows OW long): the axis
-    swap of the product with bias, ReLU and max-pool in one pass.  The bias is added to each window's
-    maximum, which gives the same numbers as adding it first (rounding is monotone)."""
-    A, B = prod.shape[0], prod.shape[1]
-    for row in prange(A * B):
-        i, b = row // B, row % B
-        add = bias[i] if bias.shape[0] != 0 else z.dtype.type(0)
-        _relu_pool2(prod[i, b], OW, add, z[b, i])
-
-
-def _blocked_backward(grad_output, x, w_mat, dims, dweight, dbias, dx):
-    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
-    OC, K, P = w_mat.shape[0], w_mat.shape[1], OH * OW
-    dtype = grad_output.dtype
-    w_t = np.ascontiguousarray(w_mat.T)                                              # (K, OC)
-    per_block = _images_per_block(K, OC, P, dtype.itemsize, N)
-    col_buf = np.empty(K * per_block * P, dtype=dtype)
-    dy_buf = np.empty(OC * per_block * P, dtype=dtype)
-    dw_block = np.empty((OC, K), dtype=dtype)
-    no_bias, zero = np.empty(0, dtype=dtype), dtype.type(0)
-    for n0, m in _blocks(N, per_block):
-        cols = col_buf[:K * m * P].reshape(K, m, P)
-        _im2col(x[n0:n0 + m], KH, KW, SH, SW, PH, PW, OH, OW, zero, cols)            # (K, m, P)
-        dy = dy_buf[:OC * m * P].reshape(OC, m, P)
-        _transpose01(grad_output[n0:n0 + m].reshape(m, OC, P), no_bias, dy)         # (OC, m, P)
-        dy, cols = dy.reshape(OC, m * P), cols.reshape(K, m * P)
-        np.matmul(dy, cols.T, out=dw_block)
-        dweight += dw_block                                                        # dW = sum_b dY_b @ cols_b^T
-        dbias += dy.sum(axis=1)
-        if dx is not None:
-            dcols = cols  # the block's columns are no longer needed: the gradient takes their place
-            np.matmul(w_t, dy, out=dcols)                                         # (K, m*P)
-            _col2im(dcols.reshape(K, m, P), KH, KW, SH, SW, PH, PW, OH, OW, zero, dx[n0:n0 + m])
 
 
 # --- rows: one window per row, channels last -----------------------------------------------------
@@ -349,8 +275,9 @@ def _rows_products(dy, rows, weight, dims, input_grad):
 
 
 def _blocked_rows_forward(x, weight, bias, dims, y, relu_pool2=False):
-    """As :func:`_blocked_forward`, each block unfolded into rows (channels last) and multiplied as
-    ``rows @ w_rows^T``: y (N, OC, OH, OW), or with ``relu_pool2`` its 2 x 2 max-pool and ReLU."""
+    """y (N, OC, OH, OW) one block of images at a time, each block unfolded into rows (channels last) and
+    multiplied as ``rows @ w_rows^T`` while in the cache; with ``relu_pool2``, y (N, OC, OH // 2, OW // 2)
+    receives its 2 x 2 max-pool and ReLU instead."""
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K, P = weight.shape[0], C * KH * KW, OH * OW
     per_block = _images_per_block(K, OC, P, x.dtype.itemsize, N)
@@ -611,40 +538,31 @@ def _forward_args(x, bias, weight, stride, padding):
 
 
 def conv2d(x, weight, bias, stride, padding):
-    """``y = weight * x + bias`` by rows, direct or blocked (see the module docstring); returns
-    ``(y, saved)``: the rows (N*P, K) in training, the input ``x`` on the direct and blocked paths
-    (their backward rebuilds what it needs from it).  Same values as :func:`functional.conv2d` up to
+    """``y = weight * x + bias`` by rows, direct or blocked rows (see the module docstring); returns
+    ``(y, saved)``: the rows (N*P, K) in training, the input ``x`` on the direct path (its backward
+    rebuilds what it needs from it) and in inference's blocked rows (no backward follows).  Same values as :func:`functional.conv2d` up to
     the rounding of a sum taken in another order."""
-    C, KH, KW = weight.shape[1:]
-    wide_training = not _uses_direct(C * KH * KW, stride) and is_grad_enabled()
-    if wide_training and _WIDE_TRAINING == "columns":
-        note("reference: columns (_WIDE_TRAINING)")
-        return functional.conv2d.reference(x, weight, bias, stride, padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
-    if wide_training and _WIDE_TRAINING == "rows":
-        note("rows")
-        return _rows_forward(x, weight, bias, dims)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
+    if not _uses_direct(K, stride) and is_grad_enabled():
+        note("rows")
+        return _rows_forward(x, weight, bias, dims)
     y = np.empty((N, OC, OH, OW), dtype=x.dtype)
     if _uses_direct(K, stride):
         note("direct")
         xpad, Wp = _padded(x, dims)
         _direct_forward(xpad, np.ascontiguousarray(weight), bias, Wp, False, y)
-    elif not is_grad_enabled() and _WIDE_INFERENCE == "rows":
+    else:
         note("blocked rows")
         _blocked_rows_forward(x, weight, bias, dims, y)
-    else:
-        note("blocked columns")
-        _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, y)
     return y, x
 
 
 def _fuses_relu(weight, stride) -> bool:
     """Whether a training convolution of this shape takes a path that clips its output as it stores it
-    (rows or direct); the others run :func:`conv2d` and ReLU one after the other."""
-    K = int(np.prod(weight.shape[1:]))
-    return _uses_direct(K, stride) or (is_grad_enabled() and _WIDE_TRAINING == "rows")
+    (rows or direct); the others (inference's blocked rows) run :func:`conv2d` and ReLU one after the other."""
+    return _uses_direct(int(np.prod(weight.shape[1:])), stride) or is_grad_enabled()
 
 
 def conv2d_relu(x, weight, bias, stride, padding):
@@ -681,12 +599,9 @@ def conv2d_relu_maxpool2d(x, weight, bias, stride, padding, pool_kernel, pool_st
         note("direct, pooled as stored")
         xpad, Wp = _padded(x, dims)
         _direct_forward_relu_pool2(xpad, np.ascontiguousarray(weight), bias, Wp, OH, z)
-    elif _WIDE_INFERENCE == "rows":
+    else:
         note("blocked rows, pooled as stored")
         _blocked_rows_forward(x, weight, bias, dims, z, relu_pool2=True)
-    else:
-        note("blocked columns, pooled as stored")
-        _blocked_forward(x, np.ascontiguousarray(weight.reshape(OC, K)), bias, dims, z, relu_pool2=True)
     return z
 
 
@@ -706,9 +621,8 @@ def conv2d_relu_maxpool2d_train(x, weight, bias, stride, padding, pool_kernel, p
     pooled and its argmax noted as it is stored, so neither it nor ReLU's output is ever written;
     returns ``(z, saved, argmax)``, argmax as int8 window offsets.  Anything else: the reference."""
     direct = _uses_direct(int(np.prod(weight.shape[1:])), stride)
-    if not _pool2(pool_kernel, pool_stride, pool_padding) or not (direct or _WIDE_TRAINING == "rows"):
-        note(_not_pool2(pool_kernel, pool_stride, pool_padding) if not _pool2(pool_kernel, pool_stride, pool_padding)
-             else f"reference: {_WIDE_TRAINING} (_WIDE_TRAINING)")
+    if not _pool2(pool_kernel, pool_stride, pool_padding):
+        note(_not_pool2(pool_kernel, pool_stride, pool_padding))
         return fused.conv2d_relu_maxpool2d_train.reference(x, weight, bias, stride, padding,
                                                                 pool_kernel, pool_stride, pool_padding)
     x, bias, dims = _forward_args(x, bias, weight, stride, padding)
@@ -777,7 +691,7 @@ def conv2d_relu_maxpool2d_backward(grad_output, z, argmax, saved, weight, x_shap
 
 
 def _uses_winograd(weight_shape, stride, padding, out_hw) -> bool:
-    return _WINOGRAD and _WIDE_TRAINING == "rows" and winograd.fits(weight_shape, stride, padding, out_hw)
+    return _WINOGRAD and winograd.fits(weight_shape, stride, padding, out_hw)
 
 
 def _winograd_backward(grad_output, z, argmax, tiles, weight, x_shape, stride, padding, input_grad):
@@ -830,7 +744,7 @@ def conv2d_relu_backward(grad_output, y, saved, weight, x_shape, stride, padding
 
 
 def _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, relu_out):
-    """The rows, direct and blocked backward passes; ``relu_out`` (or None) masks dY, as ReLU's backward."""
+    """The rows and direct backward passes; ``relu_out`` (or None) masks dY, as ReLU's backward."""
     dims = window(x_shape, weight.shape[2:], stride, padding)
     N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = dims
     OC, K = weight.shape[0], C * KH * KW
@@ -846,18 +760,15 @@ def _backward(grad_output, saved, weight, x_shape, stride, padding, input_grad, 
         note("rows")
         rows = np.ascontiguousarray(saved, dtype=dtype)
         return _rows_backward(grad_output, rows, weight, dims, input_grad, mask)
+    if not _uses_direct(K, stride):  # the input that inference's blocked rows keep: no backward
+        raise ValueError(f"conv2d_backward: the forward of this convolution ran under no_grad and kept only its "
+                         f"input; run it with gradients on (it then keeps the rows backward needs)")
+    note("direct")
     x = np.ascontiguousarray(saved, dtype=dtype)
     dx = np.empty((N, C, H, W), dtype=dtype) if input_grad else None
-    if _uses_direct(K, stride):
-        note("direct")
-        dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(OC, dtype=dtype)
-        xpad, Wp = _padded(x, dims)
-        _direct_weight_grad(xpad, grad_output, mask, Wp, dweight, dbias)
-        if input_grad:
-            _direct_input_grad(grad_output, mask, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
-        return dx, dweight, dbias
-    note("blocked columns")
-    dweight, dbias = np.zeros((OC, K), dtype=dtype), np.zeros(OC, dtype=dtype)
-    _blocked_backward(grad_output, x, np.ascontiguousarray(weight.reshape(OC, K), dtype=dtype), dims,
-                      dweight, dbias, dx)
-    return dx, dweight.reshape(weight.shape), dbias
+    dweight, dbias = np.empty(weight.shape, dtype=dtype), np.empty(OC, dtype=dtype)
+    xpad, Wp = _padded(x, dims)
+    _direct_weight_grad(xpad, grad_output, mask, Wp, dweight, dbias)
+    if input_grad:
+        _direct_input_grad(grad_output, mask, np.ascontiguousarray(weight, dtype=dtype), PH, PW, Wp, dx)
+    return dx, dweight, dbias
