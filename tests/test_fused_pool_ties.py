@@ -115,10 +115,11 @@ def _positive_ties(x, weight, bias, stride, padding):
     return int(((top > 0) & ((windows == top[..., None]).sum(axis=-1) > 1)).sum())
 
 
-# What a training forward keeps names its path: the input itself (direct), the rows (N*P, K) (rows),
-# the transformed tiles, a numba_winograd.Tiles (Winograd); the reference keeps its columns (N, K, P).
-_KEPT = {"direct": lambda s: isinstance(s, np.ndarray) and s.ndim == 4,
-         "rows": lambda s: isinstance(s, np.ndarray) and s.ndim == 2,
+# What a training forward keeps names its path: numba_conv's Direct (the input itself) or Rows (the rows
+# (N*P, K)) record, or Winograd's transformed tiles (a numba_winograd.Tiles); the reference keeps its
+# columns (N, K, P).
+_KEPT = {"direct": lambda s: type(s).__name__ == "Direct" and s.x.ndim == 4,
+         "rows": lambda s: type(s).__name__ == "Rows" and s.rows.ndim == 2,
          "winograd": lambda s: type(s).__name__ == "Tiles"}
 
 
@@ -200,7 +201,7 @@ def test_conv_relu_with_exact_zeros_equals_the_reference(path, dtype):
             y, saved = F.conv2d_relu(x, weight, bias, stride, padding)
             dy = np.random.default_rng(seed + 1).choice(GRADIENTS, y.shape).astype(dtype)
             got = F.conv2d_relu_backward(dy, y, saved, weight, x.shape, stride, padding, input_grad=input_grad)
-        assert saved.ndim == {"direct": 4, "rows": 2}[path]
+        assert _KEPT[path](saved)
         y_ref, saved_ref = F.conv2d_relu.reference(x, weight, bias, stride, padding)
         want = F.conv2d_relu_backward.reference(dy, y_ref, saved_ref, weight, x.shape, stride, padding,
                                                 input_grad=input_grad)

@@ -27,6 +27,7 @@ from strategies import conv_cases, distinct, normal, pool_cases, seeds, using
 numba = pytest.importorskip("numba", reason="Numba is not installed (pip install numba): the numba backend cannot load here")
 from minicnn.backend import numba_conv as nc  # noqa: E402  (needs numba)
 from minicnn.backend import numba_kernels as nk  # noqa: E402
+from minicnn.backend import numba_rows  # noqa: E402
 from minicnn.backend import numba_winograd as winograd  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
@@ -89,7 +90,7 @@ def test_training_conv2d_forward_and_backward_equal_reference(case, seed, dtype,
         x = np.zeros(case.x_shape, dtype)
         weight = np.zeros((case.out_channels, case.x_shape[1], *case.kernel_size), dtype)
         saved = nc.conv2d(x, weight, None, case.stride, case.padding)[1]
-        assert saved.ndim == 2  # rows (N*P, K)
+        assert isinstance(saved, nc.Rows) and saved.rows.ndim == 2  # rows (N*P, K)
         _check_conv2d_against_reference(case, seed, dtype, input_grad)
 
 
@@ -199,7 +200,9 @@ def test_winograd_takes_only_the_shapes_it_computes():
                                                ((8, 4, 3, 3), (1, 1), (1, 1), (14, 7))]:
         assert not winograd.fits(weight_shape, stride, padding, out)
     x, weight = normal(0, (2, 8, 7, 7), np.float32), normal(1, (4, 8, 3, 3), np.float32)  # output 7 x 7: odd
-    assert isinstance(nc.conv2d_relu_maxpool2d_train(x, weight, None, (1, 1), (1, 1), *POOL_2X2)[1], np.ndarray)
+    assert isinstance(nc.conv2d_relu_maxpool2d_train(x, weight, None, (1, 1), (1, 1), *POOL_2X2)[1], nc.Rows)
+    assert nc.plan(weight.shape, (1, 1), (1, 1), (7, 7), training=True, pool2=True) == "rows"
+    assert nc.plan(weight.shape, (1, 1), (1, 1), (6, 6), training=True, pool2=True) == "winograd"
 
 
 def test_winograd_backward_names_tiles_of_another_input():
@@ -231,7 +234,7 @@ def test_rows_are_one_window_per_row_channels_last():
     """rows[n*P + p, (i*KW + j)*C + c] = x_padded[n, c, oh + i, ow + j], zeros in the border."""
     x = np.arange(2 * 4 * 4 * 5, dtype=np.float64).reshape(2, 4, 4, 5) + 1
     weight = np.zeros((1, 4, 3, 3))  # K = 36: more rows than the direct kernels take
-    rows = nc.conv2d(x, weight, None, (1, 1), (1, 1))[1]
+    rows = nc.conv2d(x, weight, None, (1, 1), (1, 1))[1].rows
     assert rows.shape == (2 * 4 * 5, 36)
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     n, oh, ow = 1, 2, 4
@@ -242,9 +245,13 @@ def test_rows_are_one_window_per_row_channels_last():
 
 def test_backward_names_a_saved_array_of_the_wrong_shape():
     x, weight = normal(0, (2, 4, 6, 6), np.float32), normal(1, (5, 4, 3, 3), np.float32)
-    y, rows = nc.conv2d(x, weight, None, (1, 1), (1, 1))
-    with pytest.raises(ValueError, match=r"saved rows of shape \(72, 36\).*got \(71, 36\)"):
-        nc.conv2d_backward(np.ones_like(y), rows[:-1], weight, x.shape, (1, 1), (1, 1))
+    y, saved = nc.conv2d(x, weight, None, (1, 1), (1, 1))
+    with pytest.raises(ValueError, match=r"rows of shape \(72, 36\), got \(71, 36\)"):
+        nc.conv2d_backward(np.ones_like(y), nc.Rows(saved.rows[:-1]), weight, x.shape, (1, 1), (1, 1))
+    w1 = normal(3, (2, 4, 1, 1), np.float32)  # K = 4: the direct path, which keeps its input
+    _, kept = nc.conv2d(x[:1], w1, None, (1, 1), (0, 0))
+    with pytest.raises(ValueError, match=r"input of shape \(2, 4, 6, 6\), got \(1, 4, 6, 6\)"):
+        nc.conv2d_backward(np.ones((2, 2, 6, 6), np.float32), kept, w1, x.shape, (1, 1), (0, 0))
 
 
 @given(case=conv_cases(), seed=seeds, dtype=dtypes, input_grad=st.booleans())
@@ -276,7 +283,7 @@ def test_direct_weight_gradient_keeps_its_precision_over_a_large_batch():
     exact = ref.conv2d_backward(dy, ref.conv2d(x, weight, None, (1, 1), (1, 1))[1], weight, x.shape,
                                 (1, 1), (1, 1), input_grad=False)[1]
     f32 = [a.astype(np.float32) for a in (x, weight, dy)]
-    got = nc.conv2d_backward(f32[2], f32[0], f32[1], x.shape, (1, 1), (1, 1), input_grad=False)[1]
+    got = nc.conv2d_backward(f32[2], nc.Direct(f32[0]), f32[1], x.shape, (1, 1), (1, 1), input_grad=False)[1]
     blas = ref.conv2d_backward(f32[2], ref.conv2d(f32[0], f32[1], None, (1, 1), (1, 1))[1], f32[1], x.shape,
                                (1, 1), (1, 1), input_grad=False)[1]
     assert np.abs(got - exact).max() <= 2 * np.abs(blas - exact).max() + 1e-3
@@ -332,7 +339,7 @@ def test_fused_inference_blocked_equals_reference(case, seed, dtype, block_bytes
     """conv -> ReLU -> 2x2 max-pool with the pooling in the blocked rows product's store."""
     assume_poolable(case)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
+        patch.setattr(numba_rows, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)
         _check_fused_inference_against_reference(case, seed, dtype, POOL_2X2)
 
@@ -345,10 +352,10 @@ def test_blocked_inference_conv2d_equals_reference(case, seed, dtype, block_byte
     weight = normal(seed + 1, (OC, C, *case.kernel_size), dtype)
     bias = normal(seed + 2, (OC,), dtype) if case.bias else None
     with pytest.MonkeyPatch.context() as patch, minicnn.no_grad():
-        patch.setattr(nc, "_BLOCK_BYTES", block_bytes)
+        patch.setattr(numba_rows, "_BLOCK_BYTES", block_bytes)
         patch.setattr(nc, "_DIRECT_MAX_K", 0)
         y, saved = nc.conv2d(x, weight, bias, case.stride, case.padding)
-    assert saved is x  # inference keeps nothing but the input
+    assert saved is None  # inference keeps nothing
     y_ref = ref.conv2d(x, weight, bias, case.stride, case.padding)[0]
     assert y.dtype == dtype
     np.testing.assert_allclose(y, y_ref, **ROUNDING[dtype])
@@ -393,19 +400,22 @@ def test_fused_inference_keeps_nan_and_clips_negative_windows(direct):
 
 
 def test_what_conv2d_keeps_for_backward():
-    """The direct path keeps the input; a wide convolution in training keeps its rows."""
+    """The direct path keeps the input; a wide convolution in training keeps its rows; in inference the
+    blocked rows keep nothing.  The record names the path, and the plan chose it."""
     x = normal(0, (8, 4, 10, 10), np.float32)
     direct_x = x[:, :1].copy()
     y, saved = nc.conv2d(direct_x, normal(1, (6, 1, 3, 3), np.float32), None, (1, 1), (1, 1))
-    assert saved is direct_x  # not the columns (9 rows of 8*100): backward rebuilds what it needs
+    assert isinstance(saved, nc.Direct) and saved.x is direct_x  # not the columns (9 rows of 8*100)
+    assert nc.plan((6, 1, 3, 3), (1, 1), (1, 1), (10, 10), training=True) == "direct"
     wide = normal(1, (6, 4, 3, 3), np.float32)
     y, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
-    assert saved.shape == (8 * 100, 36)  # the whole batch's rows: one window each, channels last
-    with minicnn.no_grad():  # inference: blocked, nothing but the input
+    assert isinstance(saved, nc.Rows) and saved.rows.shape == (8 * 100, 36)  # one window a row, channels last
+    assert nc.plan(wide.shape, (1, 1), (1, 1), (10, 10), training=True) == "rows"
+    with minicnn.no_grad():  # inference: blocked rows, nothing kept
         y_blocked, saved = nc.conv2d(x, wide, None, (1, 1), (1, 1))
-    assert saved is x
+    assert saved is None and nc.plan(wide.shape, (1, 1), (1, 1), (10, 10), training=False) == "blocked rows"
     np.testing.assert_allclose(y_blocked, y, **ROUNDING[np.float32])
-    with pytest.raises(ValueError, match="ran under no_grad and kept only its input; run it with gradients on"):
+    with pytest.raises(ValueError, match="ran under no_grad and kept nothing for backward; run it with gradients on"):
         nc.conv2d_backward(y, saved, wide, x.shape, (1, 1), (1, 1))  # nothing for a backward pass
 
 
