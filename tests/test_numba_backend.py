@@ -6,6 +6,7 @@ order, so they agree to rounding.  The fallback to NumPy when Numba cannot be
 imported is simulated by hiding the ``numba`` module.
 """
 import ctypes.util
+import io
 import dataclasses
 import os
 import subprocess
@@ -857,3 +858,33 @@ def test_conv2d_backward_takes_the_reference_forwards_columns():
     for got in (nc.conv2d_backward(dy, col, weight, x.shape, (1, 1), (1, 1)),):
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, **ROUNDING[np.float32])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_first_compile_of_a_minicnn_kernel_is_announced_once_on_a_terminal():
+    from numba.core import event
+
+    def add_one(x):
+        return x + 1
+
+    def add_two(x):
+        return x + 2
+
+    add_one.__module__ = add_two.__module__ = "minicnn.backend.a_kernel"  # as minicnn's kernels are
+
+    def not_ours(x):
+        return x - 1
+
+    terminal, piped = _Terminal(), io.StringIO()
+    with event.install_listener("numba:compile", nk.CompileNotice(terminal)), \
+            event.install_listener("numba:compile", nk.CompileNotice(piped)):
+        numba.njit(not_ours)(1)
+        assert terminal.getvalue() == ""  # another library's compile says nothing
+        numba.njit(add_one)(1)
+        numba.njit(add_two)(1)
+    assert terminal.getvalue() == nk.CompileNotice.LINE + "\n"  # once
+    assert piped.getvalue() == ""  # piped or captured output stays as it was

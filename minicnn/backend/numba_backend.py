@@ -5,7 +5,8 @@ NumPy's BLAS; only the loops that :mod:`minicnn.backend.numba_kernels` overrides
 only for float32 and float64 arrays (other dtypes take the reference); the
 convolution's own overrides are in :mod:`minicnn.backend.numba_conv`.
 Kernels compile on first use and are cached on disk (``cache=True``), so a
-fresh interpreter only pays the compile once per machine.
+fresh interpreter only pays the compile once per machine; on a terminal, the
+first compile says so in one line (:class:`minicnn.backend.numba_kernels.CompileNotice`).
 """
 import numpy as np
 
@@ -19,7 +20,11 @@ def make_backend() -> Backend:
         raise BackendUnavailableError(
             f"backend 'numba' cannot be loaded: Numba is not importable ({exc}); "
             f"install it with 'pip install numba'") from exc
+    from numba.core import event
+
     from minicnn.backend import numba_conv, numba_kernels
+
+    event.register("numba:compile", numba_kernels.CompileNotice())
 
     overrides = {name: getattr(module, name) for module in (numba_kernels, numba_conv) for name in module.__all__}
     return Backend(name="numba", xp=np, device="cpu", dtypes=numba_kernels.DTYPES, overrides=overrides)

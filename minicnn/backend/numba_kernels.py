@@ -84,9 +84,12 @@ every input the NumPy backend does.
 """
 from __future__ import annotations
 
+import sys
+
 import numba
 import numpy as np
 from numba import prange
+from numba.core import event
 
 from minicnn import threads
 from minicnn.nn import functional
@@ -416,6 +419,29 @@ def _adam_update_many(params, grads, ms, vs, starts, lr, b1, one_minus_b1, b2, o
 
 
 # --- the kernels, with the reference's signatures ---------------------------------------------
+
+class CompileNotice(event.Listener):
+    """Says once, on standard error when it is a terminal, that minicnn's kernels are compiling now
+    and that this happens once: from an empty cache the first training step of MnistCNN spends some
+    20 s compiling (docs/backends.md#compiling).  A listener of Numba's ``numba:compile`` events."""
+
+    LINE = ("minicnn: compiling the Numba kernels for this machine, once (they are cached on disk); "
+            "the first steps take longer")
+
+    def __init__(self, stream=None):
+        self.stream, self.said = stream, False
+
+    def on_start(self, event) -> None:
+        dispatcher = event.data.get("dispatcher") if isinstance(event.data, dict) else None
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        stream = self.stream or sys.stderr
+        if not self.said and module.startswith("minicnn.") and stream.isatty():
+            self.said = True
+            print(self.LINE, file=stream, flush=True)
+
+    def on_end(self, event) -> None:
+        pass
+
 
 #: The dtypes the kernels are compiled for (native byte order); the backend sends others to the reference.
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
