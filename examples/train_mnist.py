@@ -11,11 +11,12 @@ evaluation) is ``minicnn/recipes.py``, short enough to read in one go; the
 """
 import sys
 
-from minicnn.cli import cmd_train, run_command
+from minicnn.cli import run_command
+from minicnn.commands import train
 from minicnn.recipes import build_parser
 from minicnn.recipes import main  # noqa: F401 - main(["--epochs", "1"]): the same run from Python, returns the metrics
 
 if __name__ == "__main__":
     parser = build_parser()
     # Errors as `minicnn train` reports them: one line, exit status 1 or 2, no traceback.
-    sys.exit(run_command(parser, parser.parse_args(), cmd_train))
+    sys.exit(run_command(parser, parser.parse_args(), train.run))

@@ -42,8 +42,9 @@ reference only (:func:`torch_network` builds it from ``minicnn.models.MnistCNN``
 eagerly, with ``cudnn.benchmark`` on when on CUDA, in a process of its own
 (:class:`_TorchProcess`: PyTorch would otherwise share the Numba backend's
 OpenMP runtime and its sleeping threads): minicnn never imports it outside
-that process and the tests.  The tables, the
-chart and the command line that prints them are in :mod:`minicnn.bench_report`.
+that process and the tests.  The tables and the
+chart are in :mod:`minicnn.bench_report`, the command line that prints them in
+:mod:`minicnn.commands.bench`.
 """
 from __future__ import annotations
 

@@ -40,8 +40,8 @@ centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
 
 :func:`preprocess_digit` then normalises the result exactly as the training
 images were, ``(x / 255 - MNIST_MEAN) / MNIST_STD``, into a (1, 28, 28)
-float32 network input; :func:`minicnn.inference.predict` runs a model over
-such inputs (also importable from here, under its old address).
+float32 network input; :func:`minicnn.inference.predict`, a floor above
+this module, runs a model over such inputs.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from minicnn.backend import to_numpy
 from minicnn.data.transforms import normalize
 
-__all__ = ["as_network_input", "digit_to_mnist", "otsu_threshold", "predict", "preprocess_digit"]
+__all__ = ["as_network_input", "describe_image", "digit_to_mnist", "otsu_threshold", "preprocess_digit"]
 
 CANVAS = 28        # MNIST image side
 BOX = 20           # the digit's longer side inside it
@@ -68,7 +68,10 @@ MAX_WORKING_PIXELS = 2048 * 2048  # a larger file is decoded or reduced to about
 
 # --- reading ----------------------------------------------------------------
 
-def _describe(image) -> str:
+def describe_image(image) -> str:
+    """How error messages name ``image``: ``image file 'seven.png'``, ``PIL image (RGB, 640x480)`` or
+    ``array of shape (28, 28)``.  A ``ValueError`` about the image itself starts with it, so a caller
+    can put its own words in its place (the web page says "the image")."""
     if isinstance(image, (str, os.PathLike)):
         return f"image file {str(image)!r}"
     if isinstance(image, Image.Image):
@@ -136,7 +139,7 @@ def _to_gray(image) -> np.ndarray:
     if image is None or isinstance(image, (bytes, bytearray)):
         raise TypeError(f"expected a path (str or pathlib.Path), a PIL image or an array "
                         f"(H, W), (H, W, 3) or (H, W, 4), got {type(image).__name__}")
-    name = _describe(image)
+    name = describe_image(image)
     if isinstance(image, (str, os.PathLike)):
         image = _read_file(Path(image).expanduser(), name)
     if isinstance(image, Image.Image):
@@ -308,7 +311,7 @@ def digit_to_mnist(image, invert="auto", threshold="otsu") -> np.ndarray:
     input for an unreadable or too large file, a wrong shape or a blank
     image, and ``TypeError`` for anything that is not an image (``None``, bytes).
     """
-    name = _describe(image)
+    name = describe_image(image)
     gray = _to_gray(image)
     if gray.max() - gray.min() < 8:
         raise ValueError(f"{name} is blank: every pixel is about {gray.mean():.0f} of 255, "
@@ -375,11 +378,3 @@ def as_network_input(images) -> np.ndarray:
         raise ValueError(f"float images must be (1, H, W) or (N, 1, H, W), got shape {a.shape}")
     return a
 
-
-def __getattr__(name):
-    # ``predict`` moved to minicnn.inference; the old address still works.
-    if name == "predict":
-        from minicnn import inference
-
-        return inference.predict
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

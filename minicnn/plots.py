@@ -34,8 +34,8 @@ from minicnn.nn.parameter import Parameter
 from minicnn.nn.pooling import MaxPool2d
 from minicnn.serialization import write_atomic
 
-__all__ = ["DPI", "feature_maps", "plot_confusion_matrix", "plot_feature_maps", "plot_filters", "plot_history",
-           "plot_misclassified", "plot_predictions", "new_figure", "save_figure"]
+__all__ = ["DPI", "feature_maps", "mosaic", "plot_confusion_matrix", "plot_feature_maps", "plot_filters",
+           "plot_history", "plot_misclassified", "plot_predictions", "new_figure", "save_figure"]
 
 DPI = 100
 WRONG = "#d62728"   # red for mistakes
@@ -328,8 +328,9 @@ def _leaf_layers(model: Module) -> list[tuple[str, Module]]:
     return leaves or [("", model)]
 
 
-def _mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
-    """(C, H, W) maps tiled ``cols`` to a row into one 2-D array, NaN between and after them."""
+def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
+    """(C, H, W) maps tiled ``cols`` to a row into one 2-D array, ``gap`` pixels of NaN between them
+    and NaN after the last (a colormap draws NaN transparent, or in its "bad" colour)."""
     C, H, W = maps.shape
     rows = math.ceil(C / cols)
     out = np.full((rows * (H + gap) - gap, cols * (W + gap) - gap), np.nan)
@@ -392,7 +393,7 @@ def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Fi
     # Each block's maps are tiled into one mosaic (one Axes, one colour scale, so
     # bright means strong compared with the block's other channels); NaN gaps separate the tiles.
     cols, width = 16, 11.0
-    mosaics = [_mosaic(maps[:max_maps], cols) for _, maps in stages]
+    mosaics = [mosaic(maps[:max_maps], cols) for _, maps in stages]
     heights = [1.8] + [width * m.shape[0] / m.shape[1] + 0.5 for m in mosaics]
     fig = new_figure(width + 0.9, sum(heights))
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
@@ -401,12 +402,12 @@ def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Fi
     ax.set_axis_off()
     ax.set_title("input", fontsize=10)
     colours = colormaps["viridis"].with_extremes(bad="white")
-    for k, ((name, maps), mosaic) in enumerate(zip(stages, mosaics), start=1):
+    for k, ((name, maps), tiled) in enumerate(zip(stages, mosaics), start=1):
         C, H, W = maps.shape
         shown = f"the first {max_maps} of {C}" if C > max_maps else f"{C}"
         ax = fig.add_subplot(grid[k])
         low, high = min(0.0, float(maps.min())), max(float(maps.max()), 1e-12)
-        picture = ax.imshow(mosaic, cmap=colours, vmin=low, vmax=high, interpolation="nearest")
+        picture = ax.imshow(tiled, cmap=colours, vmin=low, vmax=high, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(f"after {name}: {shown} feature maps of {H}x{W}", fontsize=10)
         fig.colorbar(picture, ax=ax, shrink=0.9, aspect=12, pad=0.01)

@@ -29,14 +29,13 @@ trial), ``best.json`` (the best trial's parameters and accuracy) and
 ``accuracy_by_trial.png``, replaced together.  Needs the ``tune`` extra:
 ``pip install -e ".[tune]"``.
 
+The command's options and checks are minicnn/commands/tune.py.
+
 Docs: docs/comparisons.md
 """
 from __future__ import annotations
 
-import argparse
-import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -49,56 +48,16 @@ CSV_COLUMNS = ("number", "state", "filters", "units", "lr", "val_accuracy", "epo
 HEARTBEAT, GRACE = 10, 30
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--trials", type=int, default=8,
-                   help="finished trials the study should hold; a resumed study runs only the missing ones (default 8)")
-    p.add_argument("--epochs", type=int, default=2, help="training epochs per trial (default 2)")
-    p.add_argument("--limit", type=int, default=3000,
-                   help="use the first N training images, validation split included (default 3000; 0: all 60,000)")
-    p.add_argument("--val-split", type=float, default=0.2,
-                   help="fraction of those images held out to score the trials (default 0.2)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--augment", action="store_true", help="random rotation and shifts while training (default off)")
-    p.add_argument("--filters", type=int, nargs="+", default=SPACE["filters"],
-                   help="values of conv1's channels to try (default 32 64 128)")
-    p.add_argument("--units", type=int, nargs="+", default=SPACE["units"],
-                   help="values of fc1's units to try (default 32 64 128)")
-    p.add_argument("--lr", type=float, nargs="+", default=SPACE["lr"],
-                   help="learning rates to try (default 0.01 0.001 0.0001)")
-    p.add_argument("--no-prune", action="store_true", help="run every trial to its last epoch")
-    p.add_argument("--storage", default=None,
-                   help="Optuna storage URL (default: sqlite:///DIR/study.db in --out)")
-    p.add_argument("--study-name", default="minicnn-tune", help="study name in the storage (default minicnn-tune)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the sampler, weights, split and shuffling")
-    p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None, help="array backend")
-    p.add_argument("--data-dir", default=None, help="folder of MNIST-layout IDX files (default: bundled MNIST)")
-    p.add_argument("--out", metavar="DIR", default="runs/tune",
-                   help="folder for the trials table, best.json and the plot (default runs/tune)")
-    return p
-
-
-def _check(parser, args) -> None:
-    for option, value, least in (("--trials", args.trials, 1), ("--epochs", args.epochs, 1),
-                                 ("--limit", args.limit, 0), ("--batch-size", args.batch_size, 1)):
-        if value < least:
-            parser.error(f"{option} must be at least {least}, got {value}")
-    if not 0.0 < args.val_split < 1.0:
-        parser.error(f"--val-split must be in (0, 1): the trials are scored on it, got {args.val_split}")
-    for option, values in (("--filters", args.filters), ("--units", args.units)):
-        if any(v < 1 for v in values):
-            parser.error(f"{option} values must be positive, got {' '.join(map(str, values))}")
-    if any(not (math.isfinite(v) and v > 0) for v in args.lr):
-        parser.error(f"--lr values must be finite numbers > 0, got {' '.join(map(str, args.lr))}")
-
-
-def _storage(parser, optuna, url: str):
-    """An SQL storage with heartbeats (a stopped run's trial is failed and retried), or any other URL as is."""
+def storage(optuna, url: str):
+    """The Optuna storage ``url`` names: an SQL one (sqlite, mysql, postgresql) with heartbeats, so that a
+    stopped run's trial is failed and retried, or any other URL as it is.  ``ValueError`` says what is wrong
+    with a URL that names no storage, or an SQL database that cannot be opened."""
     import warnings
 
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     if "://" not in url:
-        parser.error(f"--storage {url}: expected an Optuna storage URL such as sqlite:///study.db")
+        raise ValueError("expected an Optuna storage URL such as sqlite:///study.db")
     if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "mysql", "postgresql"):
         return url
     try:
@@ -107,7 +66,7 @@ def _storage(parser, optuna, url: str):
             return RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable database
-        parser.error(f"--storage {url}: {str(exc).splitlines()[0]}")
+        raise ValueError(str(exc).splitlines()[0]) from None
 
 
 def trial_rows(study) -> list[dict]:
@@ -158,57 +117,30 @@ def plot_trials(rows: list[dict], path=None):
     return finish_figure(fig, path)
 
 
-def run_with_args(args, parser) -> dict:
-    """The ``minicnn tune`` command: run the missing trials, then write the table, best.json and the plot."""
-    import minicnn
+def search(optuna, study, trials: int, train, val_loader, *, space: dict, epochs: int, batch_size: int,
+           augment: bool, seed: int) -> None:
+    """Run ``trials`` more trials of ``study``, one line each on standard output.
+
+    A trial trains ``MnistCNN(filters, units)`` with ``Adam(lr)``, the three drawn from ``space``'s
+    lists, for ``epochs`` epochs on ``train`` (images, labels), from the same ``seed`` every time
+    (weights, shuffling, augmentation), and scores it on ``val_loader``.  A diverged trial is FAIL
+    and the search goes on.
+    """
     from minicnn import nn, optim
-    from minicnn.paths import output_folder
-    from minicnn.data import DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform, train_val_split
-    from minicnn.extras import require
+    from minicnn.data import DataLoader, mnist_train_transform
     from minicnn.models import MnistCNN
-    from minicnn.run_folder import write_together
-    from minicnn.serialization import write_csv_atomic, write_json_atomic
     from minicnn.training import TrainingDivergedError, fit
 
-    _check(parser, args)
-    optuna = require(parser, "optuna")
-    out = output_folder(parser, "--out", args.out)
-    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage(parser, optuna, url)
-
-    images, labels = load_mnist("train", root=args.data_dir)
-    if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
-    (images, labels), (val_images, val_labels) = train_val_split(images, labels, args.val_split, seed=args.seed)
-    if len(images) == 0 or len(val_images) == 0:
-        parser.error(f"--val-split {args.val_split} of --limit {args.limit} images leaves an empty "
-                     f"{'training' if len(images) == 0 else 'validation'} set")
-    val_loader = DataLoader(val_images, val_labels, batch_size=1000, transform=mnist_eval_transform())
-
-    # A resumed study gets a sampler seeded past the trials it holds, so it does not repeat its first proposals.
-    try:
-        study = optuna.create_study(study_name=args.study_name, storage=storage, load_if_exists=True,
-                                    direction="maximize")
-    except ValueError as exc:  # a storage URL Optuna does not take
-        parser.error(f"--storage {url}: {exc}")
-    sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
-    pruner = optuna.pruners.NopPruner() if args.no_prune else optuna.pruners.MedianPruner(n_startup_trials=2)
-    study = optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    done = len(study.get_trials(states=finished))
-    missing = max(0, args.trials - done)
-    print(f"minicnn tune: study {args.study_name!r} in {url}: {done} finished trial{'s' * (done != 1)}, "
-          f"running {missing} more; {len(images):,} training and {len(val_images):,} validation images, "
-          f"{args.epochs} epoch{'s' * (args.epochs != 1)} per trial, backend {minicnn.get_backend().name}")
+    images, labels = train
+    scored = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
     def objective(trial):
-        filters = trial.suggest_categorical("filters", args.filters)
-        units = trial.suggest_categorical("units", args.units)
-        lr = trial.suggest_categorical("lr", args.lr)
+        filters = trial.suggest_categorical("filters", space["filters"])
+        units = trial.suggest_categorical("units", space["units"])
+        lr = trial.suggest_categorical("lr", space["lr"])
         line = f"trial {trial.number}: filters {filters}, units {units}, lr {lr:g}"
         # The sampler may propose a point it has tried: the same seed gives the same result, so reuse it.
-        for earlier in study.get_trials(deepcopy=False, states=finished[:2]):
+        for earlier in study.get_trials(deepcopy=False, states=scored):
             if earlier.params == trial.params and earlier.number != trial.number:
                 trial.set_user_attr("repeat_of", earlier.number)
                 trial.set_user_attr("seconds", 0.0)
@@ -218,10 +150,10 @@ def run_with_args(args, parser) -> dict:
                 if earlier.state == optuna.trial.TrialState.PRUNED:
                     raise optuna.TrialPruned()
                 return earlier.value
-        rng = np.random.default_rng(args.seed)
-        loader = DataLoader(images, labels, batch_size=args.batch_size, shuffle=True, generator=rng,
-                            transform=mnist_train_transform(augment=args.augment))
-        model = MnistCNN(filters=filters, units=units, seed=args.seed)
+        rng = np.random.default_rng(seed)
+        loader = DataLoader(images, labels, batch_size=batch_size, shuffle=True, generator=rng,
+                            transform=mnist_train_transform(augment=augment))
+        model = MnistCNN(filters=filters, units=units, seed=seed)
         start, last = time.perf_counter(), {}
 
         def report(record):
@@ -232,7 +164,7 @@ def run_with_args(args, parser) -> dict:
                 raise optuna.TrialPruned()
 
         try:
-            history = fit(model, nn.NLLLoss(), optim.Adam(model.parameters(), lr=lr), loader, args.epochs,
+            history = fit(model, nn.NLLLoss(), optim.Adam(model.parameters(), lr=lr), loader, epochs,
                           val_loader=val_loader, progress=False, log=None, on_epoch=report)
         except optuna.TrialPruned:
             print(f"{line}: pruned after epoch {last['epoch']}, validation accuracy {last['val_accuracy']:.4f}",
@@ -246,34 +178,7 @@ def run_with_args(args, parser) -> dict:
               f"({time.perf_counter() - start:.1f}s)", flush=True)
         return history["val_accuracy"][-1]
 
-    if missing:
-        study.optimize(objective, n_trials=missing, catch=(TrainingDivergedError,))
-
-    rows = trial_rows(study)
-    complete = [r for r in rows if r["state"] == "COMPLETE"]
-    best = max(complete, key=lambda r: r["val_accuracy"]) if complete else None
-    summary = {"study": args.study_name, "storage": url, "trials": len(rows),
-               "best": best and {"number": best["number"], "val_accuracy": best["val_accuracy"],
-                                 "params": {k: best[k] for k in SPACE}},
-               "settings": {"epochs": args.epochs, "limit": args.limit, "val_split": args.val_split,
-                            "batch_size": args.batch_size, "augment": args.augment, "seed": args.seed,
-                            "space": {"filters": args.filters, "units": args.units, "lr": args.lr}}}
-
-    def write(folder: Path) -> list[str]:
-        write_csv_atomic(folder / "trials.csv", rows, CSV_COLUMNS)
-        write_json_atomic(folder / "trials.json", rows)
-        write_json_atomic(folder / "best.json", summary)
-        plot_trials(rows, path=folder / "accuracy_by_trial.png")
-        return ["trials.csv", "trials.json", "best.json", "accuracy_by_trial.png"]
-
-    names = write_together(out, write)
-    print()
-    print(format_table(rows))
-    if best:
-        print(f"\nBest: trial {best['number']}, filters {best['filters']}, units {best['units']}, lr {best['lr']:g}: "
-              f"validation accuracy {best['val_accuracy']:.4f}")
-    print(f"Wrote {', '.join(names)} to {out}")
-    return summary
+    study.optimize(objective, n_trials=trials, catch=(TrainingDivergedError,))
 
 
 def format_table(rows: list[dict]) -> str:

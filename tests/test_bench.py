@@ -15,6 +15,7 @@ from PIL import Image
 
 import minicnn
 from minicnn import bench, bench_report, cli
+from minicnn.commands import bench as bench_command
 
 LAYERS = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten", "fc1", "relu3", "fc2", "log_softmax"]
 TINY = ["--repeats", "1", "--train-steps", "1", "--settle", "0"]
@@ -219,7 +220,7 @@ def test_benchmark_script_reports_errors_in_one_line(tmp_path):
 
 
 def test_further_training_batch_sizes_get_their_own_figures_and_column(capsys):
-    report = bench_report.main(["--backends", "numpy", "--no-torch", *TINY, "--train-batches", "8", "64"])
+    report = bench_command.main(["--backends", "numpy", "--no-torch", *TINY, "--train-batches", "8", "64"])
     row = report["results"]["numpy"]
     assert report["train_batches"] == [64, 8] and set(row["train_images_per_s_by_batch"]) == {"64", "8"}
     assert row["train_images_per_s"] == row["train_images_per_s_by_batch"]["64"]

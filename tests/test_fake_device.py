@@ -155,7 +155,7 @@ def test_a_diverging_loss_on_the_device_names_its_batch(fake):
 
 def test_predict_and_reports_from_the_device(fake, tmp_path):
     from minicnn import metrics, plots
-    from minicnn.imaging import predict
+    from minicnn.inference import predict
 
     images, labels = _digits(30)
     model = models.MnistCNN(seed=0)

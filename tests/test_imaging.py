@@ -296,14 +296,6 @@ def test_float_tiffs_are_read_as_float_arrays_are(tmp_path):
         digit_to_mnist(path)
 
 
-def test_predict_keeps_its_old_address_in_imaging():
-    import minicnn.imaging
-    import minicnn.inference
-
-    assert minicnn.imaging.predict is minicnn.inference.predict
-    with pytest.raises(AttributeError, match="has no attribute 'not_there'"):
-        minicnn.imaging.not_there  # noqa: B018
-
 # --- tight crops: strokes that run into the image's edges --------------------------
 
 def border_values(a):

@@ -25,7 +25,8 @@ from drawings import photo_of_a_seven, save_small_model
 from strategies import fused_lines
 from minicnn import cli, models
 from minicnn.data import load_mnist
-from minicnn.imaging import digit_to_mnist, predict, preprocess_digit
+from minicnn.imaging import digit_to_mnist, preprocess_digit
+from minicnn.inference import predict
 
 pytest.importorskip("flask", reason="Flask is not installed (pip install -e '.[web]' for minicnn serve)")
 

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from minicnn import cli, load, models
-from minicnn.imaging import digit_to_mnist, predict, preprocess_digit
+from minicnn.imaging import digit_to_mnist, preprocess_digit
+from minicnn.inference import predict
 
 pytest.importorskip("flask", reason="Flask is not installed (pip install -e '.[web]' for minicnn serve)")
 webdriver = pytest.importorskip("selenium.webdriver", reason="Selenium is not installed (pip install -e '.[dev]')")

@@ -23,13 +23,7 @@ from minicnn.nn import state
 from minicnn.nn._validate import check_grad
 from minicnn.nn.grad_mode import is_grad_enabled, no_grad  # noqa: F401  (also importable from here)
 from minicnn.nn.parameter import Parameter
-from minicnn.nn.state import StateDictError  # noqa: F401  (also importable from here)
-
-
-def _dotted(prefix: str, name: str) -> str:
-    """``"0.weight"`` from ``("0", "weight")``; the name alone at the top."""
-    return f"{prefix}.{name}" if prefix else name
-
+from minicnn.nn.state import StateDictError, dotted  # noqa: F401  (StateDictError: also importable from here)
 
 class Module:
     """Base class of all layers and models.
@@ -126,7 +120,7 @@ class Module:
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(_dotted(prefix, name))
+            yield from child.named_modules(dotted(prefix, name))
 
     def modules(self) -> Iterator["Module"]:
         for _, m in self.named_modules():
@@ -141,14 +135,14 @@ class Module:
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         for prefix, m in self.named_modules():
             for name, p in m._parameters.items():
-                yield _dotted(prefix, name), p
+                yield dotted(prefix, name), p
 
     def parameters(self) -> Iterator[Parameter]:
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self) -> Iterator[tuple[str, object]]:
-        for key, m, name, is_param in self._state_slots():
+        for key, m, name, is_param in state.entries(self):
             if not is_param:
                 yield key, m._buffers[name]
 
@@ -175,15 +169,7 @@ class Module:
         The arrays are the module's own (not copies), on the module's device.
         """
         return OrderedDict((key, m._parameters[name].data if is_param else m._buffers[name])
-                           for key, m, name, is_param in self._state_slots())
-
-    def _state_slots(self):
-        """(dotted name, owner module, attribute, is_parameter) for every state entry."""
-        for prefix, m in self.named_modules():
-            for name in m._parameters:
-                yield _dotted(prefix, name), m, name, True
-            for name in m._buffers:
-                yield _dotted(prefix, name), m, name, False
+                           for key, m, name, is_param in state.entries(self))
 
     def load_state_dict(self, state_dict, strict: bool = True) -> "Module":
         """Copy arrays from ``state_dict`` into this module; see :func:`minicnn.nn.state.load_state_dict`."""

@@ -1,7 +1,9 @@
-"""A module's state: loading a state dict into it, and converting its arrays to a dtype or device.
+"""A module's state: its entries by dotted name, loading a state dict into it, converting its arrays.
 
-``Module.load_state_dict`` and ``Module.to`` are these two functions: both
-check everything first and change nothing when something does not fit.
+``Module.state_dict`` and ``Module.named_buffers`` walk :func:`entries`;
+``Module.load_state_dict`` and ``Module.to`` are :func:`load_state_dict` and
+:func:`convert`: both check everything first and change nothing when
+something does not fit.
 """
 from __future__ import annotations
 
@@ -15,6 +17,21 @@ from minicnn.nn.parameter import float_dtype
 
 class StateDictError(ValueError):
     """A state dict does not fit the module it is loaded into."""
+
+
+def dotted(prefix: str, name: str) -> str:
+    """``"0.weight"`` from ``("0", "weight")``; the name alone at the top."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def entries(module):
+    """``(dotted name, owner module, attribute, is_parameter)`` for every state entry of ``module``:
+    module by module (:meth:`Module.named_modules`), each one's parameters, then its buffers."""
+    for prefix, m in module.named_modules():
+        for name in m._parameters:
+            yield dotted(prefix, name), m, name, True
+        for name in m._buffers:
+            yield dotted(prefix, name), m, name, False
 
 
 def _fits_dtype(incoming: np.ndarray, dtype) -> bool:
@@ -39,7 +56,7 @@ def load_state_dict(module, state_dict, strict: bool = True):
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"{type(module).__name__}.load_state_dict expects a mapping of names to arrays "
                         f"(such as model.state_dict()), got {type(state_dict).__name__}")
-    slots = {name: (m, attr, is_param) for name, m, attr, is_param in module._state_slots()}
+    slots = {name: (m, attr, is_param) for name, m, attr, is_param in entries(module)}
     missing = [k for k in slots if k not in state_dict]
     unexpected = [k for k in state_dict if k not in slots]
     problems = []
@@ -115,7 +132,7 @@ def convert(module, target):
                 return a  # counters such as num_batches_tracked stay integers
             return a.astype(dtype, copy=False)
 
-    for _, m, attr, is_param in list(module._state_slots()):
+    for _, m, attr, is_param in list(entries(module)):
         if is_param:
             p = m._parameters[attr]
             p.data = convert(p.data)

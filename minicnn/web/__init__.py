@@ -5,7 +5,8 @@
     templates/        the page itself: a canvas to draw on, the bar chart, the pictures (HTML, CSS, JavaScript)
 
 ``reading`` needs only minicnn's own dependencies; ``server`` needs Flask,
-the ``web`` extra (``pip install -e ".[web]"``).
+the ``web`` extra (``pip install -e ".[web]"``). The command itself, its
+options and its messages, is minicnn/commands/serve.py.
 
 Docs: docs/serve.md
 """

@@ -22,8 +22,9 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, UnidentifiedImageError
 
-from minicnn.imaging import _describe, predict, preprocess_digit
-from minicnn.plots import _mosaic, feature_maps
+from minicnn.imaging import describe_image, preprocess_digit
+from minicnn.inference import predict
+from minicnn.plots import feature_maps, mosaic
 
 __all__ = ["MAX_PIXELS", "open_upload", "read_digit"]
 
@@ -68,8 +69,8 @@ def _png_data_url(rgb_or_gray: np.ndarray) -> str:
 def _block_picture(maps: np.ndarray) -> np.ndarray:
     """(C, H, W) maps as one RGBA uint8 mosaic on the block's colour scale."""
     low, high = min(0.0, float(maps.min())), max(float(maps.max()), 1e-12)
-    mosaic = _mosaic(maps.astype(np.float64), min(TILES_PER_ROW, len(maps)))
-    scaled = np.ma.masked_invalid((mosaic - low) / (high - low))
+    tiled = mosaic(maps.astype(np.float64), min(TILES_PER_ROW, len(maps)))
+    scaled = np.ma.masked_invalid((tiled - low) / (high - low))
     colours = colormaps["viridis"].with_extremes(bad=(0, 0, 0, 0))
     return np.round(colours(scaled) * 255).astype(np.uint8)
 
@@ -86,7 +87,7 @@ def read_digit(model, image) -> dict:
     try:
         x, raw = preprocess_digit(image, return_raw=True)
     except ValueError as exc:
-        raise ValueError(str(exc).replace(_describe(image), "the image", 1)) from None
+        raise ValueError(str(exc).replace(describe_image(image), "the image", 1)) from None
     digits, _, probs = predict(model, x, return_all_probs=True)
     blocks = [{"name": name, "channels": int(maps.shape[0]), "height": int(maps.shape[1]),
                "width": int(maps.shape[2]), "picture": _png_data_url(_block_picture(maps))}

@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from minicnn.commands.common import add_model_arguments, load_model
+
+HELP = "a web page to draw or upload a digit and see what the network reads"
+
 # The packages of the `web` extra: a missing one means the extra is not installed.
 WEB_EXTRA = {"flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous", "click", "blinker"}
 INSTALL_HINT = "pip install 'minicnn[web]' (in a clone of minicnn: pip install -e \".[web]\")"
@@ -20,6 +24,7 @@ INSTALL_HINT = "pip install 'minicnn[web]' (in a clone of minicnn: pip install -
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from minicnn.web.reading import MAX_PIXELS
 
+    add_model_arguments(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network "
                         "this machine is on)")
@@ -33,12 +38,12 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def run(args, parser: argparse.ArgumentParser, load_model) -> None:
+def run(args, parser: argparse.ArgumentParser) -> None:
     """Check the options, load the model, listen, print where, and serve until interrupted.
 
-    ``load_model(weights, name)`` is the command line's loader, the one ``minicnn predict`` uses: it
-    returns the model and a function that names what was fused in it (standard error here, since the
-    first line of standard output says where the page is).
+    The model is loaded as ``minicnn predict`` loads it (:func:`minicnn.commands.common.load_model`); the
+    line naming what was fused in it goes to standard error, since the first line of standard output says
+    where the page is.
     """
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
@@ -51,7 +56,7 @@ def run(args, parser: argparse.ArgumentParser, load_model) -> None:
             raise
         parser.exit(2, f"{parser.prog}: error: the web page needs Flask ({exc.name} is not installed): "
                        f"{INSTALL_HINT}\n")
-    model, say_fused = load_model(args.weights, args.model)
+    model, say_fused = load_model(args)
     say_fused(sys.stderr)
     title = f"{type(model).__name__} from {args.weights.name}"
     httpd = server.listen(server.create_app(model, title, args.max_upload_mb), args.host, args.port)
