@@ -5,14 +5,17 @@
 
 :func:`claim` takes an exclusive lock (``flock``) on ``out/.minicnn.lock``, so a second run into the same
 folder stops at once and names the process holding it; the lock goes with the process, so a killed run
-leaves nothing that blocks the next one.  Holding it, :func:`claim` removes what a killed run left there:
+leaves nothing that blocks the next one.  The lock is opened without following a link: a lock file that
+is a symbolic link or not a regular file is refused (:class:`~minicnn.serialization.UnsafePathError`),
+never truncated or written through.  Holding it, :func:`claim` removes what a killed run left there:
 its staging folders ``.writing-*`` and the temporary files ``.NAME.XXXXXXXX.tmp`` of an atomic write.
 
 :func:`write_together` replaces a set of files as one: ``write(staging)`` writes them into an empty
 folder inside ``out``; only when all are complete are the old ones moved aside and the new ones moved in
 (one rename each), and the files named in ``remove`` (reports an older run made and this one does not)
 taken away.  When any step fails, every file is put back: ``out`` holds the old set or the new set,
-never a mix.  Errors name the files in ``out``, not the staging folder.
+never a mix.  Errors name the files in ``out``, not the staging folder.  As every write of minicnn's, it
+replaces no symbolic link and no special file: :func:`check_targets` refuses them, and folders.
 """
 from __future__ import annotations
 
@@ -21,8 +24,11 @@ import errno
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
+
+from minicnn.serialization import UnsafePathError, check_destination, file_kind
 
 try:
     import fcntl
@@ -49,7 +55,7 @@ def claim(out: Path, command: str):
     holds it.  Yields the names of the leftovers removed.
     """
     out = Path(out)
-    with open(out / LOCK_NAME, "a+", encoding="utf-8") as lock:
+    with os.fdopen(_open_lock(out / LOCK_NAME), "r+", encoding="utf-8") as lock:
         if fcntl is not None:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -63,6 +69,47 @@ def claim(out: Path, command: str):
         lock.write(f"process {os.getpid()} ({command})\n")
         lock.flush()
         yield _remove_leftovers(out)
+
+
+_LOCK_FLAGS = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+               | getattr(os, "O_CLOEXEC", 0))
+
+
+def _open_lock(path: Path) -> int:
+    """A descriptor of the lock file ``path``, created if need be, opened for reading and writing without
+    following a link; :class:`UnsafePathError` when ``path`` is a symbolic link, not a regular file, or a
+    file with other names (hard links): what the lock's holder writes there must land in no other file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise _not_a_lock(path, mode)  # refused before it is opened (opening a device can do things)
+    try:
+        fd = os.open(path, _LOCK_FLAGS, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link put there since: O_NOFOLLOW refused it
+            raise _not_a_lock(path, stat.S_IFLNK) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        raise _not_a_lock(path, st.st_mode, st.st_nlink)
+    return fd
+
+
+def _not_a_lock(path: Path, mode: int, links: int = 1) -> UnsafePathError:
+    if stat.S_ISLNK(mode):
+        try:
+            what = f"a symbolic link to {os.readlink(path)}"
+        except OSError:
+            what = "a symbolic link"
+    elif stat.S_ISREG(mode):
+        what = f"a file with {links - 1} other name{'s' if links > 2 else ''} (hard links)"
+    else:
+        what = f"a {file_kind(mode)}"
+    return UnsafePathError(errno.EEXIST, f"is {what}, not the lock file minicnn keeps there, and would be written "
+                                         f"through; remove it (minicnn creates its own)", str(path))
 
 
 def _remove_leftovers(out: Path) -> list[str]:
@@ -79,9 +126,11 @@ def _remove_leftovers(out: Path) -> list[str]:
 
 
 def check_targets(out: Path, names) -> None:
-    """``IsADirectoryError`` naming the first of ``out / name`` that is a folder, where a file belongs."""
+    """``IsADirectoryError`` naming the first of ``out / name`` that is a folder, where a file belongs, or
+    :class:`UnsafePathError` the first that is a symbolic link or a special file (a device, a FIFO...)."""
     for name in names:
         target = Path(out) / name
+        check_destination(target)
         if target.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder, where this run writes a file; move it away or "
                                                   "choose another folder", str(target))

@@ -20,7 +20,10 @@ Every write goes to a temporary file in the destination folder and is then
 renamed over the target, so a crash leaves the old file or the new one,
 never half of one. The same writer (:func:`write_atomic`) writes the package's other files:
 text and JSON reports (:func:`write_text_atomic`, :func:`write_json_atomic`) and figures
-(:func:`minicnn.plots.save_figure`).
+(:func:`minicnn.plots.save_figure`).  No write follows a link or replaces a special file: a
+destination that is a symbolic link (the rename would replace the link, not the file it points
+to), a device, a FIFO or a socket is refused with :class:`UnsafePathError`
+(:func:`check_destination`), before anything is written.  The folders above it may be links.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import csv
 import io
 import json
 import math
+import errno
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -48,6 +53,48 @@ class CheckpointError(ValueError):
     """A weights or checkpoint file is missing, unreadable or does not fit."""
 
 
+class UnsafePathError(OSError):
+    """A path that minicnn would write through a symbolic link, or a special file (a device, a FIFO, a
+    socket) it would replace with a regular file: refused.  ``filename`` is the path, ``strerror`` says
+    what it is and what to do ("is a symbolic link to ...; ..."); printed, "PATH: is a symbolic link ..."."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}" if self.filename is not None else super().__str__()
+
+
+_KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+          (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"), (stat.S_ISLNK, "symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` is, in words: ``"regular file"``, ``"character device"``, ``"FIFO (named pipe)"``..."""
+    return next((kind for test, kind in _KINDS if test(mode)), "regular file" if stat.S_ISREG(mode) else "special file")
+
+
+def check_destination(path) -> None:
+    """Raise :class:`UnsafePathError` when ``path`` is a symbolic link (dangling or not) or exists and is
+    neither a regular file nor a folder; else nothing (a folder is left to the write to report).
+
+    Every atomic write checks its destination so: a rename over a link replaces the link, not the
+    file it points to, and a rename over a device or a FIFO puts a regular file in its place.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return  # no such file (or a folder above it is missing or not a folder): the write reports it
+    if stat.S_ISLNK(mode):
+        try:
+            target = f" to {os.readlink(path)}"
+        except OSError:
+            target = ""
+        raise UnsafePathError(errno.ELOOP, f"is a symbolic link{target}; minicnn writes no file through a link "
+                                           f"(its rename would replace the link itself): name the file itself, "
+                                           f"or remove the link", str(path))
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UnsafePathError(errno.EEXIST, f"is a {file_kind(mode)}, not a regular file; minicnn does not "
+                                            f"replace it with one: remove it or name another file", str(path))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -64,9 +111,11 @@ def write_atomic(path, write, check=None) -> Path:
     ``write`` fails (a download verifies its checksum this way).  The new file
     gets the usual permissions (0666 less the umask), not mkstemp's 0600.
     An ``OSError`` that names no file (a full disk) or the temporary file is given ``path`` as its
-    file name.
+    file name.  A ``path`` that is a symbolic link or a special file is refused
+    (:func:`check_destination`), before anything is written.
     """
     path = Path(path)
+    check_destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -126,8 +175,23 @@ def _write_npz_atomic(path, arrays: dict) -> Path:
 
 def _open_npz(path: Path) -> zipfile.ZipFile:
     """The .npz file at ``path`` (a path from :func:`_file_path`) opened as the zip archive it is; no array is read."""
-    if not path.is_file():
-        raise CheckpointError(f"no such weights file: {path}")
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise CheckpointError(f"no such weights file: {path}") from None
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied: this user may not open the folder it is in") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path} is a {file_kind(mode)}, not a weights file (expected a .npz file as "
+                              f"written by minicnn.save or save_checkpoint)")
+    try:
+        open(path, "rb").close()  # zipfile.is_zipfile answers False for a file it may not read
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied: this user may not read the file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     # np.load would try any other file as a pickle and answer with advice to
     # load it unsafely; a .npz file is a zip archive, so check for one first.
     if not zipfile.is_zipfile(path):

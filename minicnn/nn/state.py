@@ -63,7 +63,8 @@ def load_state_dict(module, state_dict, strict: bool = True):
     if strict and missing:
         problems.append(f"missing keys: {', '.join(missing)}")
     if strict and unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        # A key of another type (an int) is named as Python writes it: 0, not "0".
+        problems.append(f"unexpected keys: {', '.join(k if isinstance(k, str) else repr(k) for k in unexpected)}")
     staged = []
     for key, (m, attr, is_param) in slots.items():
         if key not in state_dict:
