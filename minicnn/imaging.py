@@ -6,13 +6,20 @@ MNIST's recipe (LeCun et al.): white ink on black, the digit scaled so that
 its longer side is 20 pixels, then placed on a 28 x 28 canvas so that its
 centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
 
-1. **Grayscale.** A file is refused, before it is decoded, when it has more
-   pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``; one of more than
-   :data:`MAX_WORKING_PIXELS` is decoded at a reduced scale (a digit needs a
-   few hundred pixels a side). A phone photo stored sideways (its EXIF
+1. **Grayscale.** A file is read only when it is a regular file (a FIFO or a
+   device could keep the reading waiting for ever) whose first bytes say it is
+   a PNG, JPEG, GIF, BMP, WebP or TIFF file (:func:`image_format`), and only
+   that format's decoder sees it: no other of Pillow's decoders, Ghostscript
+   for EPS among them, is ever given a file. A file is refused, before it is
+   decoded, when it has more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``;
+   one of more than :data:`MAX_WORKING_PIXELS` is decoded at a reduced scale
+   (a digit needs a few hundred pixels a side; :func:`read_reduced`, which
+   ``minicnn serve`` uses too). A phone photo stored sideways (its EXIF
    Orientation tag says how to show it) is first turned upright; a corrupt
-   EXIF block gives a warning, and the photo is read as stored. Float images
-   (a float TIFF) are read as float arrays are: 0-1 or 0-255, finite. RGB becomes luminance
+   EXIF block gives a warning, and the photo is read as stored; Pillow's own
+   warnings about a file are given once each, naming it. Float images (a
+   float TIFF) are read as float arrays are: 0-1 or 0-255, finite. A CIELAB
+   image is read by its lightness channel. RGB becomes luminance
    ``0.299 R + 0.587 G + 0.114 B``. A transparent background is composited
    onto white (dark ink) or black (light ink), whichever the ink stands out from.
 2. **Polarity.** MNIST's ink is bright on a dark background. The background
@@ -45,8 +52,10 @@ this module, runs a model over such inputs.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -56,14 +65,29 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from minicnn.backend import to_numpy
 from minicnn.data.transforms import normalize
+from minicnn.serialization import file_kind
 
-__all__ = ["as_network_input", "describe_image", "digit_to_mnist", "otsu_threshold", "preprocess_digit"]
+__all__ = ["FORMATS", "FORMATS_TEXT", "as_network_input", "describe_image", "digit_to_mnist", "image_format",
+           "otsu_threshold", "preprocess_digit", "read_reduced"]
 
 CANVAS = 28        # MNIST image side
 BOX = 20           # the digit's longer side inside it
 CENTRE = 14.0      # where MNIST's centre of mass lies (row and column)
 MIN_CONTRAST = 16  # gray levels ink must rise above the paper
 MAX_WORKING_PIXELS = 2048 * 2048  # a larger file is decoded or reduced to about this at once
+
+# The formats read, by Pillow's names, and the first bytes that say a file is in one of them.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+FORMATS_TEXT = "PNG, JPEG, GIF, BMP, WebP or TIFF"
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),                    # a JPEG's SOI marker and the next marker's 0xFF
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),     # little- and big-endian
+    (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF"),     # BigTIFF
+)
+_BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)  # the DIB headers Pillow's BMP decoder reads
+HEAD_BYTES = 32  # how many of a file's first bytes image_format looks at
 
 
 # --- reading ----------------------------------------------------------------
@@ -92,35 +116,143 @@ def _composite(gray: np.ndarray, alpha: np.ndarray, name: str) -> np.ndarray:
     return gray * alpha + background * (1 - alpha)
 
 
+def image_format(head: bytes) -> str | None:
+    """The format (one of :data:`FORMATS`) that a file's first bytes (:data:`HEAD_BYTES` of them) say
+    it is in, or ``None`` for anything else.
+
+    PNG: ``89 'PNG' 0D 0A 1A 0A``; JPEG: ``FF D8 FF``; GIF: ``'GIF87a'`` or ``'GIF89a'``; BMP: ``'BM'`` and
+    a DIB header of a size Pillow reads (12, 40, 52, 56, 64, 108 or 124 bytes, at byte 14); WebP:
+    ``'RIFF'``, a size, ``'WEBP'``; TIFF: ``'II*' 00`` or ``'MM' 00 '*'`` (``'+'`` for BigTIFF).  The
+    file's name and what a browser says it is play no part.
+    """
+    head = bytes(head[:HEAD_BYTES])
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"
+    return next((fmt for magic, fmt in _SIGNATURES if head.startswith(magic)), None)
+
+
+# What a decoder raises for a file that is damaged (Image.open turns these into UnidentifiedImageError).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error,
+                 ZeroDivisionError)
+
+
+def read_reduced(fp, fmt: str, name: str, check=None) -> Image.Image:
+    """The image in the binary file ``fp``, in the format ``fmt`` (from :func:`image_format`), decoded at
+    no more than about :data:`MAX_WORKING_PIXELS`: a new image, independent of ``fp``.
+
+    Only the decoder of ``fmt`` sees the file (``Image.open(..., formats=[fmt])``, a second guard behind
+    :func:`image_format`). ``check``, if given, is called with the opened image before a pixel is
+    decoded (its size is known from the header) and may raise. A large JPEG is decoded at 1/2, 1/4 or
+    1/8 scale (``Image.draft``), and any other large image reduced by averaging blocks of ``f x f``
+    pixels (``Image.reduce``), ``f = ceil(sqrt(pixels / MAX_WORKING_PIXELS))``, at once, before the
+    float arrays of the steps below are made from it. A bilevel or palette image is first made gray or
+    RGBA, as step 1 would make it (the blocks of a 300-dpi bilevel scan average to gray levels).
+    ``minicnn predict`` and ``minicnn serve`` both read files through this.
+
+    Raises Pillow's ``DecompressionBombError`` (above ``Image.MAX_IMAGE_PIXELS``, before decoding;
+    its ``DecompressionBombWarning`` when a filter makes that warning an error),
+    ``UnidentifiedImageError`` (a damaged header), one of :data:`DECODE_ERRORS` (damaged pixel data),
+    or a ``ValueError`` starting with ``name`` (an image too narrow to reduce), for the caller to put
+    in its own words.
+    """
+    with Image.open(fp, formats=[fmt]) as opened:
+        pixels, limit = opened.width * opened.height, Image.MAX_IMAGE_PIXELS
+        if limit and pixels > limit:
+            # Pillow only warns between its limit and twice that (a caller may make the warning an error,
+            # as predict does, but a filter of warnings is no guard in a threaded server): refuse those too.
+            raise Image.DecompressionBombError(f"Image size ({pixels} pixels) exceeds limit of {limit} pixels, "
+                                               f"could be decompression bomb DOS attack.")
+        if check is not None:
+            check(opened)
+        factor = math.ceil(math.sqrt(pixels / MAX_WORKING_PIXELS))
+        if factor > 1 and opened.format in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures after it
+            opened.draft(opened.mode, (-(-opened.width // factor), -(-opened.height // factor)))
+        opened.load()
+        factor = math.ceil(math.sqrt(opened.width * opened.height / MAX_WORKING_PIXELS))
+        if factor == 1:
+            return opened.copy()
+        if min(opened.size) // factor < 2:
+            raise ValueError(f"{name} is {opened.width}x{opened.height} pixels: too narrow to hold a digit")
+        image = opened
+        if image.mode == "1":
+            image = image.convert("L")
+        elif image.mode in ("P", "PA") or "transparency" in image.info:
+            image = image.convert("RGBA")  # averaging palette indices, or past a transparent colour, means nothing
+        elif image.mode.startswith("I;16"):
+            image = image.convert("I")
+        return image.reduce(factor)  # keeps image.info, so the EXIF orientation still applies
+
+
+def _open_regular_file(path: Path, name: str):
+    """``path`` opened for reading in binary; ``ValueError`` naming ``name`` when it is missing, unreadable
+    or not a regular file (a FIFO would block the reading until something writes to it; a device
+    might never end). The kind is checked before the file is opened, and again on what was opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ValueError(f"{name} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"{name} cannot be read: {(exc.strerror or str(exc)).lower()}") from None
+    expected = f"expected a {FORMATS_TEXT} file"
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{name} is a {file_kind(mode)}, not an image file: {expected}")
+    try:
+        # O_NONBLOCK: a FIFO put in the file's place since the check opens at once instead of waiting.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ValueError(f"{name} cannot be read: {(exc.strerror or str(exc)).lower()}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"{name} is a {file_kind(mode)}, not an image file: {expected}")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _read_file(path: Path, name: str) -> Image.Image:
     """The image in the file at ``path``, decoded at no more than about :data:`MAX_WORKING_PIXELS`.
 
-    Its pixel count is known from the header: above Pillow's ``Image.MAX_IMAGE_PIXELS`` the file is
-    refused before it is decoded; a large JPEG is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``),
-    and any other large image reduced by averaging blocks of pixels (``Image.reduce``) at once, before
-    the float arrays of the steps below are made from it.
+    A file that is not a regular file, or not one of :data:`FORMATS` by its first bytes, is refused
+    before any decoder sees it. Its pixel count is known from the header: above Pillow's
+    ``Image.MAX_IMAGE_PIXELS`` the file is refused before it is decoded; a larger one than
+    :data:`MAX_WORKING_PIXELS` is reduced as it is decoded (:func:`read_reduced`).
     """
+    with _open_regular_file(path, name) as file:
+        fmt = image_format(file.read(HEAD_BYTES))
+        if fmt is None:
+            raise ValueError(f"{name} cannot be read as an image: it is not a {FORMATS_TEXT} file "
+                             f"(the formats minicnn reads)")
+        file.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused, not printed
+                return read_reduced(file, fmt, name)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ValueError(f"{name} is too large to read ({exc}); resize it first: a digit needs a "
+                             f"few hundred pixels a side") from None
+        except UnidentifiedImageError:
+            raise ValueError(f"{name} cannot be read as an image: it starts as a {fmt} file, but its header "
+                             f"is damaged") from None
+        except DECODE_ERRORS as exc:
+            if isinstance(exc, ValueError) and str(exc).startswith(name):
+                raise
+            raise ValueError(f"{name} cannot be read as an image: it is damaged ({exc})") from None
+
+
+@contextlib.contextmanager
+def _warnings_naming(name: str):
+    """Each warning given inside (Pillow's about a corrupt EXIF tag, say, which it may give twice and
+    which names no file) given once at the end, starting with ``name``."""
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                factor = math.ceil(math.sqrt(opened.width * opened.height / MAX_WORKING_PIXELS))
-                if factor > 1 and opened.format == "JPEG":
-                    opened.draft(opened.mode, (-(-opened.width // factor), -(-opened.height // factor)))
-                opened.load()
-                image = opened.copy()
-    except FileNotFoundError:
-        raise ValueError(f"{name} does not exist") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ValueError(f"{name} is too large to read ({exc}); resize it first: a digit needs a "
-                         f"few hundred pixels a side") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"{name} cannot be read as an image: {exc}") from None
-    factor = math.ceil(math.sqrt(image.width * image.height / MAX_WORKING_PIXELS))
-    if factor > 1 and min(image.size) // factor >= 2:
-        image = image.reduce(factor)  # keeps image.info, so the EXIF orientation still applies
-    return image
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for text, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+            warnings.warn(text if text.startswith(name) else f"{name}: {text}", category, stacklevel=5)
 
 
 def _upright(image: Image.Image, name: str) -> Image.Image:
@@ -134,30 +266,43 @@ def _upright(image: Image.Image, name: str) -> Image.Image:
         return image
 
 
+def _convert(image: Image.Image, mode: str, name: str) -> Image.Image:
+    try:
+        return image.convert(mode)
+    except ValueError as exc:  # "conversion from ... to ... not supported"
+        raise ValueError(f"{name} holds pixels of the kind {image.mode!r}, which cannot be read ({exc}): save it "
+                         f"as RGB or grayscale") from None
+
+
 def _to_gray(image) -> np.ndarray:
     """Any supported input as a float64 (H, W) array of gray levels 0..255 (step 1)."""
     if image is None or isinstance(image, (bytes, bytearray)):
         raise TypeError(f"expected a path (str or pathlib.Path), a PIL image or an array "
                         f"(H, W), (H, W, 3) or (H, W, 4), got {type(image).__name__}")
     name = describe_image(image)
-    if isinstance(image, (str, os.PathLike)):
-        image = _read_file(Path(image).expanduser(), name)
-    if isinstance(image, Image.Image):
-        if min(image.size) < 2:
-            raise ValueError(f"{name} is too small to hold a digit")
-        image = _upright(image, name)
+    path = image if isinstance(image, (str, os.PathLike)) else None
+    if path is not None or isinstance(image, Image.Image):
+        # Pillow's warnings about a file (a corrupt EXIF tag, given as it is opened and again as it is
+        # turned upright) once each, naming the file.
+        with _warnings_naming(name) if path is not None else contextlib.nullcontext():
+            if path is not None:
+                image = _read_file(Path(path).expanduser(), name)
+            if min(image.size) < 2:
+                raise ValueError(f"{name} is too small to hold a digit")
+            image = _upright(image, name)
         if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
             image = image.convert("RGBA")
+        if image.mode == "LAB":
+            image = image.getchannel("L")  # CIELAB's lightness; Pillow converts LAB to nothing else
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-            rgba = np.asarray(image.convert("RGBA"), dtype=np.float64)
+            rgba = np.asarray(_convert(image, "RGBA", name), dtype=np.float64)
             return _composite(_luminance(rgba), rgba[..., 3] / 255, name)
-        if image.mode in ("I", "I;16"):
+        if image.mode == "I" or image.mode.startswith("I;16"):
             a = np.asarray(image.convert("F"), dtype=np.float64)
             return a * (255.0 / a.max()) if a.max() > 255 else a
-        if image.mode == "F":
-            image = np.asarray(image)  # floats (a float TIFF): checked and scaled as a float array is, below
-        else:
-            return np.asarray(image.convert("L"), dtype=np.float64)
+        if image.mode != "F":
+            return np.asarray(_convert(image, "L", name), dtype=np.float64)
+        image = np.asarray(image)  # floats (a float TIFF): checked and scaled as a float array is, below
 
     a = to_numpy(image)
     is_float = np.issubdtype(a.dtype, np.floating)

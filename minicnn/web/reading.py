@@ -1,6 +1,7 @@
 """What the page shows for one image: the digit read, its ten probabilities and what the network saw.
 
-    bytes  -> open_upload            a PIL image (at most MAX_PIXELS pixels)
+    bytes  -> open_upload            a PIL image (a PNG, JPEG, GIF, BMP, WebP or TIFF file by its first bytes,
+                                     at most MAX_PIXELS pixels, reduced as predict reduces a file)
     image  -> preprocess_digit       x (1, 28, 28), raw (28, 28) uint8: exactly what `minicnn predict` does
     x      -> predict                p (10,) = softmax(model(x)), digit = argmax p
     x      -> feature_maps           (C, H, W) maps at the end of each conv block
@@ -22,7 +23,8 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, UnidentifiedImageError
 
-from minicnn.imaging import describe_image, preprocess_digit
+from minicnn.imaging import (DECODE_ERRORS, FORMATS_TEXT, HEAD_BYTES, describe_image, image_format,
+                             preprocess_digit, read_reduced)
 from minicnn.inference import predict
 from minicnn.plots import feature_maps, mosaic
 
@@ -35,29 +37,38 @@ TILES_PER_ROW = 8
 def open_upload(data: bytes, max_pixels: int | None = None) -> Image.Image:
     """The uploaded bytes as a decoded PIL image; ``ValueError`` saying what is wrong with them.
 
-    The size is read from the file's header and checked against ``max_pixels``
-    (default :data:`MAX_PIXELS`) before any pixel is decoded.
+    Read as ``minicnn predict`` reads a file: only a PNG, JPEG, GIF, BMP, WebP or TIFF file, as its
+    first bytes say (:func:`minicnn.imaging.image_format`), is given to a decoder, that format's
+    alone; the size is read from the file's header and checked against ``max_pixels`` (default
+    :data:`MAX_PIXELS`) before any pixel is decoded; an image of more than
+    :data:`~minicnn.imaging.MAX_WORKING_PIXELS` is reduced as it is decoded
+    (:func:`minicnn.imaging.read_reduced`).
     """
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if not data:
-        raise ValueError("the upload is empty: choose an image file (PNG, JPEG, ...)")
+        raise ValueError(f"the upload is empty: choose an image file ({FORMATS_TEXT})")
+    fmt = image_format(data[:HEAD_BYTES])
+    if fmt is None:
+        raise ValueError(f"the upload is not an image that can be read here ({FORMATS_TEXT})")
+
+    def check(image):
+        if image.width * image.height > max_pixels:
+            raise ValueError(f"the image is {image.width}x{image.height}, {image.width * image.height / 1e6:.3g} "
+                             f"million pixels, more than the limit of {max_pixels / 1e6:g} million: resize it "
+                             f"first (a digit needs a few hundred pixels a side)")
+
     try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
+        return read_reduced(io.BytesIO(data), fmt, "the image", check)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(f"the image has more than {max_pixels / 1e6:g} million pixels, the limit: "
                          f"resize it first (a digit needs a few hundred pixels a side)") from None
-    except (UnidentifiedImageError, OSError):
-        raise ValueError("the upload is not an image that can be read here (PNG, JPEG, GIF, BMP, "
-                         "TIFF or WebP)") from None
-    if image.width * image.height > max_pixels:
-        raise ValueError(f"the image is {image.width}x{image.height}, {image.width * image.height / 1e6:.3g} "
-                         f"million pixels, more than the limit of {max_pixels / 1e6:g} million: resize it "
-                         f"first (a digit needs a few hundred pixels a side)")
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt pixel data
+    except UnidentifiedImageError:
+        raise ValueError(f"the image file is damaged and cannot be decoded: it starts as a {fmt} file, but its "
+                         f"header cannot be read") from None
+    except DECODE_ERRORS as exc:  # truncated or corrupt pixel data
+        if isinstance(exc, ValueError) and str(exc).startswith("the image "):
+            raise
         raise ValueError(f"the image file is damaged and cannot be decoded: {exc}") from None
-    return image
 
 
 def _png_data_url(rgb_or_gray: np.ndarray) -> str:
