@@ -4,6 +4,9 @@ Loads the weights as ``minicnn predict`` does, then serves the page of
 :mod:`minicnn.web.server` until Ctrl+C. On loopback only unless ``--host``
 names another address, and then it says so in one line. Without Flask (the
 ``web`` extra) it stops at once with one line naming the ``pip install``.
+The server answers only to its own address (the ``Host`` header) and takes
+POSTs only from its own page (the ``Origin`` header); see
+:mod:`minicnn.web.server` for those rules and its time limits.
 
 Docs: docs/serve.md
 """
@@ -30,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "this machine is on)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860; 0: any free port)")
     p.add_argument("--max-upload-mb", type=float, default=16, metavar="MB",
-                   help=f"largest upload accepted, in megabytes (default 16; images of more than "
+                   help=f"largest upload accepted, in megabytes (default 16, at most 1024; images of more than "
                         f"{MAX_PIXELS / 1e6:g} million pixels are refused too)")
 
 
@@ -56,6 +59,8 @@ def run(args, parser: argparse.ArgumentParser) -> None:
             raise
         parser.exit(2, f"{parser.prog}: error: the web page needs Flask ({exc.name} is not installed): "
                        f"{INSTALL_HINT}\n")
+    if not args.max_upload_mb <= server.MAX_UPLOAD_MB:   # inf, or more than an upload read into memory should be
+        parser.error(f"--max-upload-mb must be at most {server.MAX_UPLOAD_MB} megabytes, got {args.max_upload_mb:g}")
     model, say_fused = load_model(args)
     say_fused(sys.stderr)
     title = f"{type(model).__name__} from {args.weights.name}"

@@ -14,26 +14,53 @@ request that fails is answered with its error and logged, and the server
 goes on serving; the page loads nothing from any other host
 (Content-Security-Policy ``default-src 'self'``).
 
+Who may use it (checked before anything else, answered in one line of plain text):
+
+- every request must name, in its ``Host`` header, an address the server
+  answers to (:class:`HostRule`; :func:`listen` sets it to the address and
+  port it listens on, plus ``localhost`` on a loopback address): 421
+  otherwise. A page on another site that points its own name at this
+  machine (DNS rebinding) names itself, and is refused.
+- a ``POST`` must come from the page itself: an ``Origin`` header, when
+  sent, must be the page's own ``http://HOST:PORT``, and ``Sec-Fetch-Site``
+  must not be ``cross-site`` or ``same-site``: 403 otherwise. Browsers send
+  ``Origin`` with every POST; tools such as curl send neither and are let in.
+
+Time: :func:`listen`'s server drops a connection that sends nothing for
+``idle_timeout_s`` (20 s) and answers 408 to a request that has not fully
+arrived ``request_timeout_s`` (120 s) after it connected; the model's lock
+is taken only once the whole upload is in.
+
 Docs: docs/serve.md
 """
 from __future__ import annotations
 
+import io
 import ipaddress
 import socket
 import threading
+import time
+from dataclasses import dataclass
 
-from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.serving import make_server, select_address_family
+from flask import Flask, Request, Response, jsonify, render_template, request
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 
 from minicnn.backend import get_backend
 from minicnn.web.reading import MAX_PIXELS, open_upload, read_digit
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "create_app", "is_loopback", "listen"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "HostRule", "IDLE_TIMEOUT_S", "MAX_UPLOAD_MB",
+           "REQUEST_TIMEOUT_S", "create_app", "is_loopback", "listen"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 16
+MAX_UPLOAD_MB = 1024          # the largest --max-upload-mb: an upload is read into memory whole
+MAX_FORM_PARTS = 1000         # the page sends one part; Werkzeug's (and Flask's) default limit
+MAX_FORM_TEXT_BYTES = 500_000  # the largest text (not file) field of a form; Flask's default
+IDLE_TIMEOUT_S = 20           # the longest a connection may send (or take) nothing
+REQUEST_TIMEOUT_S = 120       # the longest a whole request may take to arrive
 
 SECURITY_HEADERS = {
     # Everything the page uses comes from this server, or is a data: or blob: picture it made.
@@ -48,19 +75,217 @@ def _answer_error(message: str, status: int):
     return jsonify(error=message), status
 
 
+def _refuse(status: int, message: str) -> Response:
+    """A refusal before the application looks at the request: one line of plain text."""
+    return Response(f"{status} {message}\n", status, mimetype="text/plain")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A header's value, quoted for a message: printable ASCII only, at most ``limit`` characters."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+# --- Host and Origin ------------------------------------------------------------------------
+
+def _normal_name(name: str) -> str:
+    """A host name or address as compared: lower case; an IP address in its standard form, IPv6 without []."""
+    name = name.lower()
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """``(name, port)`` of ``host[:port]`` or ``[ipv6][:port]`` (port None when absent); None if malformed."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[1:end], value[end + 1:]
+        if ":" not in name or not _is_address(name) or (rest and not rest.startswith(":")):   # IPv6 only
+            return None
+        port = rest[1:] if rest else ""
+    else:
+        name, _, port = value.partition(":")
+        if ":" in port:   # an IPv6 address without [], or two ports
+            return None
+    if not name or any(c in name for c in "/\\@?#, \t") or (port and not (port.isascii() and port.isdigit()
+                                                                           and len(port) <= 5)):
+        return None
+    port_number = int(port) if port else None
+    if port_number is not None and port_number > 65535:
+        return None
+    return _normal_name(name), port_number
+
+
+def _bracketed(name: str) -> str:
+    return f"[{name}]" if ":" in name else name
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """The ``Host`` headers a server answers to: ``names`` on ``port`` (None: any port).
+
+    ``any_address``: also any IP address (a server listening on every address,
+    0.0.0.0 or ::). A name that is not an address is accepted only when it is
+    one of ``names``: a page on another site that points its own name at this
+    machine (DNS rebinding) sends its own name, and is refused.
+    """
+    names: frozenset
+    port: int | None = None
+    any_address: bool = False
+
+    @classmethod
+    def listening_on(cls, host: str, bound: str, port: int) -> "HostRule":
+        """The rule for a server told to listen on ``host`` that got the address ``bound``, port ``port``."""
+        name = _normal_name(host.strip("[]"))
+        if _is_address(name) and ipaddress.ip_address(name).is_unspecified:
+            return cls(frozenset({"localhost", _normal_name(socket.gethostname())}), port, any_address=True)
+        names = {name, _normal_name(bound)}
+        if is_loopback(host) or is_loopback(bound):
+            names.add("localhost")
+        return cls(frozenset(names), port)
+
+    def accepts(self, host: str | None, default_port: int = 80) -> bool:
+        """Whether a ``Host`` header's value (None: absent) names this server."""
+        parts = _split_host(host) if host else None
+        if parts is None:
+            return False
+        name, port = parts
+        if self.port is not None and (default_port if port is None else port) != self.port:
+            return False
+        return name in self.names or (self.any_address and _is_address(name))
+
+    def describe(self) -> str:
+        """``127.0.0.1:7860 or localhost:7860``: the accepted names, for a message."""
+        suffix = "" if self.port is None else f":{self.port}"
+        names = [f"{_bracketed(name)}{suffix}" for name in sorted(self.names)]
+        if self.any_address:
+            names.insert(0, f"any IP address of this machine{suffix}")
+        return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+LOOPBACK_NAMES = HostRule(frozenset({"localhost", "127.0.0.1", "::1"}))  # create_app's rule until listen's
+
+
+def _same_origin(origin: str, scheme: str, host: str) -> bool:
+    """Whether an ``Origin`` header names the page at ``scheme://host`` (default ports made explicit)."""
+    their_scheme, sep, rest = origin.partition("://")
+    theirs = _split_host(rest) if sep else None
+    ours = _split_host(host)
+    if theirs is None or ours is None or their_scheme.lower() != scheme:
+        return False
+    default = 443 if scheme == "https" else 80
+    return (theirs[0], theirs[1] or default) == (ours[0], ours[1] or default)
+
+
+# --- the form: its own message for each of Werkzeug's limits ------------------------------------
+
+class TooManyParts(RequestEntityTooLarge):
+    """A form of more parts than ``MAX_FORM_PARTS``."""
+
+
+class TextFieldTooLarge(RequestEntityTooLarge):
+    """A text (not file) field of a form larger than ``MAX_FORM_MEMORY_SIZE``."""
+
+
+class _CountingStream:
+    """The request body as the form parser reads it, counting the parts' boundaries as they pass."""
+
+    def __init__(self, stream, boundary: bytes):
+        self.stream, self.delimiter, self.tail = stream, b"--" + boundary, b""
+        self.delimiters, self.over_size = 0, False
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.stream.read(size)
+        except RequestEntityTooLarge:
+            self.over_size = True   # a body without a Content-Length that went past MAX_CONTENT_LENGTH
+            raise
+        seen = self.tail + data
+        self.delimiters += seen.count(self.delimiter)
+        self.tail = seen[-(len(self.delimiter) - 1):]
+        return data
+
+
+class _FormParser(FormDataParser):
+    """Werkzeug's form parser, whose too-many-parts and too-large-text errors say which they are."""
+
+    def parse(self, stream, mimetype, content_length, options=None):
+        if mimetype != "multipart/form-data":
+            return super().parse(stream, mimetype, content_length, options)
+        counted = _CountingStream(stream, (options or {}).get("boundary", "").encode("ascii", "replace"))
+        try:
+            _, form, files = super().parse(counted, mimetype, content_length, options)
+        except RequestEntityTooLarge:
+            if counted.over_size:
+                raise
+            if self.max_form_parts is not None and counted.delimiters > self.max_form_parts:
+                raise TooManyParts() from None
+            raise TextFieldTooLarge() from None
+        return stream, form, files
+
+
+class _Request(Request):
+    form_data_parser_class = _FormParser
+
+
+class _TooSlow(TimeoutError):
+    """A request that did not arrive in time (raised by :class:`_Deadline`, answered 408)."""
+
+
+# --- the application -------------------------------------------------------------------------
+
 def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_pixels: int = MAX_PIXELS) -> Flask:
     """The Flask application serving the page and ``/predict`` for ``model``.
 
     ``title`` is shown at the top of the page (the model and its weights file,
     say). Uploads above ``max_upload_mb`` megabytes or ``max_pixels`` pixels
-    are refused. Any WSGI server can run the result; :func:`listen` starts Werkzeug's.
+    are refused. Any WSGI server can run the result; :func:`listen` starts
+    Werkzeug's, and narrows the ``Host`` names answered to its own address
+    (until then, ``localhost``, ``127.0.0.1`` and ``[::1]`` on any port:
+    under another server, set ``app.config["MINICNN_HOSTS"]`` to a
+    :class:`HostRule`).
     """
     if not (isinstance(max_upload_mb, (int, float)) and max_upload_mb > 0):
         raise ValueError(f"max_upload_mb must be a positive number of megabytes, got {max_upload_mb!r}")
+    if not max_upload_mb <= MAX_UPLOAD_MB:
+        raise ValueError(f"max_upload_mb must be at most {MAX_UPLOAD_MB} megabytes, got {max_upload_mb!r}")
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
+    app.request_class = _Request
+    app.config.update(MAX_CONTENT_LENGTH=int(max_upload_mb * 2**20), MAX_FORM_PARTS=MAX_FORM_PARTS,
+                      MAX_FORM_MEMORY_SIZE=MAX_FORM_TEXT_BYTES, MINICNN_HOSTS=LOOPBACK_NAMES)
     lock = threading.Lock()  # layers keep per-call state, so one forward pass at a time
+
+    @app.before_request
+    def only_this_server_and_its_page():
+        host, rule = request.environ.get("HTTP_HOST"), app.config["MINICNN_HOSTS"]
+        if not rule.accepts(host, 443 if request.scheme == "https" else 80):
+            named = "a request without a Host header" if host is None else f"the Host {_shown(host)}"
+            return _refuse(421, f"Misdirected Request: this server answers to {rule.describe()}, not to {named}")
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        own = f"{request.scheme}://{host}"
+        origin = request.headers.get("Origin")
+        if origin is not None and not _same_origin(origin, request.scheme, host):
+            return _refuse(403, f"Forbidden: a page from {_shown(origin)} may not use this server; only its own "
+                                f"page, {own}, may")
+        site = request.headers.get("Sec-Fetch-Site", "").lower()
+        if site in ("cross-site", "same-site"):
+            return _refuse(403, f"Forbidden: a page from another site (Sec-Fetch-Site: {site}) may not use this "
+                                f"server; only its own page, {own}, may")
+        return None
 
     @app.get("/")
     def page():
@@ -72,6 +297,13 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
     def predict():
         upload = request.files.get("image")
         if upload is None:
+            if "image" in request.form:
+                return _answer_error("the form field 'image' is text, not a file: send the image as a file "
+                                     "(a form part with a filename)", 400)
+            if request.mimetype != "multipart/form-data":
+                sent = f"a body of type {_shown(request.mimetype)}" if request.mimetype else "a body of no type"
+                return _answer_error(f"no image was sent: /predict takes a form (multipart/form-data) with the "
+                                     f"image as the file field 'image', not {sent}", 400)
             return _answer_error("no image was sent: the form field 'image' is missing", 400)
         try:
             image = open_upload(upload.read(), max_pixels)
@@ -82,11 +314,24 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
+        if isinstance(exc, TooManyParts):
+            return _answer_error(f"the form has more than {app.config['MAX_FORM_PARTS']} parts: send one "
+                                 f"image, as the file field 'image'", 413)
+        if isinstance(exc, TextFieldTooLarge):
+            return _answer_error(f"a text field of the form is larger than the limit of "
+                                 f"{app.config['MAX_FORM_MEMORY_SIZE'] / 1000:g} kB for text: send the image "
+                                 f"as a file, in the file field 'image'", 413)
         return _answer_error(f"the upload is larger than the limit of {max_upload_mb:g} MB: choose a smaller "
                              f"image (a digit needs a few hundred pixels a side)", 413)
 
+    @app.errorhandler(_TooSlow)
+    def too_slow(exc):
+        return _answer_error(f"the request took too long to arrive ({exc}): try again", 408)
+
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        if isinstance(exc, ClientDisconnected) and isinstance(exc.__context__, _TooSlow):
+            return too_slow(exc.__context__)   # Werkzeug's body stream turns a read's error into this
         return _answer_error(f"{exc.code} {exc.name}: {exc.description}", exc.code)
 
     @app.errorhandler(Exception)
@@ -116,12 +361,55 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def listen(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
+# --- the server ------------------------------------------------------------------------------
+
+class _Deadline(io.RawIOBase):
+    """A connection's incoming bytes, each read waiting at most ``idle`` seconds and none past ``deadline``."""
+
+    def __init__(self, sock: socket.socket, idle: float, total: float):
+        self.sock, self.idle, self.total = sock, idle, total
+        self.deadline = time.monotonic() + total
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _TooSlow(f"not all of it within {self.total:g} s")
+        self.sock.settimeout(min(self.idle, left))
+        try:
+            return self.sock.recv_into(buffer)
+        except TimeoutError:
+            raise (_TooSlow(f"nothing for {self.idle:g} s") if left > self.idle
+                   else _TooSlow(f"not all of it within {self.total:g} s")) from None
+        finally:
+            self.sock.settimeout(self.idle)   # what a write of the answer may wait
+
+
+class _TimedHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, reading through a :class:`_Deadline` (each connection is one request)."""
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+
+    def setup(self) -> None:
+        self.timeout = self.idle_timeout_s   # the socket's timeout, set by StreamRequestHandler.setup
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_Deadline(self.connection, self.idle_timeout_s, self.request_timeout_s))
+
+
+def listen(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+           idle_timeout_s: float = IDLE_TIMEOUT_S, request_timeout_s: float = REQUEST_TIMEOUT_S):
     """A threaded Werkzeug server for ``app`` bound to ``host:port`` (port 0: any free port).
 
     Call ``serve_forever()`` on it; its ``port`` is the port it got. An
     address that cannot be used (taken, not on this machine, an unknown name)
-    is an ``OSError`` whose message names it.
+    is an ``OSError`` whose message names it. The app then answers only to
+    ``Host`` headers naming this address and port (:meth:`HostRule.listening_on`).
+    A connection that sends nothing for ``idle_timeout_s`` seconds is closed;
+    a request not fully arrived ``request_timeout_s`` seconds after its
+    connection opened is answered 408 (or closed, when its headers are not in).
     """
     try:
         # The address family Werkzeug will take the socket to be (IPv6 for a host with ':').
@@ -139,7 +427,11 @@ def listen(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT):
         problem = exc.strerror or str(exc)
         raise OSError(f"cannot listen on {host} port {port}: {problem}"
                       + ("; choose another with --port" if "in use" in problem else "")) from None
+    handler = type("Handler", (_TimedHandler,), {"idle_timeout_s": idle_timeout_s,
+                                                 "request_timeout_s": request_timeout_s})
     try:
-        return make_server(host, port, app, threaded=True, fd=sock.fileno())
+        httpd = make_server(host, port, app, threaded=True, request_handler=handler, fd=sock.fileno())
     finally:
         sock.close()  # the server holds its own duplicate of the socket
+    app.config["MINICNN_HOSTS"] = HostRule.listening_on(host, httpd.server_address[0], httpd.port)
+    return httpd
