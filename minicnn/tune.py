@@ -16,13 +16,14 @@ After each epoch the trial reports ``val_accuracy[epoch]`` to Optuna's
 MedianPruner, which stops it (state PRUNED) when it is below the median of
 the earlier trials at that epoch.  Optuna's TPE sampler picks the next
 trial from the ones before.  The trials live in an Optuna storage (default:
-the SQLite file ``DIR/study.db``; ``--storage`` takes any Optuna storage
-URL), so running the same command again continues the study: ``--trials``
-is the number of finished trials the study should hold, and only the
-missing ones are run.  A trial that a stopped run left unfinished is taken
-up again with its parameters (in an SQL storage, once its heartbeat has
-been silent for 30 s).  A point the sampler proposes again is not trained
-again: the trial takes the earlier one's accuracy (column ``repeat_of``).
+the SQLite file ``DIR/study.db``; ``--storage`` takes an SQLite, MySQL or
+PostgreSQL URL, see :func:`check_storage_url`), so running the same command
+again continues the study: ``--trials`` is the number of finished trials the
+study should hold, and only the missing ones are run.  A trial that a
+stopped run left unfinished is taken up again with its parameters (once its
+heartbeat has been silent for 30 s).  A point the sampler proposes again is
+not trained again: the trial takes the earlier one's accuracy (column
+``repeat_of``).
 
 ``--out DIR`` receives ``trials.csv`` and ``trials.json`` (one row per
 trial), ``best.json`` (the best trial's parameters and accuracy) and
@@ -47,19 +48,33 @@ CSV_COLUMNS = ("number", "state", "filters", "units", "lr", "val_accuracy", "epo
 #: Heartbeat of a running trial in an SQL storage; one silent for GRACE seconds belongs to a stopped run.
 HEARTBEAT, GRACE = 10, 30
 
+#: The URL schemes :func:`storage` accepts (each optionally ``+driver``): the SQL databases Optuna stores studies in.
+STORAGE_SCHEMES = ("sqlite", "mysql", "postgresql")
+
+
+def check_storage_url(url: str) -> None:
+    """``ValueError`` unless ``url`` names a storage :func:`storage` can open (a scheme of
+    :data:`STORAGE_SCHEMES`), saying what is accepted; it reads only the string, so a command
+    can refuse the URL before any work."""
+    accepted = "sqlite:///path.db, mysql://user@host/db or postgresql://user@host/db"
+    if "://" not in url:
+        raise ValueError(f"expected an Optuna storage URL such as sqlite:///study.db ({accepted})")
+    scheme = url.split("://", 1)[0]
+    if scheme.split("+", 1)[0].lower() not in STORAGE_SCHEMES:
+        raise ValueError(f"{scheme}:// is not a storage minicnn tune can use; expected {accepted}")
+
 
 def storage(optuna, url: str):
-    """The Optuna storage ``url`` names: an SQL one (sqlite, mysql, postgresql) with heartbeats, so that a
-    stopped run's trial is failed and retried, or any other URL as it is.  ``ValueError`` says what is wrong
-    with a URL that names no storage, or an SQL database that cannot be opened."""
+    """The Optuna storage ``url`` names: an SQL database (sqlite, mysql, postgresql, with an optional
+    ``+driver``) opened with heartbeats, so that a stopped run's trial is failed and retried.
+    ``ValueError`` says what is wrong with a URL that names no storage or another kind of one (Optuna
+    reads every URL as SQLAlchemy's, whose error for ``foo://bar`` is a traceback), or an SQL database
+    that cannot be opened; nothing is created for a URL refused."""
     import warnings
 
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    if "://" not in url:
-        raise ValueError("expected an Optuna storage URL such as sqlite:///study.db")
-    if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "mysql", "postgresql"):
-        return url
+    check_storage_url(url)
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

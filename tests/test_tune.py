@@ -93,6 +93,9 @@ def test_pruning_stops_trials_below_the_median(tmp_path):
     (["--lr", "0"], "--lr values must be finite numbers > 0"),
     (["--storage", "study.db"], "--storage study.db: expected an Optuna storage URL such as sqlite:///study.db"),
     (["--storage", "sqlite:////nonexistent/x.db"], "--storage sqlite:////nonexistent/x.db: (sqlite3.OperationalError)"),
+    (["--storage", "foo://bar"], "--storage foo://bar: foo:// is not a storage minicnn tune can use; "
+                                 "expected sqlite:///path.db, mysql://user@host/db or postgresql://user@host/db"),
+    (["--storage", "redis://localhost:6379"], "--storage redis://localhost:6379: redis:// is not a storage"),
 ])
 def test_bad_options_are_one_line_usage_errors(tmp_path, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -100,3 +103,26 @@ def test_bad_options_are_one_line_usage_errors(tmp_path, argv, message, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and message in err and "Traceback" not in err
     assert err.splitlines()[-1].startswith("minicnn tune: error: ") and "sqlalche.me" not in err
+
+
+def test_an_unusable_storage_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """foo://bar was SQLAlchemy's NoSuchModuleError traceback; now one line, and no --out folder, no data read."""
+    import minicnn.data
+
+    monkeypatch.setattr(minicnn.data, "load_mnist", lambda *a, **k: pytest.fail("read the data"))
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["tune", "--out", str(out), "--storage", "foo://bar"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and "sqlalchemy" not in err.lower()
+    assert err.splitlines()[-1].startswith("minicnn tune: error: --storage foo://bar: ")
+    assert "sqlite:///path.db" in err.splitlines()[-1]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.db", "sqlite+pysqlite:///x.db", "SQLite:///x.db",
+                                 "mysql+pymysql://u@h/db", "postgresql://u@h/db"])
+def test_the_sql_storage_urls_pass_the_check(url):
+    from minicnn import tune
+
+    tune.check_storage_url(url)  # no error

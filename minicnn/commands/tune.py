@@ -1,8 +1,9 @@
 """``minicnn tune [--trials 8 ...]``: the hyperparameter search of :mod:`minicnn.tune`, from the command line.
 
-The options (the space, the data, the study's storage) are checked before any
-data is read; the trials table, ``best.json`` and the plot are written to
-``--out`` together.  Needs the ``tune`` extra (Optuna).
+The options (the space, the data, the study's storage, and that a training
+step of the space's largest network fits in memory:
+:func:`minicnn.memory.check_fits`) are checked before any data is read; the
+trials table, ``best.json`` and the plot are written to ``--out`` together.  Needs the ``tune`` extra (Optuna).
 
 Docs: docs/comparisons.md
 """
@@ -13,6 +14,7 @@ import math
 from pathlib import Path
 
 from minicnn import tune
+from minicnn.memory import check_fits
 
 HELP = "search filters, units and learning rate of MnistCNN with Optuna (needs the tune extra)"
 
@@ -57,6 +59,17 @@ def _check(parser, args) -> None:
             parser.error(f"{option} values must be positive, got {' '.join(map(str, values))}")
     if any(not (math.isfinite(v) and v > 0) for v in args.lr):
         parser.error(f"--lr values must be finite numbers > 0, got {' '.join(map(str, args.lr))}")
+    # The largest network of the space at the batch a trial trains on (a batch is at most the --limit images).
+    try:
+        check_fits("MnistCNN", min(args.batch_size, args.limit or args.batch_size),
+                   filters=max(args.filters), units=max(args.units))
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.storage is not None:
+        try:
+            tune.check_storage_url(args.storage)
+        except ValueError as exc:
+            parser.error(f"--storage {args.storage}: {exc}")
 
 
 def run(args, parser: argparse.ArgumentParser) -> dict:
