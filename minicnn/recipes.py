@@ -18,11 +18,14 @@ leaves them as they were, never new weights beside old plots.
 
 After every epoch, ``DIR/checkpoint.npz`` holds the whole state of the run
 (model, optimizer, scheduler, random generators, history, and the settings
-in :data:`SETUP`); ``--resume DIR`` continues it with those settings, and
-ends with the files the uninterrupted run would have written.  A run
-stopped by Ctrl-C or a diverged loss puts the last complete epoch's weights
-and history beside its checkpoint (the older run's metrics and reports go,
-together), and its one-line message says how to resume.
+in :data:`SETUP`, with the digests of the data it read); ``--resume DIR``
+continues it with those settings, and ends with the files the uninterrupted
+run would have written.  The checkpoint's settings are checked as the
+options are; an option given on the command line that contradicts them
+(its default value too, and more epochs) is refused, and so is other data.
+A run stopped by Ctrl-C or a diverged loss puts the last complete epoch's
+weights and history beside its checkpoint (the older run's metrics and
+reports go, together), and its one-line message says how to resume.
 
 Each network has its recipe in :data:`RECIPES`, the defaults of the options
 it leaves unset: ``--model MnistDeepCNN`` trains with RMSprop (lr 1e-3,
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import time
 from pathlib import Path
 
@@ -47,15 +51,16 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.data import (DataLoader, load_mnist, mnist_eval_transform, mnist_train_transform,
-                          train_val_split)
+from minicnn.data import (MNIST_FILES, DataLoader, content_sha256, load_mnist, mnist_eval_transform,
+                          mnist_train_transform, read_sha256sums, train_val_split)
+from minicnn.memory import check_fits
 from minicnn.nn.fusion import fuse_for
 from minicnn.paths import output_folder, path_argument
 from minicnn.reports import TRAINING_REPORTS, save_reports
 from minicnn.run_folder import claim, write_together
 from minicnn.serialization import CheckpointError, load_checkpoint, read_checkpoint_extra, write_json_atomic
 from minicnn.training import TrainingDivergedError, evaluate, fit
-from minicnn.validate import is_finite_real, satisfies
+from minicnn.validate import is_finite_real, is_int, satisfies
 
 
 #: The defaults each network trains with: the values of the options the command line leaves unset.
@@ -75,6 +80,10 @@ RECIPES["MnistBNCNN"] = RECIPES["MnistCNN"]
 
 #: The optimizers ``--optimizer`` names, with the arguments the recipes give them besides lr.
 OPTIMIZERS = {"adam": (optim.Adam, {}), "rmsprop": (optim.RMSprop, dict(alpha=0.9, eps=1e-8))}
+#: The schedules ``--scheduler`` names.
+SCHEDULERS = ["cosine", "step", "plateau", "none"]
+#: The values of the options whose argparse default is None so that --resume sees whether they were given.
+DEFAULTS = {"model": "MnistCNN", "epochs": 5, "seed": 0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,14 +94,16 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The training options, shared by ``examples/train_mnist.py`` and ``minicnn train``."""
     p.add_argument("--backend", choices=["numpy", "numba", "cupy"], default=None,
                    help="array backend (default: MINICNN_BACKEND, else numba, or numpy where Numba is missing)")
-    p.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    # --model, --epochs and --seed default to None, filled in from DEFAULTS by run(), so that --resume
+    # tells an option given on the command line (--epochs 5 included) from one left unset.
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 5)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64; 86 for MnistDeepCNN)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
-    p.add_argument("--model", choices=sorted(models.MODELS), default="MnistCNN",
+    p.add_argument("--model", choices=sorted(models.MODELS), default=None,
                    help="network (default MnistCNN); it sets the defaults of the options below, see RECIPES")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None,
                    help="optimizer (default adam; rmsprop with alpha 0.9 for MnistDeepCNN)")
-    p.add_argument("--scheduler", choices=["cosine", "step", "plateau", "none"], default=None,
+    p.add_argument("--scheduler", choices=SCHEDULERS, default=None,
                    help="learning-rate schedule (default cosine: anneal to 0 over the run, per batch; "
                         "plateau on the validation accuracy for MnistDeepCNN)")
     p.add_argument("--no-augment", action="store_true", help="train without random rotation/translation/zoom")
@@ -103,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "both; each axis its own for MnistDeepCNN)")
     p.add_argument("--val-split", type=float, default=None,
                    help="fraction of the training images held out for validation (default 0; 0.1 for MnistDeepCNN)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+    p.add_argument("--seed", type=int, default=None, help="seed for weights, shuffling and augmentation (default 0)")
     p.add_argument("--data-dir", default=None, type=path_argument,
                    help="folder of MNIST-layout IDX files (default: MINICNN_DATA, else the bundled MNIST)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
@@ -146,7 +157,10 @@ SETUP_BEFORE = {"zoom_each_axis": False}
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Train and evaluate as ``args`` say; returns the metrics dict (also written with ``--out``)."""
-    resume = _resume_point(parser, args) if args.resume else None
+    resume, data = _resume_point(parser, args) if args.resume else (None, None)
+    for name, value in DEFAULTS.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
     recipe = RECIPES[args.model]
     for name in ("optimizer", "lr", "batch_size", "scheduler", "val_split", "zoom", "zoom_each_axis"):
         if getattr(args, name, None) is None:
@@ -167,14 +181,34 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     with claim(out, "minicnn train") if out else contextlib.nullcontext() as leftovers:
         if leftovers:
             print(f"Removed what an interrupted run left in {out}: {', '.join(leftovers)}")
-        return _train(parser, args, out, resume)
+        return _train(parser, args, out, resume, data)
 
 
-def _resume_point(parser, args) -> Path:
-    """The checkpoint ``--resume`` names (a file, or a folder's checkpoint.npz); ``args`` take its settings.
+#: What a checkpoint's setting must be, as the command line's option and its checks allow: (test, wording).
+_SETTING_RULES = {
+    "model": (lambda v: isinstance(v, str) and v in models.MODELS, f"one of {', '.join(sorted(models.MODELS))}"),
+    "epochs": (lambda v: is_int(v, 0), "a non-negative integer"),
+    "batch_size": (lambda v: is_int(v, 1), "a positive integer"),
+    "optimizer": (lambda v: isinstance(v, str) and v in OPTIMIZERS, f"one of {', '.join(sorted(OPTIMIZERS))}"),
+    "lr": (lambda v: is_finite_real(v) and satisfies(v, "> 0"), "a finite number > 0"),
+    "scheduler": (lambda v: isinstance(v, str) and v in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+    "no_augment": (lambda v: isinstance(v, bool), "true or false"),
+    "zoom": (lambda v: is_finite_real(v) and satisfies(v, "in [0, 1)"), "a number in [0, 1)"),
+    "zoom_each_axis": (lambda v: isinstance(v, bool), "true or false"),
+    "val_split": (lambda v: is_finite_real(v) and satisfies(v, "in [0, 1)"), "a number in [0, 1)"),
+    "seed": (lambda v: is_int(v, 0), "a non-negative integer"),
+    "limit": (lambda v: v is None or is_int(v, 1), "a positive integer or null (no --limit)"),
+}
 
-    A setting given on the command line that differs from the checkpoint's is a usage error: the run
-    continues as it was set up, so that it ends as the uninterrupted run would have.
+
+def _resume_point(parser, args) -> tuple[Path, dict | None]:
+    """The checkpoint ``--resume`` names (a file, or a folder's checkpoint.npz), and the data its run was
+    trained on (None for a checkpoint from before minicnn recorded it); ``args`` take its settings.
+
+    Each setting is checked as its option would be (a bad one is a :class:`CheckpointError` naming the
+    checkpoint and the setting).  An option given on the command line that differs from the checkpoint's
+    setting is a usage error, even where it equals the option's default: the run continues as it was set
+    up, so that it ends as the uninterrupted run would have.
     """
     path = args.resume / CHECKPOINT if args.resume.is_dir() else args.resume
     if not path.is_file():
@@ -187,22 +221,80 @@ def _resume_point(parser, args) -> Path:
         raise CheckpointError(f"{path} holds no minicnn train settings (it was not written by minicnn train "
                               f"--out); continue it with minicnn.training.fit(..., resume_from=...)")
     for key in SETUP:
+        test, wording = _SETTING_RULES[key]
+        if not test(setup[key]):
+            raise CheckpointError(f"{path}: its setting {key} is {_shown(setup[key])}; expected {wording}, as "
+                                  f"--{key.replace('_', '-')} takes")
+    data = setup.get("data")
+    if data is not None and not _is_data_identity(data):
+        raise CheckpointError(f"{path}: its setting data is {_shown(data)}; expected "
+                              f'{{"folder": "...", "sha256": {{file name: hex digest}}}} of the {len(_DATA_FILES)} '
+                              f"MNIST files")
+    for key in SETUP:
         given, default, saved = getattr(args, key), parser.get_default(key), setup[key]
-        if given != default and given != saved:
+        if given != default and given != saved:  # the default is None (no_augment: False) unless given
             option = "--" + key.replace("_", "-")
+            why = ""
+            if key == "epochs":
+                why = (f" (it ends where the uninterrupted run of {saved} would have"
+                       f"{'; its cosine schedule spans those epochs' if setup['scheduler'] == 'cosine' else ''}: "
+                       f"train longer in a new run)")
             parser.error(f"{option} {given}: the run in {path} was set up with {option} {saved}; --resume "
-                         f"continues a run with its own settings")
+                         f"continues a run with its own settings{why}")
         setattr(args, key, saved)
-    return path
+    return path, data
 
 
-def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
+def _shown(value) -> str:
+    """A checkpoint's value as its JSON says it, cut short."""
+    text = json.dumps(value) if value is None or isinstance(value, (bool, str, int, float, list, dict)) \
+        else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+#: The files whose content digests identify a run's data.
+_DATA_FILES = (*MNIST_FILES["train"], *MNIST_FILES["test"])
+
+
+def _is_data_identity(data) -> bool:
+    return (isinstance(data, dict) and set(data) == {"folder", "sha256"} and isinstance(data["folder"], str)
+            and isinstance(data["sha256"], dict) and set(data["sha256"]) == set(_DATA_FILES)
+            and all(isinstance(v, str) and len(v) == 64 for v in data["sha256"].values()))
+
+
+def _data_identity(root) -> tuple[dict, str]:
+    """The folder ``load_mnist(root=root)`` reads and the SHA-256 of each file's content: the digest its
+    ``SHA256SUMS`` lists under the content's name (which the loader has checked), else computed; and
+    where the folder came from (--data-dir, MINICNN_DATA, the bundled copy)."""
+    from minicnn.data import mnist as mnist_data
+
+    folder, origin = mnist_data._folder(root)
+    sums_path = folder / "SHA256SUMS"
+    sums = read_sha256sums(sums_path) if sums_path.is_file() else {}
+    return {"folder": str(folder),
+            "sha256": {name: sums.get(name) or content_sha256(mnist_data._find(folder, name, origin))
+                       for name in _DATA_FILES}}, origin
+
+
+def _check_data(parser, path: Path, saved: dict, now: dict, origin: str) -> None:
+    """A usage error when the data of this run (``now``) is not the data the checkpoint's run had (``saved``)."""
+    for name in _DATA_FILES:
+        if saved["sha256"][name] != now["sha256"][name]:
+            parser.error(f"--resume: the run in {path} was trained on {saved['folder']} ({name} SHA-256 "
+                         f"{saved['sha256'][name][:16]}...), not on {now['folder']} (from {origin}; SHA-256 "
+                         f"{now['sha256'][name][:16]}...); --resume continues a run on its own data")
+
+
+def _train(parser, args, out: Path | None, resume: Path | None, data: dict | None = None) -> dict:
     if args.backend:
         minicnn.set_backend(args.backend)
     backend = minicnn.get_backend()
 
     images, labels = load_mnist("train", root=args.data_dir)
     test_images, test_labels = load_mnist("test", root=args.data_dir)
+    identity, origin = _data_identity(args.data_dir) if out is not None or resume is not None else (None, None)
+    if data is not None:  # (a checkpoint from before minicnn recorded its data has none)
+        _check_data(parser, resume, data, identity, origin)
     if args.limit:
         images, labels = images[:args.limit], labels[:args.limit]
     val_loader = None
@@ -215,6 +307,10 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
                              f"{f' (--limit {args.limit})' if args.limit else ''} leaves 0 {part} images")
         val_loader = DataLoader(val_images, val_labels, batch_size=1000, transform=mnist_eval_transform())
 
+    try:
+        check_fits(args.model, min(args.batch_size, len(images)))  # a training step must fit (minicnn/memory.py)
+    except ValueError as exc:
+        parser.error(str(exc))
     rng = np.random.default_rng(args.seed)
     zoom = (1.0 - args.zoom, 1.0 + args.zoom) if args.zoom > 0 else None
     train_loader = DataLoader(images, labels, batch_size=args.batch_size, shuffle=True, generator=rng,
@@ -257,7 +353,8 @@ def _train(parser, args, out: Path | None, resume: Path | None) -> dict:
             history = fit(model, criterion, optimizer, train_loader, args.epochs, val_loader=val_loader,
                           scheduler=scheduler, scheduler_interval=interval, plateau_metric=monitor,
                           progress=False if args.quiet else None, checkpoint_path=checkpoint, resume_from=resume,
-                          checkpoint_extra={"setup": {key: getattr(args, key) for key in SETUP}})
+                          checkpoint_extra={"setup": {**{key: getattr(args, key) for key in SETUP},
+                                                       **({"data": identity} if identity else {})}})
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(f"{exc}{_kept(model, out, found, resume)}", exc.epoch, exc.batch,
                                     exc.history) from None
