@@ -29,7 +29,11 @@ centre of mass lies at the centre. :func:`digit_to_mnist` repeats it:
 3. **Background and threshold.** A photo lit from one side has paper
    brighter on one side than the other: a plane ``a + b*row + c*col`` is
    fitted to the border pixels (least squares, leaving out the strokes of a
-   tightly cropped digit that run into the border) and subtracted. Paper
+   tightly cropped digit that run into the border) and subtracted.  When
+   strokes cover so much of the border that this fit lands among them (a
+   blurred marker 7 whose bar runs along the whole top edge) and the image
+   looks blank, the plane is fitted again to the border's paper part alone:
+   the darker class of a clearly two-level border (``_paper_part_of_border``). Paper
    texture and JPEG noise are then faint but not zero; their spread is
    measured on the pixels below the fitted paper, where no ink lies. Pixels
    at or below a threshold ``t`` become 0, and the rest are stretched, ``(x - t) / (hi - t)``,
@@ -74,6 +78,7 @@ CANVAS = 28        # MNIST image side
 BOX = 20           # the digit's longer side inside it
 CENTRE = 14.0      # where MNIST's centre of mass lies (row and column)
 MIN_CONTRAST = 16  # gray levels ink must rise above the paper
+TWO_LEVEL_BORDER = 0.85  # share of the border's variance between paper and strokes for the border to be split
 MAX_WORKING_PIXELS = 2048 * 2048  # a larger file is decoded or reduced to about this at once
 
 # The formats read, by Pillow's names, and the first bytes that say a file is in one of them.
@@ -372,7 +377,46 @@ def _needs_inverting(gray: np.ndarray) -> bool:
     return float(np.median(_border(gray)[2])) > (gray.min() + gray.max()) / 2
 
 
-def _flatten_background(gray: np.ndarray) -> np.ndarray:
+def _paper_part_of_border(gray: np.ndarray):
+    """The border pixels that are paper when strokes cover much of the border, or None.
+
+    A tightly cropped, blurred marker digit can cover half the border or more
+    (a 7's bar along the whole top edge, its stem through the bottom): the
+    border's median then lies in the strokes' blurred edges, and so does the
+    plane fitted around it.  Ink only lies above the paper, so the paper is
+    the border's darker class: the levels at or below Otsu's threshold of the
+    border pixels.  Only a clearly two-level border is split so: Otsu's
+    between-class variance must be at least :data:`TWO_LEVEL_BORDER` of the
+    border's variance (a Gaussian's is 0.64, a uniform ramp's 0.75, the
+    cropped 7's 0.89), and the paper class at least a fifth of the border.
+    """
+    rows, cols, values = _border(gray)
+    if values.var() == 0:
+        return None
+    t = otsu_threshold(values)
+    paper = values <= t
+    if not 0.2 <= paper.mean() < 1:
+        return None
+    lo, hi = values[paper], values[~paper]
+    between = paper.mean() * (1 - paper.mean()) * (hi.mean() - lo.mean()) ** 2
+    if between < TWO_LEVEL_BORDER * values.var():
+        return None
+    return rows[paper], cols[paper], values[paper]
+
+
+def _ink_on_the_paper_part(gray: np.ndarray, threshold, name: str):
+    """Step 3 with the paper fitted to :func:`_paper_part_of_border`; None when that finds no paper or no ink."""
+    paper = _paper_part_of_border(gray)
+    if paper is None:
+        return None
+    flat = _flatten_background(gray, paper)
+    try:
+        return _threshold(np.clip(flat, 0, None), threshold, name, _noise_level(flat))
+    except ValueError:
+        return None
+
+
+def _flatten_background(gray: np.ndarray, border=None) -> np.ndarray:
     """Subtract the paper's brightness, a plane ``a + b*row + c*col`` fitted to the border.
 
     The paper becomes noise around 0 (negative values kept), the ink stays positive.
@@ -385,8 +429,10 @@ def _flatten_background(gray: np.ndarray) -> np.ndarray:
     which the ink, a minority of the border, cannot inflate; 1.4826 turns it
     into a standard deviation for Gaussian noise). Least squares on the pixels
     kept gives the next plane, until the same pixels are kept (at most 10 rounds).
+    ``border``: (rows, cols, values) of the pixels to fit instead of the whole
+    border (:func:`_paper_part_of_border`).
     """
-    rows, cols, values = _border(gray)
+    rows, cols, values = _border(gray) if border is None else border
     A = np.stack([np.ones_like(values), rows, cols], axis=1).astype(np.float64)
     coef = np.array([np.median(values), 0.0, 0.0])
     keep = None
@@ -468,7 +514,13 @@ def digit_to_mnist(image, invert="auto", threshold="otsu") -> np.ndarray:
     if invert:
         gray = 255 - gray
     flat = _flatten_background(gray)
-    ink = _threshold(np.clip(flat, 0, None), threshold, name, _noise_level(flat))
+    try:
+        ink = _threshold(np.clip(flat, 0, None), threshold, name, _noise_level(flat))
+    except ValueError as refused:
+        # Strokes over most of the border put the paper fitted to it among them: fit the border's paper part.
+        ink = _ink_on_the_paper_part(gray, threshold, name)
+        if ink is None:
+            raise refused
 
     rows, cols = np.nonzero(ink)
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
