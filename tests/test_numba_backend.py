@@ -29,6 +29,7 @@ numba = pytest.importorskip("numba", reason="Numba is not installed (pip install
 from minicnn.backend import numba_conv as nc  # noqa: E402  (needs numba)
 from minicnn.backend import numba_kernels as nk  # noqa: E402
 from minicnn.backend import numba_rows  # noqa: E402
+from minicnn import threads  # noqa: E402
 from minicnn.backend import numba_winograd as winograd  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
@@ -696,7 +697,6 @@ def test_the_threading_layer_rule(policy, loaded, importable, expected, monkeypa
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
         monkeypatch.setenv("OMP_WAIT_POLICY", policy)
-    monkeypatch.setattr(nk, "_openmp_loaded", lambda: loaded)
     seen = {}
     real_import = __import__
 
@@ -708,7 +708,7 @@ def test_the_threading_layer_rule(policy, loaded, importable, expected, monkeypa
         return real_import(name, globals, locals, fromlist, level)
 
     monkeypatch.setattr("builtins.__import__", fake_import)
-    assert nk._threading_layer() == expected
+    assert threads.openmp_or_workqueue(lambda: loaded) == expected
     if expected == "omp" or not importable:
         assert seen["policy"].upper() == "PASSIVE"  # in the environment while the runtime loads
     assert os.environ.get("OMP_WAIT_POLICY") == policy  # and as it was afterwards

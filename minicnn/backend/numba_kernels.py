@@ -98,18 +98,10 @@ from minicnn.tracing import note
 from minicnn.optim import adam
 
 
-def _threading_layer() -> str:
-    """The threading layer minicnn's thread policy picks for the parallel loops: GNU OpenMP with sleeping
-    threads where that can be set up, else Numba's workqueue.  The rule, its reasons and how to opt out
-    are in :mod:`minicnn.threads` (:func:`~minicnn.threads.openmp_or_workqueue`)."""
-    return threads.openmp_or_workqueue(_openmp_loaded)
-
-
-_openmp_loaded = threads.openmp_loaded
-
-# minicnn.threads decides: None where Numba's own choice stands (MINICNN_THREADS=leave, or a layer chosen
-# by the user with NUMBA_THREADING_LAYER).
-_layer = threads.numba_threading_layer(_threading_layer)
+# The threading layer of the parallel loops, by minicnn's thread policy (minicnn/threads.py: GNU OpenMP with
+# sleeping threads where that can be set up, else workqueue); None where Numba's own choice stands
+# (MINICNN_THREADS=leave, or a layer chosen by the user with NUMBA_THREADING_LAYER).
+_layer = threads.numba_threading_layer()
 if _layer is not None:
     numba.config.THREADING_LAYER = _layer
 
