@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from minicnn.backend import get_backend, to_numpy
+from minicnn.explain import explain_class
 from minicnn.imaging import as_network_input
 from minicnn.nn.conv import Conv2d
 from minicnn.nn.fused import ConvReLU, ConvReLUMaxPool2d
@@ -34,8 +35,8 @@ from minicnn.nn.parameter import Parameter
 from minicnn.nn.pooling import MaxPool2d
 from minicnn.serialization import write_atomic
 
-__all__ = ["DPI", "feature_maps", "mosaic", "plot_confusion_matrix", "plot_feature_maps", "plot_filters",
-           "plot_history", "plot_misclassified", "plot_predictions", "new_figure", "save_figure"]
+__all__ = ["DPI", "feature_maps", "mosaic", "plot_confusion_matrix", "plot_explanations", "plot_feature_maps",
+           "plot_filters", "plot_history", "plot_misclassified", "plot_predictions", "new_figure", "save_figure"]
 
 DPI = 100
 WRONG = "#d62728"   # red for mistakes
@@ -411,4 +412,45 @@ def plot_feature_maps(model: Module, image, max_maps: int = 64, path=None) -> Fi
         ax.set_axis_off()
         ax.set_title(f"after {name}: {shown} feature maps of {H}x{W}", fontsize=10)
         fig.colorbar(picture, ax=ax, shrink=0.9, aspect=12, pad=0.01)
+    return finish_figure(fig, path)
+
+
+def plot_explanations(model: Module, images, y_true, y_pred, probs, n: int = 6, path=None) -> Figure:
+    """Why the model made its ``n`` most confident mistakes: one row each, most confident first.
+
+    Each row: the image; the saliency ``|dz_c/dx|`` of the class read; Grad-CAM of the class read and
+    of the true class over the image (each on its own scale, 0 to its largest value), from
+    :func:`minicnn.explain.explain_class`, the model's own backward pass. ``images`` as the network
+    takes them (uint8 (N, 28, 28) or normalised), ``probs`` as in :func:`plot_misclassified`.
+    """
+    shown, y_true, y_pred, probs = _label_arrays(images, y_true, y_pred, probs)
+    if probs is None:
+        raise ValueError("plot_explanations needs probs to rank the mistakes by confidence")
+    wrong = np.flatnonzero(y_pred != y_true)
+    order = wrong[np.argsort(-probs[wrong], kind="stable")][:n]
+    if len(order) == 0:
+        fig = new_figure(4, 2)
+        fig.text(0.5, 0.5, f"No mistakes to explain\n(all {len(shown)} right)", ha="center", va="center",
+                 fontsize=12)
+        return finish_figure(fig, path)
+    network_input = as_network_input(to_numpy(images)[order])
+    fig = new_figure(7.2, 1.75 * len(order) + 0.7)
+    fig.suptitle(f"Why: the {len(order)} most confident of {len(wrong)} mistakes", fontsize=12)
+    axes = fig.subplots(len(order), 4, squeeze=False)
+    for row, (i, x) in enumerate(zip(order, network_input)):
+        read, true = explain_class(model, x, int(y_pred[i])), explain_class(model, x, int(y_true[i]))
+        ax = axes[row, 0]
+        ax.imshow(shown[i], cmap="gray", interpolation="nearest")
+        ax.set_title(f"read {y_pred[i]} ({probs[i]:.0%}), true {y_true[i]}", fontsize=8.5, color=WRONG)
+        for ax, heat, over, title in ((axes[row, 1], read.saliency, False, f"saliency of {y_pred[i]}"),
+                                      (axes[row, 2], read.heat, True, f"Grad-CAM of {y_pred[i]}"),
+                                      (axes[row, 3], true.heat, True, f"Grad-CAM of {y_true[i]}")):
+            if over:   # Grad-CAM over the image, half seen through
+                ax.imshow(shown[i], cmap="gray", interpolation="nearest")
+            ax.imshow(heat, cmap="jet" if over else "magma", vmin=0, vmax=max(float(heat.max()), 1e-12),
+                      alpha=0.55 if over else None, interpolation="nearest")
+            ax.set_title(title if heat.max() > 0 else f"{title}: 0", fontsize=8.5)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
     return finish_figure(fig, path)

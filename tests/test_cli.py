@@ -56,8 +56,8 @@ def test_evaluate_prints_accuracy_and_report_and_saves_plots(trained, tmp_path, 
     out = capsys.readouterr().out
     assert "on 1,000 images" in out
     assert "precision    recall  f1-score   support" in out
-    for name in ("confusion_matrix.png", "curves.png", "predictions.png", "misclassified.png", "filters.png",
-                 "feature_maps.png", "classification_report.txt"):
+    for name in ("confusion_matrix.png", "curves.png", "predictions.png", "misclassified.png", "explanations.png",
+                 "filters.png", "feature_maps.png", "classification_report.txt"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -311,7 +311,7 @@ def test_evaluate_says_which_files_it_wrote(trained, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2:] == [f"No history.json beside {tmp_path / 'model.npz'}: no training curves",
                           "Wrote confusion_matrix.png, classification_report.txt, predictions.png, misclassified.png, "
-                          f"filters.png, feature_maps.png to {tmp_path / 'r'}"]
+                          f"explanations.png, filters.png, feature_maps.png to {tmp_path / 'r'}"]
     assert not (tmp_path / "r" / "curves.png").exists()
 
 

@@ -1,4 +1,5 @@
-"""The page of `minicnn serve` in a real headless Chromium: draw, upload, clear, on a desktop and a phone.
+"""The page of `minicnn serve` in a real headless Chromium: draw, upload, clear, on a desktop and a phone;
+click a cell of a feature map and another digit's heat maps.
 
 A server runs on a free loopback port in a thread; Selenium drives Debian's
 chromium through chromedriver. What the page shows is checked against
@@ -18,9 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn import cli, load, models
+from matplotlib import colormaps
+
+from minicnn import cli, explain, load, models
 from minicnn.imaging import digit_to_mnist, preprocess_digit
 from minicnn.inference import predict
+from minicnn.nn.fusion import fuse
+from minicnn.plots import feature_maps
 
 pytest.importorskip("flask", reason="Flask is not installed (pip install -e '.[web]' for minicnn serve)")
 webdriver = pytest.importorskip("selenium.webdriver", reason="Selenium is not installed (pip install -e '.[dev]')")
@@ -68,6 +73,17 @@ def url(model):
     thread.start()
     # The first forward pass compiles the Numba kernels: do it before any page waits for an answer.
     predict(model, preprocess_digit(photo_of_a_seven()))
+    yield f"http://127.0.0.1:{httpd.port}/"
+    httpd.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fused_url(model):
+    """The page of the model fused, as `minicnn serve` serves it on a backend with fused kernels (Numba)."""
+    httpd = server.listen(server.create_app(fuse(model), title="MnistCNN from model.npz"), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
     yield f"http://127.0.0.1:{httpd.port}/"
     httpd.shutdown()
     thread.join(timeout=10)
@@ -172,9 +188,28 @@ def check_against_minicnn_predict(shown, path, model, weights, capsys):
     assert shown["confidence"] == f"({confidence[0] * 100:.1f}% sure)"
 
 
-def screenshot(browser, name):
+def screenshot_path(name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
+    return ARTIFACTS / name
+
+
+def save_region(browser, first, last, name):
+    """Save the part of the page from the top of ``first`` to the bottom of ``last`` (CSS selectors), across
+    the answer's width, as a PNG in the artifacts folder."""
+    box = browser.execute_script(
+        "const a = document.getElementById('answer').getBoundingClientRect(),"
+        "  top = document.querySelector(arguments[0]).getBoundingClientRect().top - 8,"
+        "  bottom = document.querySelector(arguments[1]).getBoundingClientRect().bottom + 8;"
+        "return {x: a.left + scrollX, y: top + scrollY, width: a.width, height: bottom - top, scale: 1}", first, last)
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": box,
+                                                              "captureBeyondViewport": True})
+    path = screenshot_path(name)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path
+
+
+def screenshot(browser, name):
+    path = screenshot_path(name)
     assert browser.save_screenshot(str(path)), f"no screenshot saved to {path}"
     return path
 
@@ -261,3 +296,175 @@ def test_on_a_phone_a_finger_draws_and_nothing_is_wider_than_the_screen(browser,
     assert all(w <= 390 for w in widths), widths
     assert re.fullmatch(r"\d", shown["digit"])
     screenshot(browser, "serve_phone.png")
+
+
+# --- the explanations: a cell of a feature map, and why this digit ------------------------------
+
+def explained(browser, kind, after=0, timeout=30):
+    """Wait for the answer to the latest question of ``kind`` ("why" or "cell") asked after the ``after``-th."""
+    WebDriverWait(browser, timeout).until(lambda d: d.execute_script(
+        "const data = document.body.dataset, asked = Number(data[arguments[0] + 'Asked'] || 0);"
+        "return asked > arguments[1] && Number(data[arguments[0] + 'Answered']) === asked", kind, after))
+    return int(browser.execute_script("return Number(document.body.dataset[arguments[0] + 'Asked'])", kind))
+
+
+def click_cell(browser, block, channel, row, col, touch=False):
+    """Click (or tap) the middle of cell (row, col) of map ``channel`` in the picture of ``block``'s maps."""
+    picture = browser.find_element(By.CSS_SELECTOR, f'figure[data-block="{block}"] img')
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", picture)
+    width, height, columns, size = browser.execute_script(
+        "const p = arguments[0], box = p.getBoundingClientRect();"
+        "return [box.width, box.height, Math.round((p.naturalWidth + 1) / arguments[1]), arguments[1]]",
+        picture, {"pool1": 15, "pool2": 8}[block])
+    natural = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", picture)
+    x = (channel % columns) * size + col + 0.5
+    y = (channel // columns) * size + row + 0.5
+    dx, dy = round(x * width / natural[0] - width / 2), round(y * height / natural[1] - height / 2)
+    if touch:
+        actions = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+        actions.pointer_action.move_to(picture, dx, dy).pointer_down().pointer_up()
+        actions.perform()
+    else:
+        ActionChains(browser).move_to_element_with_offset(picture, dx, dy).click().perform()
+
+
+def brightest_cell(model, x, block):
+    """(channel, row, col) of the largest value in ``block``'s maps: a cell on the digit's strokes."""
+    maps = dict(feature_maps(model, x))[block]
+    return tuple(int(i) for i in np.unravel_index(np.argmax(maps), maps.shape))
+
+
+def shown_cell(browser):
+    """The numbers of the detail view, as the page holds them (each cell's exact value in data-value)."""
+    return browser.execute_script("""
+        const view = document.getElementById("cell"), grids = role => [...view.querySelectorAll(
+            `table[data-role="${role}"]`)].map(t => [...t.rows].map(r => [...r.cells].map(
+            c => c.dataset.value === undefined ? null : Number(c.dataset.value))));
+        const sum = [...view.querySelectorAll("p.sum")].pop(), head = view.querySelector("h2");
+        return {value: head && Number(head.dataset.value), title: head && head.textContent,
+                note: head && head.nextElementSibling.textContent,
+                channels: [...view.querySelectorAll(".grids[data-channel]")].map(g => Number(g.dataset.channel)),
+                inputs: grids("inputs"), weights: grids("weights"), products: grids("products"),
+                windows: [...view.querySelectorAll('table[data-role^="window-"]')].map(t => t.dataset.role),
+                conv: grids("window-conv1").concat(grids("window-conv2")),
+                relu: grids("window-relu1").concat(grids("window-relu2")),
+                winner: [...view.querySelectorAll('table[data-role^="window-relu"] td')].findIndex(
+                        c => c.classList.contains("winner")),
+                total: sum && {sum: Number(sum.dataset.sum), bias: Number(sum.dataset.bias),
+                               total: Number(sum.dataset.total), output: Number(sum.dataset.output),
+                               text: sum.textContent},
+                message: document.getElementById("cell-message").hidden ? null
+                         : document.getElementById("cell-message").textContent,
+                asked: JSON.parse(document.body.dataset.cellFields || "null")};""")
+
+
+def test_a_clicked_cell_of_each_block_shows_the_numbers_the_network_computed(browser, fused_url, model, tmp_path):
+    open_page(browser, fused_url, height=1900)
+    draw(browser, SEVEN)
+    answered(browser, after=0)
+    explained(browser, "why")
+    x = preprocess_digit(pad_png(browser, tmp_path / "drawing.png"))
+    asked = 0
+    for block in ("pool1", "pool2"):
+        channel, row, col = brightest_cell(model, x, block)
+        click_cell(browser, block, channel, row, col)
+        asked = explained(browser, "cell", after=asked)
+        shown = shown_cell(browser)
+        assert shown["asked"] == {"block": block, "channel": channel, "row": row, "col": col}
+        cell = explain.explain_cell(fuse(model), x, block, channel, row, col)
+        conv = cell.conv
+        assert cell.value == explain.explain_cell(model, x, block, channel, row, col).value == cell.served
+        assert shown["message"] is None
+        assert f"the fused module computed {cell.served:.3f} for this cell" in shown["note"]
+        assert shown["title"] == f"{block}, map {channel}, row {row}, column {col} = {cell.value:.3f}"
+        assert shown["value"] == cell.value == dict(feature_maps(model, x))[block][channel, row, col]
+        top = list(conv.order[:4])
+        assert shown["channels"] == top
+        np.testing.assert_array_equal(shown["inputs"], conv.inputs[top])
+        np.testing.assert_array_equal(shown["weights"], conv.weights[top])
+        np.testing.assert_array_equal(shown["products"], conv.products[top])
+        np.testing.assert_array_equal(shown["conv"][0], cell.chain[0].values)
+        np.testing.assert_array_equal(shown["relu"][0], cell.chain[1].values)
+        assert shown["winner"] == 2 * cell.winner[0] + cell.winner[1]
+        assert shown["total"]["output"] == conv.output == cell.chain[0].values[cell.winner]
+        assert shown["total"]["total"] == pytest.approx(conv.output, rel=1e-5, abs=1e-5)
+        assert shown["total"]["bias"] == conv.bias
+        assert f"+ bias {conv.bias:.3f} = {conv.total:.3f}; the network computed {conv.output:.3f}." \
+            in shown["total"]["text"]
+        marker = browser.execute_script("const m = document.querySelector('.marker'); return m && "
+                                        "m.closest('figure').dataset.block")
+        assert marker == block
+        browser.find_element(By.ID, "cell").screenshot(str(screenshot_path(f"serve_explain_{block}.png")))
+        if block == "pool1":   # the maps, the clicked cell framed on them, and the detail view's steps
+            save_region(browser, "#answer h2.inside", "#cell ol", "serve_explain.png")
+
+
+def test_another_class_changes_the_heat_maps_to_its_own(browser, url, model, tmp_path):
+    open_page(browser, url, height=900)
+    draw(browser, SEVEN)
+    answered(browser, after=0)
+    asked = explained(browser, "why")
+    x, raw = preprocess_digit(pad_png(browser, tmp_path / "drawing.png"), return_raw=True)
+    pictures = {}
+    for target in (7, 2):
+        if target != 7:
+            browser.find_element(By.CSS_SELECTOR, f'#classes button[data-digit="{target}"]').click()
+            asked = explained(browser, "why", after=asked)
+        pressed = browser.execute_script("return [...document.querySelectorAll('#classes button')].map("
+                                         "b => b.getAttribute('aria-pressed') === 'true')")
+        assert pressed == [d == target for d in range(10)]
+        assert browser.find_element(By.ID, "why-class").text == str(target)
+        why = explain.explain_class(model, x, target)
+        saliency, gradcam = (decode(browser.find_element(By.ID, name).get_attribute("src"))
+                             for name in ("saliency", "gradcam"))
+        np.testing.assert_array_equal(saliency, np.round(colormaps["magma"](why.saliency / why.saliency.max())
+                                                         [..., :3] * 255))
+        heat = colormaps["jet"](why.heat / why.heat.max())[..., :3]
+        np.testing.assert_array_equal(gradcam, np.round((0.5 * raw[..., None] / 255 + 0.5 * heat) * 255))
+        text = browser.find_element(By.ID, "saliency-text").text
+        assert text.startswith(f"Saliency: |dz{target}/dx|")
+        assert browser.find_element(By.ID, "gradcam-text").text.startswith("Grad-CAM: the 64 maps of relu2 (14x14)")
+        pictures[target] = (saliency, gradcam)
+        if target == 7:
+            browser.find_element(By.ID, "why").screenshot(str(screenshot_path("serve_heatmaps.png")))
+    assert not np.array_equal(pictures[7][0], pictures[2][0]) and not np.array_equal(pictures[7][1], pictures[2][1])
+
+
+def test_a_question_out_of_range_shows_the_servers_message_on_the_page(browser, url):
+    open_page(browser, url)
+    draw(browser, SEVEN)
+    answered(browser, after=0)
+    asked = explained(browser, "why")
+    browser.execute_script("explainCell('pool1', 99, 0, 0)")
+    explained(browser, "cell")
+    assert shown_cell(browser)["message"] == "channel 99 is out of range: pool1 has 32 feature maps (channels 0-31)"
+    assert browser.find_element(By.ID, "cell-message").is_displayed()
+    browser.execute_script("explainClass(12)")
+    explained(browser, "why", after=asked)
+    message = browser.find_element(By.ID, "why-message")
+    assert message.is_displayed() and message.text == "class 12 is out of range: the network has 10 classes, 0-9"
+
+
+def test_on_a_phone_the_explanations_fit_the_screen(browser, url, model, tmp_path):
+    open_page(browser, url, width=390, height=844, mobile=True)
+    draw(browser, SEVEN, touch=True)
+    answered(browser, after=0)
+    explained(browser, "why")
+    overlaps = browser.execute_script(   # each picture of the heat-map row inside its own figure, side by side
+        "const figures = [...document.querySelectorAll('#why figure')].map(f => f.getBoundingClientRect()),"
+        "  pictures = [...document.querySelectorAll('#why figure img')].map(i => i.getBoundingClientRect());"
+        "return pictures.map((p, k) => p.right > figures[k].right + 0.5 || (k > 0 && p.left < pictures[k - 1].right))")
+    assert overlaps == [False, False, False]
+    x = preprocess_digit(pad_png(browser, tmp_path / "finger.png"))
+    asked = 0
+    for block in ("pool1", "pool2"):
+        channel, row, col = brightest_cell(model, x, block)
+        click_cell(browser, block, channel, row, col, touch=True)
+        asked = explained(browser, "cell", after=asked)
+        shown = shown_cell(browser)
+        assert shown["message"] is None and shown["asked"]["block"] == block
+        widths = browser.execute_script(
+            "return [document.documentElement.scrollWidth, Math.max(...[...document.querySelectorAll("
+            "'#answer *')].map(e => e.getBoundingClientRect().right))]")
+        assert all(w <= 390 for w in widths), (block, widths)
+    browser.find_element(By.ID, "cell").screenshot(str(screenshot_path("serve_phone_explain.png")))

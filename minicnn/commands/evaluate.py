@@ -1,4 +1,9 @@
-"""``minicnn evaluate WEIGHTS [--out DIR]``: test accuracy, classification report and plots of saved weights."""
+"""``minicnn evaluate WEIGHTS [--out DIR]``: test accuracy, classification report and plots of saved weights.
+
+With ``--out``, besides the reports, the plots: a grid of predictions, the most confident mistakes and,
+for the six most confident, why (saliency and Grad-CAM of the digit read and of the true one,
+:func:`minicnn.plots.plot_explanations`), the conv1 filters and the feature maps of one digit.
+"""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +21,8 @@ from minicnn.reports import TRAINING_REPORTS
 HELP = "test accuracy, classification report and plots of saved weights"
 
 # The files evaluate --out writes (curves.png only when there is a history, removed when there is none).
-EVALUATION_FILES = (*TRAINING_REPORTS, "predictions.png", "misclassified.png", "filters.png", "feature_maps.png")
+EVALUATION_FILES = (*TRAINING_REPORTS, "predictions.png", "misclassified.png", "explanations.png", "filters.png",
+                    "feature_maps.png")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,9 +98,11 @@ def run(args, parser: argparse.ArgumentParser) -> None:
             written = save_reports(folder, history, y_true, y_pred)
             plots.plot_predictions(images[:25], y_true[:25], y_pred[:25], probs[:25], path=folder / "predictions.png")
             plots.plot_misclassified(images, y_true, y_pred, probs, path=folder / "misclassified.png")
+            plots.plot_explanations(model, images, y_true, y_pred, probs, path=folder / "explanations.png")
             plots.plot_filters(model, path=folder / "filters.png")
             plots.plot_feature_maps(model, images[0], path=folder / "feature_maps.png")
-            return written + ["predictions.png", "misclassified.png", "filters.png", "feature_maps.png"]
+            return written + ["predictions.png", "misclassified.png", "explanations.png", "filters.png",
+                              "feature_maps.png"]
 
         stale_curves = history is None and (out / "curves.png").exists()
         written = write_together(out, write, remove=EVALUATION_FILES)

@@ -2,6 +2,7 @@
 
     reading.py        one image -> the digit read, the ten probabilities, the 28x28 input, the feature maps
     server.py         the Flask application and the local server that ``minicnn serve`` starts
+    explain_api.py    its questions to minicnn.explain: one cell of a feature map, and why this digit
     templates/        the page itself: a canvas to draw on, the bar chart, the pictures (HTML, CSS, JavaScript)
 
 ``reading`` needs only minicnn's own dependencies; ``server`` needs Flask,

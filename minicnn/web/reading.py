@@ -5,6 +5,7 @@
     image  -> preprocess_digit       x (1, 28, 28), raw (28, 28) uint8: exactly what `minicnn predict` does
     x      -> predict                p (10,) = softmax(model(x)), digit = argmax p
     x      -> feature_maps           (C, H, W) maps at the end of each conv block
+    x      -> minicnn.explain        one cell of a map, term by term; saliency and Grad-CAM (explain_api.py)
 
 Each block's maps are tiled 8 to a row into one picture, coloured
 ``viridis((m - low) / (high - low))`` with ``low = min(0, min m)`` and
@@ -28,7 +29,7 @@ from minicnn.imaging import (DECODE_ERRORS, FORMATS_TEXT, HEAD_BYTES, describe_i
 from minicnn.inference import predict
 from minicnn.plots import feature_maps, mosaic
 
-__all__ = ["MAX_PIXELS", "open_upload", "read_digit"]
+__all__ = ["MAX_PIXELS", "open_upload", "prepare", "read_digit"]
 
 MAX_PIXELS = 25_000_000  # a 25-megapixel photo; larger ones take seconds and gigabytes to prepare
 TILES_PER_ROW = 8
@@ -86,22 +87,30 @@ def _block_picture(maps: np.ndarray) -> np.ndarray:
     return np.round(colours(scaled) * 255).astype(np.uint8)
 
 
+def prepare(image):
+    """``(x, raw)``: the (1, 28, 28) network input and the (28, 28) uint8 digit, as ``minicnn predict`` makes
+    them; a ``ValueError`` (a blank image, say) calls the image "the image" rather than by its type and size."""
+    try:
+        return preprocess_digit(image, return_raw=True)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(describe_image(image), "the image", 1)) from None
+
+
 def read_digit(model, image) -> dict:
     """Everything the page shows for ``image`` (anything :func:`minicnn.imaging.preprocess_digit` takes).
 
     Returns a JSON-ready dict: ``digit`` (int), ``probabilities`` (ten floats
     summing to 1, digit 0 first), ``input`` (the 28x28 input as a PNG data
-    URL) and ``blocks``, one ``{name, channels, height, width, picture}`` per
-    conv block. A ``ValueError`` (a blank image, say) names the problem with
-    the image called "the image" rather than by its type and size.
+    URL) and ``blocks``, one ``{name, channels, height, width, columns, picture}``
+    per conv block (``columns``: tiles to a row). A ``ValueError`` (a blank
+    image, say) names the problem with the image called "the image" rather
+    than by its type and size.
     """
-    try:
-        x, raw = preprocess_digit(image, return_raw=True)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace(describe_image(image), "the image", 1)) from None
+    x, raw = prepare(image)
     digits, _, probs = predict(model, x, return_all_probs=True)
     blocks = [{"name": name, "channels": int(maps.shape[0]), "height": int(maps.shape[1]),
-               "width": int(maps.shape[2]), "picture": _png_data_url(_block_picture(maps))}
+               "width": int(maps.shape[2]), "columns": min(TILES_PER_ROW, len(maps)),
+               "picture": _png_data_url(_block_picture(maps))}
               for name, maps in feature_maps(model, x)]
     return {"digit": int(digits[0]), "probabilities": [float(p) for p in probs[0]],
             "input": _png_data_url(raw), "blocks": blocks}

@@ -4,6 +4,8 @@
     POST /predict   form field ``image``: a PNG of the drawing or an uploaded photo
                     -> 200 JSON from :func:`minicnn.web.reading.read_digit`
                     -> 4xx/5xx JSON ``{"error": "one line a person can act on"}``
+    POST /explain/cell, /explain/class   the image again, and a cell of a feature map or a class:
+                    where that number came from, or why this digit (minicnn/web/explain_api.py)
 
 The model is shared by every request and runs one request at a time (a lock),
 on the current backend. Safe defaults: the server listens on loopback
@@ -48,6 +50,7 @@ from werkzeug.formparser import FormDataParser
 from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 
 from minicnn.backend import get_backend
+from minicnn.web import explain_api
 from minicnn.web.reading import MAX_PIXELS, open_upload, read_digit
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "HostRule", "IDLE_TIMEOUT_S", "MAX_UPLOAD_MB",
@@ -311,6 +314,8 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
                 return jsonify(read_digit(model, image))
         except ValueError as exc:  # not an image, too many pixels, blank
             return _answer_error(str(exc), 422)
+
+    explain_api.register(app, model, lock, max_pixels)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
