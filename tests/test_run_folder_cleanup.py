@@ -7,35 +7,22 @@ user's own dot-files and dot-folders (``.git/``, ``.notes.tmp``, ...) are theirs
 through ``minicnn train --out DIR`` and ``minicnn evaluate W --out DIR`` alike.
 """
 import os
-import struct
 import tempfile
 
-import numpy as np
 import pytest
 
 import minicnn
 from minicnn import cli, models, run_folder
 from minicnn.run_folder import claim
+from strategies import tiny_mnist
 
-
-
-def _write_idx(path, array):
-    """An IDX file of unsigned bytes (magic 0x08, then the dimensions, big-endian), as MNIST's."""
-    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """An MNIST-layout folder of 20 training and 20 test images (noise): train then evaluates 20 images, not
     the 10,000 of the bundled test set, and so takes well under a second."""
-    folder = tmp_path_factory.mktemp("tiny-mnist")
-    rng = np.random.default_rng(0)
-    for images, labels in (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                           ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
-        _write_idx(folder / images, rng.integers(0, 256, (20, 28, 28)))
-        _write_idx(folder / labels, np.arange(20) % 10)
-    return folder
+    return tiny_mnist(tmp_path_factory.mktemp("tiny-mnist"))
 
 
 def _users_own(folder):
