@@ -55,8 +55,8 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.data import (MNIST_FILES, DataLoader, content_sha256, load_mnist, mnist_eval_transform,
-                          mnist_train_transform, read_sha256sums, train_val_split)
+from minicnn.data import (MNIST_FILES, DataError, DataLoader, content_sha256, load_mnist, mnist_eval_transform,
+                          mnist_files, mnist_train_transform, read_sha256sums, train_val_split)
 from minicnn.memory import check_fits
 from minicnn.nn.fusion import fuse_for
 from minicnn.paths import output_folder, path_argument
@@ -270,14 +270,11 @@ def _data_identity(root) -> tuple[dict, str]:
     """The folder ``load_mnist(root=root)`` reads and the SHA-256 of each file's content: the digest its
     ``SHA256SUMS`` lists under the content's name (which the loader has checked), else computed; and
     where the folder came from (--data-dir, MINICNN_DATA, the bundled copy)."""
-    from minicnn.data import mnist as mnist_data
-
-    folder, origin = mnist_data._folder(root)
+    folder, origin, files = mnist_files(root)
     sums_path = folder / "SHA256SUMS"
     sums = read_sha256sums(sums_path) if sums_path.is_file() else {}
     return {"folder": str(folder),
-            "sha256": {name: sums.get(name) or content_sha256(mnist_data._find(folder, name, origin))
-                       for name in _DATA_FILES}}, origin
+            "sha256": {name: sums.get(name) or content_sha256(files[name]) for name in _DATA_FILES}}, origin
 
 
 def _check_data(parser, path: Path, saved: dict, now: dict, origin: str) -> None:
@@ -296,6 +293,10 @@ def _train(parser, args, out: Path | None, resume: Path | None, data: dict | Non
 
     images, labels = load_mnist("train", root=args.data_dir)
     test_images, test_labels = load_mnist("test", root=args.data_dir)
+    for split, part in (("train", images), ("test", test_images)):
+        if len(part) == 0:  # found now, not after the epochs
+            raise DataError(f"{mnist_files(args.data_dir)[2][MNIST_FILES[split][0]]} holds 0 images: minicnn train "
+                            f"needs at least one training image and one test image")
     identity, origin = _data_identity(args.data_dir) if out is not None or resume is not None else (None, None)
     if data is not None:  # (a checkpoint from before minicnn recorded its data has none)
         _check_data(parser, resume, data, identity, origin)

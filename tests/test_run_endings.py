@@ -163,3 +163,14 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_the_folder_as_it_was(older_r
         f"minicnn train: error: {older_run / 'checkpoint.npz'}: No space left on device; no epoch was complete, "
         f"so {older_run} is as it was")
     assert {p.name: p.read_bytes() for p in older_run.iterdir()} == before
+
+
+@pytest.mark.parametrize("empty, file", [("train", "train-images-idx3-ubyte"), ("test", "t10k-images-idx3-ubyte")])
+def test_a_data_set_without_training_or_test_images_is_refused_before_training(empty, file, tmp_path, monkeypatch,
+                                                                               capsys):
+    folder = tiny_mnist(tmp_path / "data", train=0 if empty == "train" else 20, test=0 if empty == "test" else 20)
+    monkeypatch.setattr(recipes, "fit", lambda *args, **kwargs: pytest.fail("training must not start"))
+    assert cli.main([*TRAIN, "--data-dir", str(folder), "--out", str(tmp_path / "run")]) == 1
+    assert _error_line(capsys) == (f"minicnn train: error: {folder / file} holds 0 images: minicnn train needs at "
+                                   f"least one training image and one test image")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".minicnn.lock"]
