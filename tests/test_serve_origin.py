@@ -311,12 +311,16 @@ def test_create_app_refuses_an_impossible_upload_limit():
             server.create_app(None, max_upload_mb=value)
 
 
-def test_an_impossible_connection_cap_is_one_line(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("option, message", [
+    *[(f"--max-connections={value}", f"--max-connections must be 1-1024, got {value}") for value in ("0", "-3", "5000")],
+    *[(f"--host={value}", "--host must name an address (127.0.0.1, 0.0.0.0, a name of this machine), got an empty one")
+      for value in ("", " ")],
+])
+def test_an_impossible_connection_cap_or_host_is_one_line(option, message, tmp_path, monkeypatch, capsys):
     weights = minicnn.save(models.MnistCNN(seed=0), tmp_path / "model.npz")
     monkeypatch.setattr(server, "listen", lambda *args, **kwargs: pytest.fail("the server must not start"))
-    for value in ("0", "-3", "5000"):
-        with pytest.raises(SystemExit) as exit_:
-            cli.main(["serve", str(weights), f"--max-connections={value}"])
-        err = capsys.readouterr().err
-        assert exit_.value.code == 2 and "Traceback" not in err, err
-        assert err.strip().splitlines()[-1] == f"minicnn serve: error: --max-connections must be 1-1024, got {value}"
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", str(weights), option])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"minicnn serve: error: {message}"

@@ -51,6 +51,8 @@ def run(args, parser: argparse.ArgumentParser) -> None:
     line naming what was fused in it goes to standard error, since the first line of standard output says
     where the page is.
     """
+    if not args.host.strip():
+        parser.error("--host must name an address (127.0.0.1, 0.0.0.0, a name of this machine), got an empty one")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
     if not args.max_upload_mb > 0:
