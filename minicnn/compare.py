@@ -75,18 +75,51 @@ def cnn_row(weights: Path, loader) -> dict:
             "parameters": int(sum(p.size for p in model.parameters()))}
 
 
+# What each result of a baselines.json holds: key -> (test of its value, what it must be).
+_BASELINE_FIELDS = {
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "train_samples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a count"),
+    "test_samples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a count above 0"),
+    "fit_seconds": (lambda v: _is_number(v) and v >= 0, "a number of seconds"),
+    "predict_seconds": (lambda v: _is_number(v) and v >= 0, "a number of seconds"),
+    "test_accuracy": (lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 def baseline_rows(path: Path) -> list[dict]:
-    """The rows of one ``baselines.json``."""
+    """The rows of one ``baselines.json``; a ``ValueError`` naming the file and what in it is not as
+    ``minicnn baselines`` writes it."""
+    expected = "expected the baselines.json that minicnn baselines writes"
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-        results = report["results"]
-        return [{"name": r["name"], "kind": "classical", "source": str(path), "train_samples": r["train_samples"],
-                 "training_seconds": float(r["fit_seconds"]), "predict_seconds": float(r["predict_seconds"]),
-                 "test_samples": r["test_samples"], "test_accuracy": float(r["test_accuracy"])} for r in results]
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: missing {exc}; expected the baselines.json that minicnn baselines writes") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise ValueError(f"{path}: not JSON ({exc}); {expected}") from None
+    if not isinstance(report, dict):
+        kind = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(report), "null")
+        raise ValueError(f"{path}: holds a JSON {kind}, not an object with a list of 'results'; {expected}")
+    if not isinstance(report.get("results"), list):
+        raise ValueError(f"{path}: has no list 'results'; {expected}")
+    if not report["results"]:
+        raise ValueError(f"{path}: its 'results' are empty: no baseline to compare; {expected}")
+    for i, result in enumerate(report["results"]):
+        if not isinstance(result, dict):
+            raise ValueError(f"{path}: results[{i}] is not an object; {expected}")
+        for key, (test, wanted) in _BASELINE_FIELDS.items():
+            if key not in result:
+                raise ValueError(f"{path}: results[{i}] has no '{key}'; {expected}")
+            if not test(result[key]):
+                raise ValueError(f"{path}: results[{i}].{key} is {json.dumps(result[key])[:40]}, not {wanted}; "
+                                 f"{expected}")
+    return [{"name": r["name"], "kind": "classical", "source": str(path), "train_samples": r["train_samples"],
+             "training_seconds": float(r["fit_seconds"]), "predict_seconds": float(r["predict_seconds"]),
+             "test_samples": r["test_samples"], "test_accuracy": float(r["test_accuracy"])}
+            for r in report["results"]]
 
 
 def _duration(seconds: float) -> str:

@@ -23,9 +23,12 @@ continues it with those settings, and ends with the files the uninterrupted
 run would have written.  The checkpoint's settings are checked as the
 options are; an option given on the command line that contradicts them
 (its default value too, and more epochs) is refused, and so is other data.
-A run stopped by Ctrl-C or a diverged loss puts the last complete epoch's
-weights and history beside its checkpoint (the older run's metrics and
-reports go, together), and its one-line message says how to resume.
+A run stopped by Ctrl-C (during training, the test evaluation or the final
+write), a diverged loss or a checkpoint that cannot be written (a full disk)
+puts the last complete epoch's weights and history beside its checkpoint
+(the older run's metrics and reports go, together), and its one-line message
+says how to resume; DIR never holds one run's checkpoint beside another's
+weights (docs/training.md#resuming-a-run).
 
 Each network has its recipe in :data:`RECIPES`, the defaults of the options
 it leaves unset: ``--model MnistDeepCNN`` trains with RMSprop (lr 1e-3,
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -51,8 +55,8 @@ import numpy as np
 
 import minicnn
 from minicnn import models, nn, optim
-from minicnn.data import (MNIST_FILES, DataLoader, content_sha256, load_mnist, mnist_eval_transform,
-                          mnist_train_transform, read_sha256sums, train_val_split)
+from minicnn.data import (MNIST_FILES, DataError, DataLoader, content_sha256, load_mnist, mnist_eval_transform,
+                          mnist_files, mnist_train_transform, read_sha256sums, train_val_split)
 from minicnn.memory import check_fits
 from minicnn.nn.fusion import fuse_for
 from minicnn.paths import output_folder, path_argument
@@ -266,14 +270,11 @@ def _data_identity(root) -> tuple[dict, str]:
     """The folder ``load_mnist(root=root)`` reads and the SHA-256 of each file's content: the digest its
     ``SHA256SUMS`` lists under the content's name (which the loader has checked), else computed; and
     where the folder came from (--data-dir, MINICNN_DATA, the bundled copy)."""
-    from minicnn.data import mnist as mnist_data
-
-    folder, origin = mnist_data._folder(root)
+    folder, origin, files = mnist_files(root)
     sums_path = folder / "SHA256SUMS"
     sums = read_sha256sums(sums_path) if sums_path.is_file() else {}
     return {"folder": str(folder),
-            "sha256": {name: sums.get(name) or content_sha256(mnist_data._find(folder, name, origin))
-                       for name in _DATA_FILES}}, origin
+            "sha256": {name: sums.get(name) or content_sha256(files[name]) for name in _DATA_FILES}}, origin
 
 
 def _check_data(parser, path: Path, saved: dict, now: dict, origin: str) -> None:
@@ -292,6 +293,10 @@ def _train(parser, args, out: Path | None, resume: Path | None, data: dict | Non
 
     images, labels = load_mnist("train", root=args.data_dir)
     test_images, test_labels = load_mnist("test", root=args.data_dir)
+    for split, part in (("train", images), ("test", test_images)):
+        if len(part) == 0:  # found now, not after the epochs
+            raise DataError(f"{mnist_files(args.data_dir)[2][MNIST_FILES[split][0]]} holds 0 images: minicnn train "
+                            f"needs at least one training image and one test image")
     identity, origin = _data_identity(args.data_dir) if out is not None or resume is not None else (None, None)
     if data is not None:  # (a checkpoint from before minicnn recorded its data has none)
         _check_data(parser, resume, data, identity, origin)
@@ -346,6 +351,13 @@ def _train(parser, args, out: Path | None, resume: Path | None, data: dict | Non
         print(fused)
     checkpoint = out / CHECKPOINT if out is not None else None
     found = _identity(checkpoint)
+    # How to go on after a stop: the run's folder, and the data it was trained on (not in its checkpoint).
+    again = f"minicnn train --resume {shlex.quote(str(out))}" + (
+        f" --data-dir {shlex.quote(str(args.data_dir))}" if args.data_dir is not None else "")
+
+    def kept(after_failure: bool = False) -> str:
+        return _kept(model, out, found, resume, again, after_failure)
+
     start = time.perf_counter()
     try:
         # A diverging loss overflows on its way to NaN; fit reports it once, by epoch and batch.
@@ -356,43 +368,56 @@ def _train(parser, args, out: Path | None, resume: Path | None, data: dict | Non
                           checkpoint_extra={"setup": {**{key: getattr(args, key) for key in SETUP},
                                                        **({"data": identity} if identity else {})}})
     except TrainingDivergedError as exc:
-        raise TrainingDivergedError(f"{exc}{_kept(model, out, found, resume)}", exc.epoch, exc.batch,
+        raise TrainingDivergedError(f"{exc}{kept()}", exc.epoch, exc.batch,
                                     exc.history) from None
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"during training{_kept(model, out, found, resume)}") from None
+        raise KeyboardInterrupt(f"during training{kept()}") from None
+    except OSError as exc:
+        if checkpoint is None or exc.filename != str(checkpoint) or exc.strerror is None:
+            raise
+        # A later epoch's checkpoint could not be written (a full disk): the earlier one is still whole.
+        raise type(exc)(exc.errno, exc.strerror + kept(after_failure=True),
+                        exc.filename) from None
     seconds = this_run = time.perf_counter() - start
     if resume:  # the whole run's time: the epochs before the checkpoint as they ran, then this run's
         seconds = float(sum(history.to_dict()["seconds"]))
-    test = evaluate(model, test_loader, criterion, return_predictions=out is not None)
-    print(f"Test accuracy: {test['accuracy']:.4f} ({test['accuracy'] * 100:.2f}%), "
-          f"test loss {test['loss']:.4f}, training time {seconds:.1f}s"
-          + (f" (the epochs' sum; {this_run:.1f}s in this run)" if resume else ""))
+    # Ctrl-C from here on: the folder keeps this run's files, all of them or those of its last epoch.
+    finished = _identity(out / "metrics.json") if out is not None else None
+    try:
+        test = evaluate(model, test_loader, criterion, return_predictions=out is not None)
+        print(f"Test accuracy: {test['accuracy']:.4f} ({test['accuracy'] * 100:.2f}%), "
+              f"test loss {test['loss']:.4f}, training time {seconds:.1f}s"
+              + (f" (the epochs' sum; {this_run:.1f}s in this run)" if resume else ""))
 
-    metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": args.epochs,
-               "backend": backend.name, "seconds": seconds, "model": args.model, "seed": args.seed,
-               "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler,
-               "augment": not args.no_augment, "train_samples": int(len(images)),
-               "optimizer": args.optimizer, "zoom": args.zoom, "zoom_each_axis": args.zoom_each_axis,
-               "val_split": args.val_split}
-    if out is not None:
-        def write(folder: Path) -> list[str]:
-            minicnn.save(model, folder / "model.npz")
-            write_json_atomic(folder / "history.json", history.to_dict())
-            write_json_atomic(folder / "metrics.json", metrics)
-            return ["model.npz", "history.json", "metrics.json",
-                    *save_reports(folder, history.to_dict(), test["targets"], test["predictions"])]
+        metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": args.epochs,
+                   "backend": backend.name, "seconds": seconds, "model": args.model, "seed": args.seed,
+                   "batch_size": args.batch_size, "lr": args.lr, "scheduler": args.scheduler,
+                   "augment": not args.no_augment, "train_samples": int(len(images)),
+                   "optimizer": args.optimizer, "zoom": args.zoom, "zoom_each_axis": args.zoom_each_axis,
+                   "val_split": args.val_split}
+        if out is not None:
+            def write(folder: Path) -> list[str]:
+                minicnn.save(model, folder / "model.npz")
+                write_json_atomic(folder / "history.json", history.to_dict())
+                write_json_atomic(folder / "metrics.json", metrics)
+                return ["model.npz", "history.json", "metrics.json",
+                        *save_reports(folder, history.to_dict(), test["targets"], test["predictions"])]
 
-        # Curves this run did not draw (--epochs 0), and a checkpoint it did not write, are an older run's.
-        ours = _ours(checkpoint, found, resume)
-        stale = [*TRAINING_REPORTS, *([] if ours else [CHECKPOINT])]
-        try:
-            written = write_together(out, write, remove=stale)
-        except OSError as exc:
-            if not ours or exc.strerror is None:
-                raise
-            raise type(exc)(exc.errno, f"{exc.strerror}; {out} holds the rest as it was, and this run's checkpoint: "
-                                       f"minicnn train --resume {out} writes its files", exc.filename) from None
-        print(f"Wrote {', '.join(written)} to {out}")
+            # Curves this run did not draw (--epochs 0), and a checkpoint it did not write, are an older run's.
+            ours = _ours(checkpoint, found, resume)
+            stale = [*TRAINING_REPORTS, *([] if ours else [CHECKPOINT])]
+            try:
+                written = write_together(out, write, remove=stale)
+            except OSError as exc:
+                if not ours or exc.strerror is None:
+                    raise
+                raise type(exc)(exc.errno, f"{exc.strerror}; {out} holds the rest as it was, and this run's "
+                                           f"checkpoint: {again} writes its files", exc.filename) from None
+            print(f"Wrote {', '.join(written)} to {out}")
+    except KeyboardInterrupt:
+        if out is not None and _identity(out / "metrics.json") not in (None, finished):
+            raise KeyboardInterrupt(f"as it ended; {out} holds all of this run's files") from None
+        raise KeyboardInterrupt(f"after training, before its files were written{kept()}") from None
     return metrics
 
 
@@ -409,11 +434,14 @@ def _ours(checkpoint: Path, found, resume: Path | None) -> bool:
     return _identity(checkpoint) != found or (resume is not None and resume.resolve() == checkpoint.resolve())
 
 
-def _kept(model, out: Path | None, found, resume: Path | None) -> str:
+def _kept(model, out: Path | None, found, resume: Path | None, again: str, after_failure: bool = False) -> str:
     """After a stopped run, what ``out`` keeps, for the end of its one-line message.
 
     When an epoch is complete, its checkpoint is in ``out``: its weights and history are put beside it
-    (and the older run's metrics and reports taken away, all together), and the line says how to resume.
+    (and the older run's metrics and reports taken away, all together), and the line says how to resume
+    (``again``, the command).
+    ``after_failure``: the run stopped because a write failed (a full disk), so the line says the kept
+    checkpoint is the last complete one, and what to do when its weights cannot be written either.
     """
     checkpoint = out / CHECKPOINT if out is not None else None
     if checkpoint is None:
@@ -421,13 +449,21 @@ def _kept(model, out: Path | None, found, resume: Path | None) -> str:
     if not _ours(checkpoint, found, resume):
         return f"; no epoch was complete, so {out} is as it was"
     extra = load_checkpoint(checkpoint, model)
+    last = ", the last complete one" if after_failure else ""
+    fix = "free some space and " if after_failure else ""
 
     def write(folder: Path) -> list[str]:
         minicnn.save(model, folder / "model.npz")
         write_json_atomic(folder / "history.json", extra["history"])
         return ["model.npz", "history.json"]
 
-    write_together(out, write, remove=("metrics.json", *TRAINING_REPORTS))
-    return (f"; {out} holds the weights and checkpoint of epoch {extra['epoch']}: continue with "
-            f"minicnn train --resume {out}")
+    try:
+        write_together(out, write, remove=("metrics.json", *TRAINING_REPORTS))
+    except OSError as exc:
+        if exc.strerror is None:
+            raise
+        return (f"; {out} holds the checkpoint of epoch {extra['epoch']}{last} (its weights could not be put beside "
+                f"it: {exc.strerror}): {fix}continue with {again}")
+    return (f"; {out} holds the weights and checkpoint of epoch {extra['epoch']}{last}: {fix}continue with "
+            f"{again}")
 

@@ -7,8 +7,11 @@
 folder stops at once and names the process holding it; the lock goes with the process, so a killed run
 leaves nothing that blocks the next one.  The lock is opened without following a link: a lock file that
 is a symbolic link or not a regular file is refused (:class:`~minicnn.serialization.UnsafePathError`),
-never truncated or written through.  Holding it, :func:`claim` removes what a killed run left there:
-its staging folders ``.writing-*`` and the temporary files ``.NAME.XXXXXXXX.tmp`` of an atomic write.
+never truncated or written through.  Holding it, :func:`claim` removes what a killed run left there, and
+only what it can prove is minicnn's own: a staging folder ``.writing-XXXXXXXX`` that holds the mark
+:func:`write_together` puts in each (or is empty), and the temporary file ``.checkpoint.npz.XXXXXXXX.tmp``
+of the one file written straight into the folder (every other file is written inside a staging folder).
+A user's ``.writing-abcdefgh/`` without the mark, or ``.notes.abcdefgh.tmp``, stays.
 
 :func:`write_together` replaces a set of files as one: ``write(staging)`` writes them into an empty
 folder inside ``out``; only when all are complete are the old ones moved aside and the new ones moved in
@@ -37,10 +40,13 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are n
 
 LOCK_NAME = ".minicnn.lock"
 STAGING_PREFIX = ".writing-"
+STAGING_MARK = ".minicnn-staging"   # the empty file write_together puts first into each staging folder
 # write_together's staging folders: the prefix + the 8 random characters of tempfile's names
 _STAGING = re.compile(r"^\.writing-[a-z0-9_]{8}$")
 # serialization.write_atomic's temporary files: "." + target name + "." + 8 random characters + ".tmp"
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+# ... of which the one minicnn makes in a run folder itself: the checkpoint's, written after every epoch
+_CHECKPOINT_TEMPORARY = re.compile(r"^\.checkpoint\.npz\.[a-z0-9_]{8}\.tmp$")
 
 
 class FolderInUseError(RuntimeError):
@@ -115,9 +121,16 @@ def _not_a_lock(path: Path, mode: int, links: int = 1) -> UnsafePathError:
 def _remove_leftovers(out: Path) -> list[str]:
     removed = []
     for entry in sorted(out.iterdir()):
-        if _STAGING.match(entry.name) and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        elif _TEMPORARY.match(entry.name) and entry.is_file() and not entry.is_symlink():
+        if entry.is_symlink():
+            continue
+        if _STAGING.match(entry.name) and entry.is_dir():
+            if (entry / STAGING_MARK).is_file() and not (entry / STAGING_MARK).is_symlink():
+                shutil.rmtree(entry)
+            elif not any(entry.iterdir()):   # killed before it was marked
+                entry.rmdir()
+            else:
+                continue
+        elif _CHECKPOINT_TEMPORARY.match(entry.name) and entry.is_file():
             entry.unlink()
         else:
             continue
@@ -146,6 +159,7 @@ def write_together(out: Path, write, remove=()) -> list[str]:
     with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=out) as staging:
         staging = Path(staging)
         try:
+            (staging / STAGING_MARK).touch()   # what tells a killed run's staging folder from a user's
             names = write(staging)
             gone = [n for n in remove if n not in names]
             check_targets(out, [*names, *gone])

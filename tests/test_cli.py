@@ -19,7 +19,7 @@ except ImportError:  # Windows
     fcntl = None
 
 import minicnn
-from minicnn import cli, models
+from minicnn import cli, models, run_folder
 from minicnn.data import load_mnist
 from minicnn.imaging import preprocess_digit
 from strategies import fused_lines
@@ -449,6 +449,7 @@ def test_a_killed_runs_leftovers_are_removed_by_the_next_run(trained, tmp_path, 
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     (run / ".writing-8kq2m1x0").mkdir()
+    (run / ".writing-8kq2m1x0" / run_folder.STAGING_MARK).touch()
     (run / ".writing-8kq2m1x0" / "model.npz").write_bytes(b"half a file")
     (run / ".checkpoint.npz.x1y2z3w4.tmp").write_bytes(b"half a file")
     assert cli.main(["train", "--epochs", "0", "--limit", "64", "--quiet", "--out", str(run)]) == 0

@@ -74,14 +74,30 @@ def test_weights_without_a_history_are_refused_by_name(runs, tmp_path, capsys):
     assert not (tmp_path / "cmp" / "comparison.md").exists()
 
 
+EXPECTED = "; expected the baselines.json that minicnn baselines writes"
+GOOD = {"name": "kNN", "train_samples": 600, "test_samples": 100, "fit_seconds": 0.1, "predict_seconds": 0.2,
+        "test_accuracy": 0.9}
+
+
 @pytest.mark.parametrize("content, message", [
-    ("{not json", "baselines.json: Expecting property name"),
-    ('{"results": [{"name": "x"}]}', "missing 'train_samples'; expected the baselines.json that minicnn baselines"),
-])
+    ("{not json", "not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))" + EXPECTED),
+    ("[]", "holds a JSON list, not an object with a list of 'results'" + EXPECTED),
+    ("null", "holds a JSON null, not an object with a list of 'results'" + EXPECTED),
+    ('{"results": {}}', "has no list 'results'" + EXPECTED),
+    ('{"results": []}', "its 'results' are empty: no baseline to compare" + EXPECTED),
+    ('{"results": [7]}', "results[0] is not an object" + EXPECTED),
+    ('{"results": [{"name": "x"}]}', "results[0] has no 'train_samples'" + EXPECTED),
+    (json.dumps({"results": [GOOD, {**GOOD, "test_accuracy": "high"}]}),
+     'results[1].test_accuracy is "high", not a number from 0 to 1' + EXPECTED),
+    (json.dumps({"results": [{**GOOD, "fit_seconds": None}]}), "results[0].fit_seconds is null, not a number of "
+                                                               "seconds" + EXPECTED),
+], ids=["not-json", "list", "null", "results-not-a-list", "no-results", "result-not-an-object", "missing-key",
+        "accuracy-a-string", "seconds-null"])
 def test_a_bad_baselines_file_is_named(tmp_path, capsys, content, message):
     (tmp_path / "baselines.json").write_text(content)
     assert cli.main(["compare", "--baselines", str(tmp_path / "baselines.json"), "--out", str(tmp_path / "o")]) == 1
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == f"minicnn compare: error: {tmp_path / 'baselines.json'}: {message}\n"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -7,36 +7,19 @@ import gzip
 import io
 import json
 import shutil
-import struct
 
 import numpy as np
 import pytest
 
 from minicnn import cli
-
-
-def _write_idx(path, array):
-    """An IDX file of unsigned bytes (magic 0x08, then the dimensions, big-endian), as MNIST's."""
-    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.astype(np.uint8).tobytes())
-
-
-def _tiny_mnist(folder, seed):
-    """An MNIST-layout folder of 20 training and 20 test images (noise), different for each seed."""
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    for images, labels in (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                           ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
-        _write_idx(folder / images, rng.integers(0, 256, (20, 28, 28)))
-        _write_idx(folder / labels, np.arange(20) % 10)
-    return folder
+from strategies import tiny_mnist
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Two tiny datasets, ``a`` and ``b``."""
     root = tmp_path_factory.mktemp("data")
-    return _tiny_mnist(root / "a", 0), _tiny_mnist(root / "b", 1)
+    return tiny_mnist(root / "a", 0), tiny_mnist(root / "b", 1)
 
 
 @pytest.fixture(scope="module")

@@ -85,13 +85,14 @@ def test_a_full_disk_while_writing_names_the_file_and_changes_nothing(old_run):
 
 def test_claim_removes_what_a_killed_run_left(tmp_path):
     (tmp_path / ".writing-k2j4h1ab").mkdir()
+    (tmp_path / ".writing-k2j4h1ab" / run_folder.STAGING_MARK).touch()
     (tmp_path / ".writing-k2j4h1ab" / "model.npz").write_bytes(b"half")
-    (tmp_path / ".checkpoint.npz.a8Xk_3zq.tmp").write_bytes(b"half")
-    kept = [".notes.tmp", "model.npz", ".writing-notes.txt"]
+    (tmp_path / ".checkpoint.npz.a8xk_3zq.tmp").write_bytes(b"half")
+    kept = [".notes.tmp", "model.npz", ".writing-notes.txt", ".checkpoint.npz.A8XK_3ZQ.tmp"]  # (mkstemp: lowercase)
     for name in kept:
         (tmp_path / name).write_bytes(b"keep")
     with claim(tmp_path, "minicnn train") as removed:
-        assert removed == [".checkpoint.npz.a8Xk_3zq.tmp", ".writing-k2j4h1ab"]
+        assert removed == [".checkpoint.npz.a8xk_3zq.tmp", ".writing-k2j4h1ab"]
     assert sorted(os.listdir(tmp_path)) == sorted([*kept, run_folder.LOCK_NAME])
 
 

@@ -7,35 +7,22 @@ user's own dot-files and dot-folders (``.git/``, ``.notes.tmp``, ...) are theirs
 through ``minicnn train --out DIR`` and ``minicnn evaluate W --out DIR`` alike.
 """
 import os
-import struct
 import tempfile
 
-import numpy as np
 import pytest
 
 import minicnn
 from minicnn import cli, models, run_folder
 from minicnn.run_folder import claim
+from strategies import tiny_mnist
 
-
-
-def _write_idx(path, array):
-    """An IDX file of unsigned bytes (magic 0x08, then the dimensions, big-endian), as MNIST's."""
-    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """An MNIST-layout folder of 20 training and 20 test images (noise): train then evaluates 20 images, not
     the 10,000 of the bundled test set, and so takes well under a second."""
-    folder = tmp_path_factory.mktemp("tiny-mnist")
-    rng = np.random.default_rng(0)
-    for images, labels in (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                           ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
-        _write_idx(folder / images, rng.integers(0, 256, (20, 28, 28)))
-        _write_idx(folder / labels, np.arange(20) % 10)
-    return folder
+    return tiny_mnist(tmp_path_factory.mktemp("tiny-mnist"))
 
 
 def _users_own(folder):
@@ -52,6 +39,9 @@ def _users_own(folder):
         ".draft.v2.tmp": b"a user's .tmp",            # NAME.XX.tmp: not the 8 random characters of mkstemp
         ".model.npz.123456789.tmp": b"nine",          # 9 characters
         ".model.npz.1234567.tmp": b"seven",           # 7
+        ".notes.abcdefgh.tmp": b"my notes",           # NAME.XXXXXXXX.tmp, but not of a file minicnn writes here
+        ".model.npz.abcdefgh.tmp": b"mine",           # nor this: model.npz is written in a staging folder
+        ".writing-abcdefgh/chapter1.md": b"a draft",  # a staging folder's name, without minicnn's mark
     }
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -64,12 +54,14 @@ def _leftovers(folder):
     """What an interrupted run leaves: a staging folder (with a half-written file) and an atomic write's
     temporary file, named as tempfile names them; returns their names, sorted."""
     staging = tempfile.mkdtemp(prefix=run_folder.STAGING_PREFIX, dir=folder)
+    (folder / staging / run_folder.STAGING_MARK).touch()
     (folder / staging / "model.npz").write_bytes(b"half a file")
     (folder / staging / ".old").mkdir()
+    unmarked = tempfile.mkdtemp(prefix=run_folder.STAGING_PREFIX, dir=folder)   # killed as it was made
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint.npz.", suffix=".tmp", dir=folder)
     os.write(fd, b"half a file")
     os.close(fd)
-    return sorted([os.path.basename(staging), os.path.basename(tmp)])
+    return sorted([os.path.basename(staging), os.path.basename(unmarked), os.path.basename(tmp)])
 
 
 def _contents(folder, names):
@@ -99,7 +91,8 @@ def test_a_run_removes_its_own_leftovers_and_nothing_of_the_users(command, weigh
     dot_entries = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
     assert dot_entries == sorted({".cache", ".empty-folder", ".env", ".git", ".hidden.tmp.txt", ".minicnn",
                                   run_folder.LOCK_NAME, ".notes.tmp", ".writing-mine", ".draft.v2.tmp",
-                                  ".model.npz.123456789.tmp", ".model.npz.1234567.tmp"})
+                                  ".model.npz.123456789.tmp", ".model.npz.1234567.tmp", ".notes.abcdefgh.tmp",
+                                  ".model.npz.abcdefgh.tmp", ".writing-abcdefgh"})
     if command == "train":  # train says what it removed: exactly the leftovers
         assert f"Removed what an interrupted run left in {out}: {', '.join(left)}\n" in printed
 
@@ -133,3 +126,28 @@ def test_a_users_folder_that_merely_starts_like_a_staging_folder_stays(tmp_path)
     with claim(tmp_path, "minicnn train"):
         pass
     assert (tmp_path / ".writing-drafts" / "chapter1.md").read_text() == "my draft"
+
+
+def test_a_staging_folder_is_minicnns_only_with_its_mark(tmp_path):
+    """The mark must be a file: a link named like it (to a file elsewhere) proves nothing."""
+    (tmp_path / "elsewhere.txt").write_text("keep")
+    linked = tmp_path / "out" / ".writing-a1b2c3d4"
+    linked.mkdir(parents=True)
+    (linked / run_folder.STAGING_MARK).symlink_to(tmp_path / "elsewhere.txt")
+    (linked / "draft.md").write_text("a draft")
+    with claim(tmp_path / "out", "minicnn train") as removed:
+        assert removed == []
+    assert (linked / "draft.md").read_text() == "a draft"
+
+
+def test_write_together_marks_its_staging_folder(tmp_path):
+    seen = []
+
+    def write(folder):
+        seen.append(sorted(p.name for p in folder.iterdir()))
+        (folder / "a.txt").write_text("a")
+        return ["a.txt"]
+
+    assert run_folder.write_together(tmp_path, write) == ["a.txt"]
+    assert seen == [[run_folder.STAGING_MARK]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]

@@ -284,10 +284,13 @@ def test_another_host_is_announced_in_one_line(weights, monkeypatch, capsys):
     class Listening:
         port = 7860
 
+        def __init__(self, max_connections):
+            self.max_connections = max_connections
+
         def serve_forever(self):
             pass
 
-    monkeypatch.setattr(server, "listen", lambda app, host, port: Listening())
+    monkeypatch.setattr(server, "listen", lambda app, host, port, max_connections: Listening(max_connections))
     assert cli.main(["serve", str(weights), "--host", "0.0.0.0"]) == 0
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [*fused_lines(), "minicnn serve: warning: listening on 0.0.0.0, not only on "
@@ -296,6 +299,11 @@ def test_another_host_is_announced_in_one_line(weights, monkeypatch, capsys):
     assert cli.main(["serve", str(weights), "--host", "::1"]) == 0
     captured = capsys.readouterr()
     assert captured.err.splitlines() == fused_lines() and "at http://[::1]:7860/" in captured.out
+    # A cap lowered for a low `ulimit -n` (server.connection_cap) is one line too.
+    monkeypatch.setattr(server, "listen", lambda app, host, port, max_connections: Listening(18))
+    assert cli.main(["serve", str(weights), "--max-connections", "40"]) == 0
+    assert capsys.readouterr().err.splitlines() == [*fused_lines(), "minicnn serve: warning: serving 18 connections "
+                                                    "at once, not 40: this process may open few files (ulimit -n)"]
 
 
 def test_without_flask_serve_names_the_pip_install(weights, monkeypatch, capsys):

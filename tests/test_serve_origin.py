@@ -210,6 +210,46 @@ def test_a_slow_client_is_cut_off():
         thread.join(timeout=10)
 
 
+# --- connections: a bounded number at once ----------------------------------------------------------
+
+def test_connections_over_the_cap_are_turned_away_at_once_and_the_page_comes_back():
+    httpd = server.listen(server.create_app(None), "127.0.0.1", 0, idle_timeout_s=1.0, max_connections=3)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    page = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{httpd.port}\r\n\r\n".encode()
+    idle = []
+    try:
+        idle = [socket.create_connection(("127.0.0.1", httpd.port), timeout=5) for _ in range(3)]
+        time.sleep(0.2)                                  # each now holds a thread, sending nothing
+        start = time.monotonic()
+        assert exchange(httpd.port, page) == (
+            503, "503 Service Unavailable: this server is busy with 3 connections; try again\n")
+        assert time.monotonic() - start < 0.5 and threading.active_count() < 3 + 3 + 2
+        idle.pop().close()                               # one leaves: its place is free again
+        time.sleep(0.2)
+        assert exchange(httpd.port, page)[0] == 200
+        time.sleep(1.3)                                  # the idle ones are dropped after 1 s
+        assert [sock.recv(1) for sock in idle] == [b"", b""]
+        assert [exchange(httpd.port, page)[0] for _ in range(5)] == [200] * 5
+    finally:
+        for sock in idle:
+            sock.close()
+        httpd.shutdown()
+        thread.join(timeout=10)
+
+
+def test_the_cap_leaves_room_under_a_low_limit_of_open_files(monkeypatch):
+    import resource
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (128, 4096))
+    assert server.connection_cap(32) == 32
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (100, 4096))
+    assert server.connection_cap(32) == 18                                 # (100 - 64) // 2
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY,) * 2)
+    assert server.connection_cap(500) == 500
+    with pytest.raises(ValueError, match="^max_connections must be at least 1, got 0$"):
+        server.listen(server.create_app(None), "127.0.0.1", 0, max_connections=0)
+
+
 # --- the form: each of its limits says which it is -------------------------------------------------
 
 def form(fields):
@@ -269,3 +309,18 @@ def test_create_app_refuses_an_impossible_upload_limit():
     for value in (float("inf"), float("nan"), 1e300):
         with pytest.raises(ValueError, match=r"^max_upload_mb must be (at most 1024|a positive number of) megabytes"):
             server.create_app(None, max_upload_mb=value)
+
+
+@pytest.mark.parametrize("option, message", [
+    *[(f"--max-connections={value}", f"--max-connections must be 1-1024, got {value}") for value in ("0", "-3", "5000")],
+    *[(f"--host={value}", "--host must name an address (127.0.0.1, 0.0.0.0, a name of this machine), got an empty one")
+      for value in ("", " ")],
+])
+def test_an_impossible_connection_cap_or_host_is_one_line(option, message, tmp_path, monkeypatch, capsys):
+    weights = minicnn.save(models.MnistCNN(seed=0), tmp_path / "model.npz")
+    monkeypatch.setattr(server, "listen", lambda *args, **kwargs: pytest.fail("the server must not start"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", str(weights), option])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"minicnn serve: error: {message}"

@@ -1,4 +1,4 @@
-"""``minicnn serve WEIGHTS [--host 127.0.0.1] [--port 7860] [--max-upload-mb 16]``: the page for saved weights.
+"""``minicnn serve WEIGHTS [--host 127.0.0.1] [--port 7860] [--max-upload-mb 16] [--max-connections 32]``: the page.
 
 Loads the weights as ``minicnn predict`` does, then serves the page of
 :mod:`minicnn.web.server` until Ctrl+C. On loopback only unless ``--host``
@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-upload-mb", type=float, default=16, metavar="MB",
                    help=f"largest upload accepted, in megabytes (default 16, at most 1024; images of more than "
                         f"{MAX_PIXELS / 1e6:g} million pixels are refused too)")
+    p.add_argument("--max-connections", type=int, default=32, metavar="N",
+                   help="connections served at once (default 32, at most 1024); one more is answered "
+                        "'503 busy' and closed")
 
 
 def _url(host: str, port: int) -> str:
@@ -48,10 +51,14 @@ def run(args, parser: argparse.ArgumentParser) -> None:
     line naming what was fused in it goes to standard error, since the first line of standard output says
     where the page is.
     """
+    if not args.host.strip():
+        parser.error("--host must name an address (127.0.0.1, 0.0.0.0, a name of this machine), got an empty one")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0-65535, got {args.port}")
     if not args.max_upload_mb > 0:
         parser.error(f"--max-upload-mb must be a positive number of megabytes, got {args.max_upload_mb:g}")
+    if not 1 <= args.max_connections <= 1024:
+        parser.error(f"--max-connections must be 1-1024, got {args.max_connections}")
     try:
         from minicnn.web import server
     except ImportError as exc:
@@ -64,7 +71,11 @@ def run(args, parser: argparse.ArgumentParser) -> None:
     model, say_fused = load_model(args)
     say_fused(sys.stderr)
     title = f"{type(model).__name__} from {args.weights.name}"
-    httpd = server.listen(server.create_app(model, title, args.max_upload_mb), args.host, args.port)
+    httpd = server.listen(server.create_app(model, title, args.max_upload_mb), args.host, args.port,
+                          max_connections=args.max_connections)
+    if httpd.max_connections < args.max_connections:
+        print(f"{parser.prog}: warning: serving {httpd.max_connections} connections at once, not "
+              f"{args.max_connections}: this process may open few files (ulimit -n)", file=sys.stderr)
     if not server.is_loopback(args.host):
         print(f"{parser.prog}: warning: listening on {args.host}, not only on this machine: anyone who can "
               f"reach port {httpd.port} of it can use the page", file=sys.stderr)

@@ -30,7 +30,7 @@ from minicnn.data.csv import load_mnist_csv
 from minicnn.data.download import MNIST_MIRRORS, DownloadError, download, download_mnist
 from minicnn.data.idx import DataError, read_idx
 from minicnn.data.loader import DataLoader, train_val_split
-from minicnn.data.mnist import MNIST_FILES, load_mnist
+from minicnn.data.mnist import MNIST_FILES, load_mnist, mnist_files
 from minicnn.data.transforms import (
     MNIST_MEAN, MNIST_STD, MnistTransform, inverse_affine_matrices, mnist_eval_transform,
     mnist_train_transform, normalize, random_affine, to_float, warp_affine,
@@ -39,7 +39,7 @@ from minicnn.data.transforms import (
 __all__ = [
     "DataError", "DataLoader", "DownloadError", "MNIST_FILES", "MNIST_MEAN", "MNIST_MIRRORS",
     "MNIST_STD", "MnistTransform", "content_sha256", "download", "download_mnist",
-    "inverse_affine_matrices", "load_mnist", "load_mnist_csv", "mnist_eval_transform",
+    "inverse_affine_matrices", "load_mnist", "load_mnist_csv", "mnist_files", "mnist_eval_transform",
     "mnist_train_transform", "normalize", "random_affine", "read_idx", "read_sha256sums",
     "to_float", "train_val_split", "warp_affine",
 ]

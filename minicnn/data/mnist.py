@@ -32,7 +32,7 @@ import numpy as np
 from minicnn.data.checksums import read_sha256sums
 from minicnn.data.idx import DataError, read_idx
 
-__all__ = ["BUNDLED_MNIST_DIR", "MNIST_FILES", "NUM_CLASSES", "load_mnist"]
+__all__ = ["BUNDLED_MNIST_DIR", "MNIST_FILES", "NUM_CLASSES", "load_mnist", "mnist_files"]
 
 #: split -> (images file, labels file), names without ``.gz``.
 MNIST_FILES: dict[str, tuple[str, str]] = {
@@ -87,6 +87,14 @@ def load_mnist(split: str = "train", root=None) -> tuple[np.ndarray, np.ndarray]
     labels.flags.writeable = False
     _cache[(split, str(folder))] = (stamp, (images, labels))
     return images, labels
+
+
+def mnist_files(root=None) -> tuple[Path, str, dict[str, Path]]:
+    """Where ``load_mnist(root=root)`` reads: the folder, where that choice came from (``--data-dir`` on the
+    command line, ``MINICNN_DATA``, the bundled copy), and each of its four files (raw or ``.gz``) by its
+    name without ``.gz``.  ``FileNotFoundError`` naming what is missing, as :func:`load_mnist`."""
+    folder, origin = _folder(root)
+    return folder, origin, {name: _find(folder, name, origin) for pair in MNIST_FILES.values() for name in pair}
 
 
 def _folder(root) -> tuple[Path, str]:

@@ -28,10 +28,13 @@ Who may use it (checked before anything else, answered in one line of plain text
   must not be ``cross-site`` or ``same-site``: 403 otherwise. Browsers send
   ``Origin`` with every POST; tools such as curl send neither and are let in.
 
-Time: :func:`listen`'s server drops a connection that sends nothing for
-``idle_timeout_s`` (20 s) and answers 408 to a request that has not fully
-arrived ``request_timeout_s`` (120 s) after it connected; the model's lock
-is taken only once the whole upload is in.
+Time and connections: :func:`listen`'s server drops a connection that sends
+nothing for ``idle_timeout_s`` (20 s) and answers 408 to a request that has
+not fully arrived ``request_timeout_s`` (120 s) after it connected; the
+model's lock is taken only once the whole upload is in. It serves at most
+``max_connections`` (32) connections at once, a thread each: one more is
+answered ``503`` at once and closed, so idle sockets cannot use up the
+server's threads or its file descriptors.
 
 Docs: docs/serve.md
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import resource
 import socket
 import threading
 import time
@@ -47,14 +51,14 @@ from dataclasses import dataclass
 from flask import Flask, Request, Response, jsonify, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
-from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler, select_address_family
 
 from minicnn.backend import get_backend
 from minicnn.web import explain_api
 from minicnn.web.reading import MAX_PIXELS, open_upload, read_digit
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "HostRule", "IDLE_TIMEOUT_S", "MAX_UPLOAD_MB",
-           "REQUEST_TIMEOUT_S", "create_app", "is_loopback", "listen"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "HostRule", "IDLE_TIMEOUT_S", "MAX_CONNECTIONS",
+           "MAX_UPLOAD_MB", "REQUEST_TIMEOUT_S", "create_app", "is_loopback", "listen"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -64,6 +68,7 @@ MAX_FORM_PARTS = 1000         # the page sends one part; Werkzeug's (and Flask's
 MAX_FORM_TEXT_BYTES = 500_000  # the largest text (not file) field of a form; Flask's default
 IDLE_TIMEOUT_S = 20           # the longest a connection may send (or take) nothing
 REQUEST_TIMEOUT_S = 120       # the longest a whole request may take to arrive
+MAX_CONNECTIONS = 32          # connections served at once; one more is answered 503 and closed
 
 SECURITY_HEADERS = {
     # Everything the page uses comes from this server, or is a data: or blob: picture it made.
@@ -404,8 +409,60 @@ class _TimedHandler(WSGIRequestHandler):
         self.rfile = io.BufferedReader(_Deadline(self.connection, self.idle_timeout_s, self.request_timeout_s))
 
 
+class _CappedServer(ThreadedWSGIServer):
+    """Werkzeug's threaded server, serving at most ``max_connections`` connections at once.
+
+    A connection over the cap is answered ``503 Service Unavailable`` (with ``Retry-After``) and
+    closed on the spot, in the accepting thread: it never gets a thread, and holds its file
+    descriptor only for that moment.
+    """
+    max_connections: int = MAX_CONNECTIONS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._turn_away(request)
+            return
+        try:
+            super().process_request(request, client_address)   # starts the connection's thread
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _turn_away(self, request: socket.socket) -> None:
+        text = f"503 Service Unavailable: this server is busy with {self.max_connections} connections; try again\n"
+        try:
+            request.setblocking(False)     # a few bytes into an empty send buffer: never waits
+            request.send((f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+                          f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(text)}\r\n\r\n"
+                          f"{text}").encode())
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+
+def connection_cap(wanted: int = MAX_CONNECTIONS) -> int:
+    """``wanted``, or fewer where this process may open too few files to hold that many connections
+    beside what it has open already (``ulimit -n``): a server out of descriptors can no longer accept,
+    not even to refuse."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, (soft - 64) // 2))
+
+
 def listen(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-           idle_timeout_s: float = IDLE_TIMEOUT_S, request_timeout_s: float = REQUEST_TIMEOUT_S):
+           idle_timeout_s: float = IDLE_TIMEOUT_S, request_timeout_s: float = REQUEST_TIMEOUT_S,
+           max_connections: int = MAX_CONNECTIONS):
     """A threaded Werkzeug server for ``app`` bound to ``host:port`` (port 0: any free port).
 
     Call ``serve_forever()`` on it; its ``port`` is the port it got. An
@@ -415,7 +472,11 @@ def listen(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
     A connection that sends nothing for ``idle_timeout_s`` seconds is closed;
     a request not fully arrived ``request_timeout_s`` seconds after its
     connection opened is answered 408 (or closed, when its headers are not in).
+    At most ``max_connections`` connections are served at once (fewer under a
+    low ``ulimit -n``: :func:`connection_cap`); one more is answered 503 and closed.
     """
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be at least 1, got {max_connections}")
     try:
         # The address family Werkzeug will take the socket to be (IPv6 for a host with ':').
         family = select_address_family(host, port)
@@ -434,8 +495,9 @@ def listen(app: Flask, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
                       + ("; choose another with --port" if "in use" in problem else "")) from None
     handler = type("Handler", (_TimedHandler,), {"idle_timeout_s": idle_timeout_s,
                                                  "request_timeout_s": request_timeout_s})
+    server_class = type("Server", (_CappedServer,), {"max_connections": connection_cap(max_connections)})
     try:
-        httpd = make_server(host, port, app, threaded=True, request_handler=handler, fd=sock.fileno())
+        httpd = server_class(host, port, app, handler, fd=sock.fileno())
     finally:
         sock.close()  # the server holds its own duplicate of the socket
     app.config["MINICNN_HOSTS"] = HostRule.listening_on(host, httpd.server_address[0], httpd.port)
