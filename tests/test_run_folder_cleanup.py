@@ -93,8 +93,7 @@ def test_a_run_removes_its_own_leftovers_and_nothing_of_the_users(command, weigh
                                   run_folder.LOCK_NAME, ".notes.tmp", ".writing-mine", ".draft.v2.tmp",
                                   ".model.npz.123456789.tmp", ".model.npz.1234567.tmp", ".notes.abcdefgh.tmp",
                                   ".model.npz.abcdefgh.tmp", ".writing-abcdefgh"})
-    if command == "train":  # train says what it removed: exactly the leftovers
-        assert f"Removed what an interrupted run left in {out}: {', '.join(left)}\n" in printed
+    assert f"Removed what an interrupted run left in {out}: {', '.join(left)}\n" in printed  # exactly those
 
 
 def test_the_claim_names_exactly_what_it_removed(tmp_path):

@@ -78,7 +78,9 @@ def run(args, parser: argparse.ArgumentParser) -> None:
                          f"{args.out / 'report'}, or add --overwrite")
         out = output_folder(parser, "--out", args.out, EVALUATION_FILES)
     say_fused()
-    with claim(out, "minicnn evaluate") if out else contextlib.nullcontext():
+    with claim(out, "minicnn evaluate") if out else contextlib.nullcontext() as leftovers:
+        if leftovers:
+            print(f"Removed what an interrupted run left in {out}: {', '.join(leftovers)}")
         images, labels = load_mnist("test", root=args.data_dir)
         if args.limit:
             images, labels = images[:args.limit], labels[:args.limit]
