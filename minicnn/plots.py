@@ -145,21 +145,30 @@ def plot_predictions(images, y_true, y_pred, probs=None, n: int = 25, path=None)
     return finish_figure(fig, path)
 
 
+def _most_confident_mistakes(y_true, y_pred, probs, n: int, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of every mistake, and of the ``n`` the model was most sure of, most confident first."""
+    if probs is None:
+        raise ValueError(f"{who} needs probs to rank the mistakes by confidence")
+    wrong = np.flatnonzero(y_pred != y_true)
+    return wrong, wrong[np.argsort(-probs[wrong], kind="stable")][:n]
+
+
+def _no_mistakes(text: str, path) -> Figure:
+    """A small figure that says there is nothing to show."""
+    fig = new_figure(4, 2)
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    return finish_figure(fig, path)
+
+
 def plot_misclassified(images, y_true, y_pred, probs, n: int = 25, path=None) -> Figure:
     """The ``n`` mistakes the model was most sure of, most confident first.
 
     ``probs`` as in :func:`plot_predictions` (required: it orders the mistakes).
     """
     images, y_true, y_pred, probs = _label_arrays(images, y_true, y_pred, probs)
-    if probs is None:
-        raise ValueError("plot_misclassified needs probs to rank the mistakes by confidence")
-    wrong = np.flatnonzero(y_pred != y_true)
-    order = wrong[np.argsort(-probs[wrong], kind="stable")][:n]
+    wrong, order = _most_confident_mistakes(y_true, y_pred, probs, n, "plot_misclassified")
     if len(order) == 0:
-        fig = new_figure(4, 2)
-        fig.text(0.5, 0.5, f"No misclassified images\n(all {len(images)} right)",
-                 ha="center", va="center", fontsize=12)
-        return finish_figure(fig, path)
+        return _no_mistakes(f"No misclassified images\n(all {len(images)} right)", path)
     fig = _digit_grid(images, y_true, y_pred, probs, order,
                       f"The {len(order)} most confident of {len(wrong)} mistakes "
                       f"({len(wrong) / len(images):.2%} of {len(images)} images)")
@@ -424,15 +433,9 @@ def plot_explanations(model: Module, images, y_true, y_pred, probs, n: int = 6, 
     takes them (uint8 (N, 28, 28) or normalised), ``probs`` as in :func:`plot_misclassified`.
     """
     shown, y_true, y_pred, probs = _label_arrays(images, y_true, y_pred, probs)
-    if probs is None:
-        raise ValueError("plot_explanations needs probs to rank the mistakes by confidence")
-    wrong = np.flatnonzero(y_pred != y_true)
-    order = wrong[np.argsort(-probs[wrong], kind="stable")][:n]
+    wrong, order = _most_confident_mistakes(y_true, y_pred, probs, n, "plot_explanations")
     if len(order) == 0:
-        fig = new_figure(4, 2)
-        fig.text(0.5, 0.5, f"No mistakes to explain\n(all {len(shown)} right)", ha="center", va="center",
-                 fontsize=12)
-        return finish_figure(fig, path)
+        return _no_mistakes(f"No mistakes to explain\n(all {len(shown)} right)", path)
     network_input = as_network_input(to_numpy(images)[order])
     fig = new_figure(7.2, 1.75 * len(order) + 0.7)
     fig.suptitle(f"Why: the {len(order)} most confident of {len(wrong)} mistakes", fontsize=12)
