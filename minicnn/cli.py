@@ -1,4 +1,4 @@
-"""The ``minicnn`` command: train, evaluate, predict, serve, summary, trace, bench, tune, baselines, compare.
+"""The ``minicnn`` command: train, evaluate, predict, serve, summary, trace, bench, tune, baselines, compare, exercise.
 
     minicnn train [--epochs 5 ...]             the documented MNIST training (see minicnn/recipes.py)
     minicnn evaluate WEIGHTS [--out DIR]       test accuracy, classification report, plots
@@ -11,6 +11,8 @@
     minicnn tune [--trials 8 ...]              a hyperparameter search with Optuna (see minicnn/tune.py)
     minicnn baselines --out DIR                kNN, RBF SVM, random forest (see minicnn/baselines.py)
     minicnn compare WEIGHTS... --baselines JSON --out DIR   one table and one plot (minicnn/compare.py)
+    minicnn exercise list|start|check|hint|train   write each layer's math yourself, checked with a
+                                               diagnosis (see minicnn/exercises/)
 
 Each command is a module of minicnn/commands/ (``minicnn train`` is minicnn/commands/train.py, and so
 on): its ``HELP`` line, its options (``add_arguments``) and the command itself (``run``).  This module
@@ -91,14 +93,15 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, func)
 
 def build_parser() -> argparse.ArgumentParser:
     """``minicnn`` and its commands, in the order ``minicnn --help`` lists them."""
-    from minicnn.commands import baselines, bench, compare, evaluate, predict, serve, summary, trace, train, tune
+    from minicnn.commands import (baselines, bench, compare, evaluate, exercise, predict, serve, summary, trace,
+                                  train, tune)
 
     parser = argparse.ArgumentParser(prog="minicnn", description="A CNN written by hand: train, evaluate, predict.")
     parser.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in (("train", train), ("evaluate", evaluate), ("predict", predict), ("serve", serve),
                           ("summary", summary), ("trace", trace), ("bench", bench), ("tune", tune),
-                          ("baselines", baselines), ("compare", compare)):
+                          ("baselines", baselines), ("compare", compare), ("exercise", exercise)):
         p = sub.add_parser(name, help=command.HELP)
         command.add_arguments(p)
         p.set_defaults(func=command.run, command_parser=p)

@@ -10,6 +10,7 @@
     tune.py        minicnn tune       the hyperparameter search (minicnn/tune.py)
     baselines.py   minicnn baselines  kNN, RBF SVM, random forest (minicnn/baselines.py)
     compare.py     minicnn compare    CNNs and baselines in one table and one plot (minicnn/compare.py)
+    exercise.py    minicnn exercise   write each layer's math yourself: start, check, hint, train (minicnn/exercises/)
     common.py      what several of them share: one-line errors and warnings, the network of a weights file
 
 Each module has ``HELP`` (its line in ``minicnn --help``), ``add_arguments(p)`` (its options) and
