@@ -12,20 +12,11 @@ import numpy as np
 import pytest
 
 from exercise_solutions.planted import solved
-from minicnn.exercises import EXERCISES, check, get, workspace
+from minicnn.exercises import EXERCISES, calls, check, checking, get, workspace
 from minicnn.exercises.catalog import EXERCISES as CATALOG
 from minicnn.nn import functional as F
 
 NAMES = list(EXERCISES)
-
-
-@pytest.fixture(autouse=True)
-def forget_workspaces(monkeypatch):
-    """Workspace files are imported under their exercise's name from a folder put first on sys.path: undo both."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    yield
-    for name in NAMES:
-        sys.modules.pop(name, None)
 
 
 def test_the_exercises_come_in_the_order_of_the_issue():
@@ -98,6 +89,44 @@ def test_a_wrong_helper_file_is_what_the_check_runs(tmp_path):
     assert check("conv2d_forward", solved(tmp_path / "right") / "conv2d_forward.py").passed
 
 
+def test_a_workspace_named_like_the_package_is_still_the_learners(tmp_path, monkeypatch):
+    """In a clone, ./minicnn-exercises lies beside the package minicnn/: the learner's frames are theirs all the same,
+    so their line is quoted and a stub they build on is named."""
+    monkeypatch.setattr(calls, "_MINICNN", str(tmp_path.resolve() / "minicnn"))  # the package, as in a clone
+    folder = solved(tmp_path / "minicnn-exercises", ("relu.py", "return grad_output * (y > 0)",
+                                                    "return grad_output[y > 0, 5]"))
+    workspace.start(EXERCISES["im2col"], folder, force=True)
+    assert "(relu.py, line 9: `return grad_output[y > 0, 5]`)" in str(check("relu", folder / "relu.py"))
+    assert "conv2d calls im2col.py, which is not implemented yet" in \
+        str(check("conv2d_forward", folder / "conv2d_forward.py"))
+
+
+def test_checking_a_file_leaves_no_trace_and_records_what_it_checked(tmp_path):
+    """The workspace leaves sys.path and sys.modules as the check ends; an edit saved during the check is not
+    recorded as checked."""
+    folder = solved(tmp_path)
+    relu = folder / "relu.py"
+    relu.write_text(relu.read_text() + "\nopen(__file__, 'a').write('# saved during the check')\n")
+    path = list(sys.path)
+    assert check("relu", relu, examples=3).passed
+    assert sys.path == path and "relu" not in sys.modules
+    assert workspace.status(EXERCISES["relu"], folder) == "changed"
+
+
+def test_a_failure_in_the_network_alone_names_what_differs_there(tmp_path):
+    """The network's step runs in float64, as the stages before it: its advice does not send the learner to float32."""
+    def relu_backward(grad_output, y):
+        return grad_output * (y > 0) * (1.5 if y.shape[0] == 8 else 1.0)  # wrong for a batch of 8 alone
+
+    f = calls.wrap_all(EXERCISES["relu"], SimpleNamespace(relu_forward=lambda x: np.maximum(x, 0),
+                                                           relu_backward=relu_backward))
+    f.label = "yours"
+    with pytest.raises(checking.Mismatch) as failure:
+        checking.in_the_network(EXERCISES["relu"], f)
+    advice = failure.value.lines[-1]
+    assert "a batch of 8" in advice and "float32" not in advice
+
+
 def test_check_takes_functions_a_namespace_or_names():
     def relu_forward(x):
         return np.maximum(x, 0)
@@ -146,6 +175,18 @@ def test_status_follows_the_file_and_what_it_builds_on(tmp_path):
     assert workspace.status(conv, folder) == "changed"  # it imports im2col.py, which changed
     assert workspace.status(col2im, folder) == "done"   # it builds on im2col's idea, not on its file
     assert workspace.status(EXERCISES["relu"], tmp_path / "nowhere") == "-"
+
+
+def test_status_follows_every_exercise_file_imported(tmp_path):
+    """Not only what an exercise builds on: any exercise file it imports, and what that file imports in turn."""
+    folder = solved(tmp_path)
+    backward, source = EXERCISES["conv2d_backward"], (folder / "conv2d_backward.py").read_text()
+    for helper in ("im2col", "conv2d_forward"):  # conv2d_forward.py imports im2col.py in turn
+        (folder / "conv2d_backward.py").write_text(f"from {helper} import {helper}\n{source}")
+        workspace.record_pass(backward, folder)
+        assert workspace.status(backward, folder) == "done"
+        (folder / "im2col.py").write_text((folder / "im2col.py").read_text() + f"\n# an edit for {helper}\n")
+        assert workspace.status(backward, folder) == "changed", helper
 
 
 def test_hints_come_in_three_tiers_and_are_remembered(tmp_path):

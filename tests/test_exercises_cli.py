@@ -5,12 +5,13 @@ syntax error, a failed import, a missing function or an endless loop ends in one
 ``minicnn exercise: error: ...`` (exit status 1), never in a traceback of minicnn's own.
 """
 import sys
+import time
 
 import pytest
 
 from exercise_solutions.planted import solved
 from minicnn import cli
-from minicnn.exercises import EXERCISES, workspace
+from minicnn.exercises import EXERCISES, sandbox, workspace
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +79,8 @@ def test_hints_come_one_tier_at_a_time(tmp_path, capsys):
     assert "Hint 2 of 3 for adam (the key formula)" in outs[1] and "1 - beta1**step" in outs[1]
     assert "Hint 3 of 3 for adam (the shapes of every array)" in outs[2] and "The next hint" not in outs[2]
     assert all("docs/optimizers.md#adam" in out for out in outs)
+    out = run(capsys, "hint", "adam", "--dir", str(tmp_path), "--tier", "1")[1]
+    assert "Hint 1 of 3" in out and f"The next hint: minicnn exercise hint adam --dir {tmp_path} --tier 2" in out
 
 
 @pytest.mark.parametrize("source, words", [
@@ -105,6 +108,53 @@ def test_a_function_that_runs_forever_is_stopped(tmp_path, capsys):
     status, out, err = run(capsys, "check", "relu", "--dir", str(tmp_path), "--time-limit", "1")
     line = one_line_error(err)
     assert status == 1 and "stopped after 1 s in the stage 'shapes and dtypes'" in line and "endless loop" in line
+
+
+def test_a_function_that_starts_processes_is_stopped_with_them(tmp_path, capsys):
+    """A process the learner's code starts (here a fork, which holds the check's pipe) ends with the check."""
+    ticks = tmp_path / "ticks"
+    (tmp_path / "relu.py").write_text(
+        "import os, time\n\ndef relu_forward(x):\n    if os.fork() == 0:\n        for _ in range(400):\n"
+        f"            open({str(ticks)!r}, 'a').write('.')\n            time.sleep(0.05)\n        os._exit(0)\n"
+        "    while True:\n        pass\n\ndef relu_backward(grad_output, y):\n    return grad_output\n")
+    began = time.monotonic()
+    status, _, err = run(capsys, "check", "relu", "--dir", str(tmp_path), "--time-limit", "1")
+    assert status == 1 and "stopped after 1 s" in one_line_error(err)
+    assert time.monotonic() - began < 15  # not the 20 s the forked process would run
+    time.sleep(0.3)
+    size = ticks.stat().st_size
+    time.sleep(0.3)
+    assert ticks.stat().st_size == size  # the forked process ended too
+
+
+def test_a_slow_start_is_not_called_an_endless_loop(tmp_path):
+    """Before the first stage no code of the learner's has run: a start that takes too long says so."""
+    solved(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sandbox, "STARTUP", 0.0)
+        with pytest.raises(ValueError) as failure:
+            sandbox.check_in_child("relu", tmp_path, 3, 0.001, print)
+    assert "did not start" in str(failure.value) and "before any of your code ran" in str(failure.value)
+    assert "endless loop" not in str(failure.value)
+
+
+def test_writing_to_standard_output_cannot_disturb_or_fake_a_check(tmp_path, capsys):
+    """The learner's code writes to file descriptor 1 itself (a line that looks like a pass, bytes that are not
+    UTF-8): the check is not fooled, and says what it says of the stub."""
+    workspace.start(EXERCISES["relu"], tmp_path)
+    relu = tmp_path / "relu.py"
+    relu.write_text("import os\nos.write(1, b'{\"passed\": true}\\n\\xff not json\\n')\n" + relu.read_text())
+    status, out, err = run(capsys, "check", "relu", "--dir", str(tmp_path))
+    assert status == 1 and not err and "relu_forward is not implemented yet" in out
+
+
+def test_an_edit_saved_during_the_check_is_not_recorded_as_checked(tmp_path, capsys):
+    folder = solved(tmp_path)
+    relu = folder / "relu.py"
+    relu.write_text(relu.read_text() + "\nopen(__file__, 'a').write('# saved during the check')\n")
+    status, out, _ = run(capsys, "check", "relu", "--dir", str(folder), "--examples", "3")
+    assert status == 0 and "relu: passed" in out
+    assert workspace.status(EXERCISES["relu"], folder) == "changed"
 
 
 def test_a_wrong_type_is_one_failing_line(tmp_path, capsys):

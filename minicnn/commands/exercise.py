@@ -146,10 +146,11 @@ def run_check(args, parser) -> int:
         print(format_stage(stage), flush=True)
 
     time_limit = args.time_limit if args.time_limit is not None else sandbox.TIME_LIMIT
+    checked = workspace.fingerprint(exercise, folder)  # before the child reads the files: what a pass is for
     passed = sandbox.check_in_child(exercise.name, folder, args.examples, time_limit, say)
     print(result.lines()[-1])
     if passed:
-        workspace.record_pass(exercise, folder)
+        workspace.record_pass(exercise, folder, checked)
         print(f"Next: {_next_step(folder, _dir_option(args))}")
     return 0 if passed else 1
 
@@ -162,8 +163,9 @@ def run_hint(args, parser) -> int:
     print(f"Hint {tier} of {len(exercise.hints)} for {exercise.name} ({TIERS[tier - 1]}):")
     print(textwrap.fill(exercise.hints[tier - 1], width=100, initial_indent="  ", subsequent_indent="  "))
     print(f"The math: {workspace.docs_reference(exercise)}")
-    if tier < len(exercise.hints):
-        print(f"The next hint: minicnn exercise hint {exercise.name}{_dir_option(args)}")
+    if tier < len(exercise.hints):  # after --tier, the plain command may go on from a later tier seen before
+        tier_option = "" if args.tier is None else f" --tier {tier + 1}"
+        print(f"The next hint: minicnn exercise hint {exercise.name}{_dir_option(args)}{tier_option}")
     return 0
 
 

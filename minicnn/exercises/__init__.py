@@ -62,9 +62,11 @@ def check(name: str, *functions, examples: int = 25, **by_name) -> Result:
     exercise = get(name)
     if len(functions) == 1 and isinstance(functions[0], (str, Path)) and not by_name:
         path = Path(functions[0])
-        result = checking.check(exercise, workspace.load(exercise, path), examples=examples)
+        checked = workspace.fingerprint(exercise, path.parent)  # before: an edit saved during the check is not checked
+        with workspace.imported(exercise, path) as module:
+            result = checking.check(exercise, module, examples=examples)
         if result.passed and path.stem == exercise.name:
-            workspace.record_pass(exercise, path.parent)
+            workspace.record_pass(exercise, path.parent, checked)
         return result
     if len(functions) == 1 and not callable(functions[0]) and not by_name:
         return checking.check(exercise, functions[0], examples=examples)

@@ -28,8 +28,8 @@ ANYTHING = {"cache", "mask"}
 #: Returned values that are one number.
 NUMBERS = {"loss"}
 
-_MINICNN = str(Path(__file__).resolve().parents[1])
-_STDLIB = os.path.dirname(os.__file__)
+_MINICNN = Path(__file__).resolve().parents[1]
+_STDLIB = Path(os.__file__).resolve().parent
 
 
 class LearnerError(ValueError):
@@ -40,14 +40,26 @@ class NotImplementedYet(LearnerError):
     """A learner's function (or one it builds on) still raises NotImplementedError."""
 
 
+def _is_learners(filename: str) -> bool:
+    """Whether code from ``filename`` is the learner's: not minicnn's, Python's or an installed package's.
+
+    Folders are compared by their parts, not as text: in a clone, ./minicnn-exercises lies beside the package
+    folder minicnn/, and its name begins with the package's.
+    """
+    if filename.startswith("<"):  # <frozen ...>, <string>, <stdin>: a file of the learner's has a path
+        return not filename.startswith("<frozen")
+    path = Path(filename).resolve()
+    return not (path.is_relative_to(_MINICNN) or path.is_relative_to(_STDLIB)
+                or {"site-packages", "dist-packages"} & set(path.parts))
+
+
 def _learner_frame(exc: BaseException):
     """(file, line) of the innermost frame of ``exc`` in the learner's code, or None."""
     found = None
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not (filename.startswith((_MINICNN, _STDLIB)) or "site-packages" in filename
-                or "dist-packages" in filename or filename.startswith("<frozen")):
+        if _is_learners(filename):
             found = (filename, tb.tb_lineno)
         tb = tb.tb_next
     return found
@@ -123,8 +135,6 @@ def wrap(function: str, fn, returns: tuple):
                                         f"({where} raises NotImplementedError)") from None
             raise NotImplementedYet(f"{function} is not implemented yet: {where} raises NotImplementedError") \
                 from None
-        except RecursionError as exc:
-            raise LearnerError(f"{function} raised RecursionError: {exc}{learner_line(exc)}") from None
         except Exception as exc:  # the learner's code can raise anything: each is one line
             raise LearnerError(f"{function} raised {type(exc).__name__}: {exc}{_advice(exc)}"
                                f"{learner_line(exc)}") from None

@@ -89,8 +89,12 @@ def format_stage(stage: Stage) -> str:
 
 # --- what the stages share ------------------------------------------------------------
 
-def _diagnoses(exercise, case, wrong, computed) -> list[str]:
-    """The mistakes whose variant equals one of the learner's wrong tensors; else the patterns they show."""
+def _diagnoses(exercise, case, wrong, tolerance) -> list[str]:
+    """The mistakes whose variant equals one of the learner's wrong tensors; else the patterns they show.
+
+    A mistake whose variant is within ``tolerance`` of the reference on this case (eps inside the square root,
+    where eps is 1e-8) would not fail the check: it explains no error here, though any small one lies near it.
+    """
     found = []
     for mistake in exercise.mistakes:
         try:
@@ -99,13 +103,15 @@ def _diagnoses(exercise, case, wrong, computed) -> list[str]:
                 variant = mistake.variant(case.copy())
         except Exception:  # a mistake that cannot be made on this case (shapes that do not fit)
             continue
-        if any(r.name in variant and close(computed[r.name], variant[r.name]) for r in wrong):
+        if any(r.name in variant and close(r.computed, variant[r.name])
+               and failed(compare({r.name: r.expected}, {r.name: variant[r.name]}, tolerance), tolerance)
+               for r in wrong):
             found.append(mistake.diagnosis)
     return found or [p for r in wrong if (p := pattern(r))]
 
 
-def _mismatch(exercise, case, expected, computed, tolerance, heading) -> Mismatch | None:
-    rows = compare(expected, computed, tolerance)
+def _mismatch(exercise, case, rows, tolerance, heading) -> Mismatch | None:
+    """The lines that say how the tensors of ``rows`` (from :func:`compare`) differ, or None if none does."""
     wrong = failed(rows, tolerance)
     if not wrong:
         return None
@@ -113,7 +119,7 @@ def _mismatch(exercise, case, expected, computed, tolerance, heading) -> Mismatc
     lines = [f"{names} {'differs' if len(wrong) == 1 else 'differ'} from the reference ({heading})",
              f"case: {case.describe()}", f"tolerance: {tolerance}"]
     lines += table(rows, tolerance, exercise.shapes)
-    lines += [f"diagnosis: {d}" for d in _diagnoses(exercise, case, wrong, computed)]
+    lines += [f"diagnosis: {d}" for d in _diagnoses(exercise, case, wrong, tolerance)]
     return Mismatch(lines)
 
 
@@ -140,7 +146,7 @@ def shapes_and_dtypes(exercise, f) -> str:
                 symbolic = f" = {exercise.shapes[row.name]}" if row.name in exercise.shapes else ""
                 lines = [f"{row.name} from {exercise.returns_of(row.name)} has shape {tuple(row.computed.shape)}; "
                          f"expected {tuple(row.expected.shape)}{symbolic}", f"case: {case.describe()}"]
-                lines += [f"diagnosis: {d}" for d in _diagnoses(exercise, case, [row], computed)]
+                lines += [f"diagnosis: {d}" for d in _diagnoses(exercise, case, [row], TOLERANCE)]
                 raise Mismatch(lines)
             e, c = row.expected.dtype, row.computed.dtype
             if e != c and not (e.kind == c.kind == "i"):
@@ -155,11 +161,11 @@ def fixed_inputs(exercise, f) -> str:
     worst = 0.0
     for number, case in enumerate(cases, start=1):
         expected = exercise.run(exercise.reference, case.copy())
-        computed = exercise.run(f, case.copy())
-        problem = _mismatch(exercise, case, expected, computed, TOLERANCE, f"fixed case {number} of {len(cases)}")
+        rows = compare(expected, exercise.run(f, case.copy()), TOLERANCE)
+        problem = _mismatch(exercise, case, rows, TOLERANCE, f"fixed case {number} of {len(cases)}")
         if problem:
             raise problem
-        worst = max([worst] + [r.max_rel() for r in compare(expected, computed, TOLERANCE)])
+        worst = max([worst] + [r.max_rel() for r in rows])
     return f"{len(cases)} cases, largest relative error {worst:.1e} (at most {TOLERANCE.tol:g})"
 
 
@@ -170,8 +176,8 @@ def drawn_cases(exercise, f, examples: int) -> str:
 
     def test(case):
         expected = exercise.run(exercise.reference, case.copy())
-        computed = exercise.run(f, case.copy())
-        problem = _mismatch(exercise, case, expected, computed, TOLERANCE, heading)
+        rows = compare(expected, exercise.run(f, case.copy()), TOLERANCE)
+        problem = _mismatch(exercise, case, rows, TOLERANCE, heading)
         if problem:
             raise problem
 
@@ -211,9 +217,9 @@ def in_the_network(exercise, f) -> str:
         lines = [f"{len(wrong)} of {len(rows)} values differ from the reference network's ({what})",
                  f"tolerance: {network.TOLERANCE}"]
         lines += table(wrong, network.TOLERANCE)
-        lines.append("every check above passed, so look for what is different in a network: float32 arrays, "
-                     "a batch of 8, several calls in a row (state kept between them), an array changed in place "
-                     "after it was returned")
+        lines.append("every check above passed, so look for what is different in a network: a batch of 8, "
+                     "several calls in a row (state kept between them), an array changed in place after it was "
+                     "returned")
         raise Mismatch(lines)
     gradients = sum(r.name.endswith(".grad") for r in rows)
     return f"{what}: the loss, {gradients} gradients, the parameters after the last step and the output in eval " \

@@ -11,8 +11,12 @@ stage as it ends, and ends the child when a stage runs past the time limit:
     {"error": "relu.py: relu.py, line 3: ..."}       the file could not be imported: one line
     {"passed": true}                                 the end
 
-The learner's own ``print`` goes to standard error, which the child shares with the parent, so
-printing from an exercise works as it does anywhere; the protocol keeps standard output to itself.
+The protocol has the child's standard output to itself: before any of the learner's code runs, the
+child keeps a copy of that pipe for the protocol and points file descriptor 1 at standard error, which
+it shares with the parent.  So ``print``, ``os.write(1, ...)`` and the programs the learner's code
+starts all write to standard error: printing from an exercise works as it does anywhere, and nothing
+printed can end a check or fake a pass.  The child starts a session of its own, so that at
+the end the parent ends it together with every process the learner's code started.
 
 Docs: docs/exercises.md
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,10 +38,43 @@ TIME_LIMIT = 60.0
 STARTUP = 120.0
 
 
+#: The stage before the first: Python starts and imports minicnn; none of the learner's code runs yet.
+_STARTING = "starting Python"
+
+
 def _reader(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
+    """Each line of ``stream`` into ``lines``, then None at its end; the stream is closed here, not by the parent,
+    which would wait for as long as a process of the learner's holds the pipe."""
+    try:
+        for line in stream:
+            lines.put(line)
+    finally:
+        lines.put(None)
+        stream.close()
+
+
+def _message(line: str, path: str) -> dict:
+    """One line of the protocol, or ValueError (one line) for a line that is none."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        raise ValueError(f"{path}: the check's child wrote {line.strip()[:60]!r}, which is not a line of its report; "
+                         f"this is a fault of minicnn's")
+    return message
+
+
+def _end(child: subprocess.Popen) -> None:
+    """End the child and every process of its session (those the learner's code started), and wait for it."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(child.pid, signal.SIGKILL)  # the child leads its own session: its id is the group's
+        else:  # Windows: no process groups
+            child.kill()
+    except (ProcessLookupError, PermissionError):  # the whole group has ended already
+        pass
+    child.wait()
 
 
 def check_in_child(name: str, folder, examples: int, time_limit: float, say) -> bool:
@@ -47,25 +85,31 @@ def check_in_child(name: str, folder, examples: int, time_limit: float, say) -> 
     """
     from minicnn.exercises.checking import Stage
 
+    path = f"{folder}/{name}.py"
     command = [sys.executable, "-m", "minicnn.exercises.sandbox", name, str(folder), str(examples)]
     # hypothesis keeps a cache in ./.hypothesis unless told otherwise: not in the learner's folder
     storage = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") or os.path.join(tempfile.gettempdir(), "minicnn-hypothesis")
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, encoding="utf-8",
+                             errors="replace", start_new_session=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1", "MINICNN_BACKEND": "numpy",
                                   "HYPOTHESIS_STORAGE_DIRECTORY": storage})
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(child.stdout, lines), daemon=True).start()
-    stage, deadline = "starting Python", time.monotonic() + max(time_limit, STARTUP)
+    startup = max(time_limit, STARTUP)
+    stage, deadline = _STARTING, time.monotonic() + startup
     try:
         while True:
             try:
                 line = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:
-                raise ValueError(f"{folder}/{name}.py: stopped after {time_limit:g} s in the stage '{stage}': "
+                if stage == _STARTING:
+                    raise ValueError(f"{path}: Python and minicnn did not start within {startup:g} s, before any of "
+                                     f"your code ran (a busy machine?); try again") from None
+                raise ValueError(f"{path}: stopped after {time_limit:g} s in the stage '{stage}': "
                                  f"your code did not return (an endless loop?); --time-limit sets the limit") from None
             if line is None:
                 break
-            message = json.loads(line)
+            message = _message(line, path)
             if "begin" in message:
                 stage, deadline = message["begin"], time.monotonic() + time_limit
             elif "stage" in message:
@@ -75,18 +119,16 @@ def check_in_child(name: str, folder, examples: int, time_limit: float, say) -> 
             elif "passed" in message:
                 return bool(message["passed"])
     finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        child.stdout.close()
-    raise ValueError(f"{folder}/{name}.py: the check ended without a result in the stage '{stage}' "
+        _end(child)
+    raise ValueError(f"{path}: the check ended without a result in the stage '{stage}' "
                      f"(exit status {child.returncode}: did the exercise's code end the process?)")
 
 
 def _child(name: str, folder: str, examples: int) -> None:
     """The child's side: load, check, and report each stage on the protocol stream."""
-    protocol = sys.stdout
-    sys.stdout = sys.stderr  # the learner's print() must not reach the protocol
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")  # the pipe to the parent, for the protocol alone
+    os.dup2(2, 1)  # whatever else writes to standard output (os.write(1, ...), a program started) goes to stderr
+    sys.stdout = sys.stderr  # and print() with it, in the order it prints to standard error
 
     def send(message):
         protocol.write(json.dumps(message) + "\n")

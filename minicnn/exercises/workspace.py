@@ -6,11 +6,13 @@
         conv2d_forward.py       its `from im2col import im2col` finds the learner's own im2col.py beside it
         .progress.json          {"passed": {"relu": "<sha256>"}, "hints": {"relu": 2}}
 
-An exercise is *done* while its check has passed and neither its file nor an earlier exercise's file
-that it imports has changed since (the SHA-256 of those files is what .progress.json keeps).  :func:`load` imports a
-file as Python runs a script: its folder first on ``sys.path``, so ``from im2col import im2col`` is
-the learner's own im2col.  A syntax error, a failed import or a missing function is one line
-(:class:`WorkspaceError`); a starter file is never written over another file unless asked.
+An exercise is *done* while its check has passed and neither its file nor another exercise's file
+that it imports (directly or through another) has changed since: .progress.json keeps the SHA-256 of
+those files, taken as the check began.  :func:`load` imports a file as Python runs a script: its
+folder first on ``sys.path``, so ``from im2col import im2col`` is the learner's own im2col
+(:func:`imported` takes both away again after a check).  A syntax error, a failed import or a
+missing function is one line (:class:`WorkspaceError`); a starter file is never written over
+another file unless asked.
 
 Docs: docs/exercises.md
 """
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from minicnn.exercises.calls import error_in
@@ -118,19 +121,40 @@ def load(exercise, path):
     return module
 
 
+@contextmanager
+def imported(exercise, path):
+    """:func:`load`'s module inside the block; after it, the workspace's folder leaves ``sys.path`` and its
+    modules leave ``sys.modules``, so that a notebook's own imports are as they were before the check."""
+    before = list(sys.path)
+    try:
+        yield load(exercise, path)
+    finally:
+        sys.path[:] = before
+        _forget_workspace_modules(Path(path).parent.resolve())
+
+
 # --- progress: what is done, which hint is next ---------------------------------------------------------
 
+def _imports(text: str, names) -> list[str]:
+    """The names among ``names`` that the Python source ``text`` imports (``from im2col import``, ``import im2col``)."""
+    return [name for name in names if re.search(rf"^\s*(from\s+{name}\s+import|import\s+{name}\b)", text, flags=re.M)]
+
+
 def fingerprint(exercise, folder) -> str:
-    """SHA-256 of the exercise's file and of the files it imports among those of the exercises it builds on."""
-    own = file_of(folder, exercise.name)
-    text = own.read_text(encoding="utf-8", errors="replace") if own.is_file() else ""
-    imported = [name for name in exercise.builds_on
-                if re.search(rf"^\s*(from\s+{name}\s+import|import\s+{name}\b)", text, flags=re.M)]
-    digest = hashlib.sha256()
-    for name in (exercise.name, *imported):
+    """SHA-256 of the exercise's file and of every exercise file of the workspace that it imports, directly or
+    through another (conv2d_backward.py may import im2col.py as well as col2im.py, which it builds on)."""
+    from minicnn.exercises.catalog import EXERCISES
+
+    digest, seen, waiting = hashlib.sha256(), set(), [exercise.name]
+    while waiting:
+        name = waiting.pop(0)
         path = file_of(folder, name)
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        data = path.read_bytes()
+        digest.update(name.encode() + b"\0" + data + b"\0")
+        waiting += _imports(data.decode("utf-8", errors="replace"), EXERCISES)
     return digest.hexdigest()
 
 
@@ -150,9 +174,11 @@ def _write_progress(folder, progress: dict) -> None:
     write_json_atomic(Path(folder) / PROGRESS, progress)
 
 
-def record_pass(exercise, folder) -> None:
+def record_pass(exercise, folder, checked: str | None = None) -> None:
+    """Record that the check passed on the files whose :func:`fingerprint` was ``checked`` (taken before the check
+    began, so that an edit saved while it ran leaves the exercise *changed*, not done unchecked); else on them now."""
     progress = read_progress(folder)
-    progress["passed"][exercise.name] = fingerprint(exercise, folder)
+    progress["passed"][exercise.name] = fingerprint(exercise, folder) if checked is None else checked
     _write_progress(folder, progress)
 
 
