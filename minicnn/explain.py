@@ -36,6 +36,7 @@ Docs: docs/explain.md
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,28 @@ def _record(model, x):
     return record, served
 
 
+@contextmanager
+def _left_as_it_was(model, layers):
+    """Run ``layers`` (:func:`layers_one_by_one`) in eval mode, then leave ``model`` as the caller had it:
+    each module's mode, what each one's forward saved for its backward, and the parameters' ``.grad``
+    (set aside meanwhile: a backward adds into ``.grad`` in place). A training step's forward, an
+    explanation, then the step's backward gives the gradients it would have given without it."""
+    modules = {id(m): m for m in model.modules()} | {id(layer): layer for _, layer in layers}
+    kept = [(m, m.training, m._cache) for m in modules.values()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    for p, _ in grads:
+        p.grad = None
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training, cache in kept:
+            object.__setattr__(m, "training", training)
+            object.__setattr__(m, "_cache", cache)
+        for p, g in grads:
+            p.grad = g
+
+
 # --- why this digit ---------------------------------------------------------------------------
 
 @dataclass
@@ -150,7 +173,8 @@ def explain_class(model, image, target=None) -> ClassExplanation:
 
     ``image``: anything :func:`minicnn.imaging.as_network_input` takes for one image (a uint8 (28, 28)
     digit, a normalised (1, 28, 28) input). One forward and one backward pass of the layers one by
-    one, in eval mode; the parameters' ``.grad`` are left as they were.
+    one, in eval mode; the modes, what the layers' forward kept for backward and the parameters'
+    ``.grad`` are left as they were, so a call between a training step's forward and backward changes nothing.
     """
     if not is_grad_enabled():
         raise RuntimeError("explain_class runs the backward pass: call it outside `with no_grad():`")
@@ -158,12 +182,7 @@ def explain_class(model, image, target=None) -> ClassExplanation:
     layers = layers_one_by_one(model)
     end = _score_end(layers)
     cam_at = _cam_layer(layers, end)
-    grads = [(p, p.grad) for p in model.parameters()]
-    for p, _ in grads:
-        p.grad = None       # the backward adds into .grad in place: the caller's arrays stay out of its way
-    was_training = model.training
-    model.eval()
-    try:
+    with _left_as_it_was(model, layers):
         outputs, h = [], x
         for _, layer in layers[:end]:
             h = layer(h)
@@ -180,12 +199,6 @@ def explain_class(model, image, target=None) -> ClassExplanation:
             if i == cam_at:
                 d_maps = to_numpy(grad)[0]
             grad = layers[i][1].backward(grad)
-    finally:
-        for _, layer in layers:
-            layer._forget()
-        for p, g in grads:
-            p.grad = g
-        model.train(was_training)
     maps = to_numpy(outputs[cam_at])[0].astype(np.float64)
     return _class_explanation(int(target), z, to_numpy(grad)[0, 0].astype(np.float64), layers[cam_at][0],
                               maps, d_maps.astype(np.float64))
@@ -271,7 +284,8 @@ def explain_cell(model, image, block, channel, row, col) -> CellExplanation:
     """Where cell (``channel``, ``row``, ``col``) of the pooled output of ``block`` came from, for one ``image``.
 
     ``block``: the pooling layer's name (``"pool1"``) or its index among :func:`blocks`. Raises
-    ``ValueError`` naming the range for a block, channel, row or column out of range.
+    ``ValueError`` naming the range for a block, channel, row or column out of range. One forward pass,
+    in eval mode, that leaves the model as it was (as :func:`explain_class` does).
     """
     names = blocks(model)
     if isinstance(block, (int, np.integer)) and not isinstance(block, bool) and 0 <= block < len(names):
@@ -280,13 +294,8 @@ def explain_cell(model, image, block, channel, row, col) -> CellExplanation:
     if conv_name is None:
         raise ValueError(f"no block {block!r}: the blocks are {', '.join(p for p, _ in names)}")
     x = _input(model, image)
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            record, served = _record(model, x)
-    finally:
-        model.train(was_training)
+    with _left_as_it_was(model, layers_one_by_one(model)), no_grad():
+        record, served = _record(model, x)
     pool, _, pooled = record[block]
     pooled = to_numpy(pooled)[0]
     C, H, W = pooled.shape

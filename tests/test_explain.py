@@ -119,6 +119,25 @@ def test_each_class_has_its_own_maps_and_the_parameters_keep_their_gradients(mod
     model64.eval()
 
 
+def test_between_a_training_steps_forward_and_its_backward_an_explanation_changes_nothing(digit):
+    batch, labels = np.stack([digit, digit[:, ::-1]]).astype(np.float32), np.array([7, 1])
+    steps = {}
+    for asked in (False, True):
+        model = models.MnistBNCNN(seed=0)            # BatchNorm and Dropout: what a forward keeps depends on the mode
+        loss = nn.NLLLoss()
+        loss(model(batch), labels)
+        if asked:
+            explain.explain_class(model, digit, 3)
+            explain.explain_cell(model, digit, "pool2", 5, 3, 3)
+        model.backward(loss.backward())
+        steps[asked] = model
+    assert steps[True].training and all(m.training for m in steps[True].modules())
+    for (name, p), q in zip(steps[False].named_parameters(), steps[True].parameters(), strict=True):
+        np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
+    for (name, b), (_, c) in zip(steps[False].named_buffers(), steps[True].named_buffers(), strict=True):
+        np.testing.assert_array_equal(c, b, err_msg=name)           # BatchNorm's running statistics
+
+
 @pytest.mark.parametrize("bad", [10, -1, 2.0, True])
 def test_a_class_out_of_range_is_named(model64, digit, bad):
     with pytest.raises(ValueError, match=rf"class {bad!r} is out of range: the network has 10 classes, 0-9"):

@@ -7,6 +7,7 @@ each have their message. The page that asks them is tested in test_serve_browser
 import base64
 import io
 import json
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 
 import minicnn
 from drawings import photo_of_a_seven, small_model
-from minicnn import explain
+from minicnn import explain, nn
 from minicnn.imaging import preprocess_digit
 from minicnn.nn.fusion import fuse
 
@@ -86,6 +87,43 @@ def test_a_cell_answer_is_explain_cell_on_the_input_predict_makes(served, seven,
     assert all(step["where"].startswith("minicnn/") and "#L" in step["where"] for step in answer["code"])
 
 
+class ReLUOfMine(nn.ReLU):
+    """A layer class that minicnn.nn does not export, between a convolution and its pooling."""
+
+    def forward(self, x):
+        return super().forward(x)
+
+
+def tiny(features):
+    """A model of one conv block, its layers ``features`` inside a nested Sequential (named "features")."""
+    rng = np.random.default_rng(0)
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(OrderedDict([("conv1", nn.Conv2d(1, 4, 3, padding=1, generator=rng))] + features +
+                                           [("pool1", nn.MaxPool2d(2))])),
+        flat=nn.Flatten(), fc=nn.Linear(4 * 14 * 14, 10, generator=rng), log=nn.LogSoftmax(dim=1))).eval()
+
+
+def test_a_fused_block_of_a_nested_model_is_said_to_be_fused(seven):
+    for model, fused in ((tiny([("relu1", nn.ReLU())]), None), (fuse(tiny([("relu1", nn.ReLU())])),
+                                                                  "conv1 -> relu1 -> pool1 as ConvReLUMaxPool2d")):
+        answer = ask(server.create_app(model), "/explain/cell", seven, block="features.pool1", channel=1, row=6,
+                     col=7).get_json()
+        assert answer["fused"] == fused and (answer["served"] is None) == (fused is None)
+        steps = ["Conv2d", "ReLU", "MaxPool2d"] + (["ConvReLUMaxPool2d"] if fused else [])
+        assert [step["step"] for step in answer["code"]] == steps
+
+
+def test_a_layer_of_a_class_of_ones_own_is_shown_with_its_own_code(seven):
+    own = tiny([("relu1", ReLUOfMine())])
+    answer = ask(server.create_app(own), "/explain/cell", seven, block="features.pool1", channel=1, row=6, col=7)
+    assert answer.status_code == 200, answer.get_json()
+    answer = answer.get_json()
+    assert answer["served"] is None and answer["fused"] is None
+    assert [step["step"] for step in answer["code"]] == ["Conv2d", "ReLUOfMine", "MaxPool2d"]
+    assert answer["code"][1]["function"] == "ReLUOfMine.forward"
+    assert answer["code"][1]["where"].startswith("tests/test_explain_serve.py#L")
+
+
 def test_a_class_answer_is_saliency_and_grad_cam_as_explain_class_computes_them(model, seven):
     app = server.create_app(fuse(model))
     x, raw = preprocess_digit(photo_of_a_seven(), return_raw=True)
@@ -151,6 +189,18 @@ def test_another_pages_question_is_refused_and_the_limits_hold(model, seven, pat
     response = ask(client, path, b"\0" * 2000, block="pool1", channel=0, row=0, col=0)
     assert response.status_code == 413
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_no_answer_to_a_question_is_stored_and_one_hook_sets_every_header(model, seven):
+    app = server.create_app(model)
+    assert len(app.after_request_funcs[None]) == 1           # server.py's, for every route
+    client = app.test_client()
+    for response in (ask(client, "/explain/cell", seven, block="pool1", channel=0, row=0, col=0),
+                     ask(client, "/explain/cell", seven, block="pool9", channel=0, row=0, col=0),
+                     ask(client, "/explain/class", None)):
+        assert response.headers["Cache-Control"] == "no-store", response.status_code
+        assert response.headers["Content-Security-Policy"] == server.SECURITY_HEADERS["Content-Security-Policy"]
+    assert "Cache-Control" not in client.get("/").headers
 
 
 def test_the_page_carries_the_questions_and_loads_nothing_from_elsewhere(model):

@@ -9,6 +9,7 @@ of the checkout). Skips, saying why, without Selenium, Chromium or chromedriver.
 """
 import base64
 import io
+import math
 import os
 import re
 import shutil
@@ -308,17 +309,31 @@ def explained(browser, kind, after=0, timeout=30):
     return int(browser.execute_script("return Number(document.body.dataset[arguments[0] + 'Asked'])", kind))
 
 
-def click_cell(browser, block, channel, row, col, touch=False):
-    """Click (or tap) the middle of cell (row, col) of map ``channel`` in the picture of ``block``'s maps."""
+TILE = {"pool1": 15, "pool2": 8}      # a map's side and the pixel between two maps, in the picture of a block
+
+
+def maps_picture(browser, block):
+    """The picture of ``block``'s maps, scrolled into view; its content box (where its pixels are drawn: the
+    element's rect less its borders and padding) in viewport pixels, and its natural size."""
     picture = browser.find_element(By.CSS_SELECTOR, f'figure[data-block="{block}"] img')
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", picture)
-    width, height, columns, size = browser.execute_script(
-        "const p = arguments[0], box = p.getBoundingClientRect();"
-        "return [box.width, box.height, Math.round((p.naturalWidth + 1) / arguments[1]), arguments[1]]",
-        picture, {"pool1": 15, "pool2": 8}[block])
-    natural = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", picture)
-    x = (channel % columns) * size + col + 0.5
-    y = (channel // columns) * size + row + 0.5
+    box, edges, natural = browser.execute_script(
+        "const p = arguments[0], r = p.getBoundingClientRect(), s = getComputedStyle(p);"
+        "return [[r.left, r.top, r.width, r.height], ['Left', 'Top', 'Right', 'Bottom'].map(side =>"
+        "  parseFloat(s[`border${side}Width`]) + parseFloat(s[`padding${side}`])), [p.naturalWidth, p.naturalHeight]]",
+        picture)
+    left, top, width, height = box
+    content = (left + edges[0], top + edges[1], width - edges[0] - edges[2], height - edges[1] - edges[3])
+    return picture, content, natural
+
+
+def click_cell(browser, block, channel, row, col, touch=False):
+    """Click (or tap) the middle of cell (row, col) of map ``channel`` in the picture of ``block``'s maps."""
+    picture, (left, top, width, height), natural = maps_picture(browser, block)
+    columns = round((natural[0] + 1) / TILE[block])
+    x = (channel % columns) * TILE[block] + col + 0.5
+    y = (channel // columns) * TILE[block] + row + 0.5
+    # offsets from the middle of the element's border box, which is the middle of its content box too
     dx, dy = round(x * width / natural[0] - width / 2), round(y * height / natural[1] - height / 2)
     if touch:
         actions = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
@@ -397,6 +412,58 @@ def test_a_clicked_cell_of_each_block_shows_the_numbers_the_network_computed(bro
         browser.find_element(By.ID, "cell").screenshot(str(screenshot_path(f"serve_explain_{block}.png")))
         if block == "pool1":   # the maps, the clicked cell framed on them, and the detail view's steps
             save_region(browser, "#answer h2.inside", "#cell ol", "serve_explain.png")
+
+
+def test_a_click_on_a_cells_last_or_first_screen_pixel_explains_that_cell(browser, url):
+    open_page(browser, url, height=1900)
+    draw(browser, SEVEN)
+    answered(browser, after=0)
+    explained(browser, "why")
+    _, _, (nw, nh) = maps_picture(browser, "pool1")
+    columns, size = round((nw + 1) / TILE["pool1"]), TILE["pool1"] - 1
+    asked = 0
+    # the last pixel of the screen inside the first cell of the first map (the picture's top left), and the
+    # first pixel inside the last cell of the top row's last map (its top right): each within a pixel of
+    # the cell's edge, where a click placed by the border box instead of the content box lands beside it
+    for channel, row, col, corner in ((0, 0, 0, "last"), (columns - 1, 0, size - 1, "first")):
+        _, (left, top, width, height), _ = maps_picture(browser, "pool1")    # the detail view may scroll the page
+        u, v = (channel % columns) * TILE["pool1"] + col, (channel // columns) * TILE["pool1"] + row
+        if corner == "last":
+            x, y = math.ceil(left + (u + 1) * width / nw) - 1, math.ceil(top + (v + 1) * height / nh) - 1
+        else:
+            x, y = math.ceil(left + u * width / nw), math.ceil(top + v * height / nh)
+        assert (math.floor((x - left) * nw / width), math.floor((y - top) * nh / height)) == (u, v)
+        actions = ActionBuilder(browser)
+        actions.pointer_action.move_to_location(x, y).click()
+        actions.perform()
+        asked = explained(browser, "cell", after=asked)
+        assert shown_cell(browser)["asked"] == {"block": "pool1", "channel": channel, "row": row, "col": col}
+
+
+def test_a_question_asked_while_a_new_drawing_is_read_is_about_the_answer_shown(browser, url, model, tmp_path):
+    open_page(browser, url, height=1900)
+    draw(browser, SEVEN[:4])            # the bar alone: its answer shown
+    answered(browser, after=0)
+    explained(browser, "why")
+    shown = preprocess_digit(pad_png(browser, tmp_path / "bar.png"))
+    browser.execute_script(             # the next answers of /predict wait until released
+        "const real = window.fetch; window.held = [];"
+        "window.fetch = (path, init) => path === 'predict' ? new Promise(go => held.push(() => go(real(path, init))))"
+        "                                                   : real(path, init);")
+    draw(browser, SEVEN[3:])            # then the stem: its image sent, its answer not yet there
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return held.length") == 1)
+    drawn = preprocess_digit(pad_png(browser, tmp_path / "seven.png"))
+    channel, row, col = brightest_cell(model, shown, "pool1")
+    values = [explain.explain_cell(model, x, "pool1", channel, row, col).value for x in (shown, drawn)]
+    assert values[0] != values[1]
+    click_cell(browser, "pool1", channel, row, col)     # on the maps shown, those of the bar
+    asked = explained(browser, "cell")
+    assert shown_cell(browser)["value"] == values[0]
+    browser.execute_script("held.forEach(go => go())")
+    answered(browser, after=1)
+    click_cell(browser, "pool1", channel, row, col)     # on the maps of the seven, now shown
+    explained(browser, "cell", after=asked)
+    assert shown_cell(browser)["value"] == values[1]
 
 
 def test_another_class_changes_the_heat_maps_to_its_own(browser, url, model, tmp_path):

@@ -44,14 +44,15 @@ TOP_CHANNELS = 4   # the input channels of a convolution shown term by term; the
 INPUT_NOTE = (f"x is the 28x28 input normalised as in training, (pixel / 255 - {MNIST_MEAN}) / {MNIST_STD}: the "
               f"black background is {-MNIST_MEAN / MNIST_STD:.3f}; \"pad\" marks the zero padding around it.")
 
-# What computes each kind of step, and the page of docs/ that explains it.
+# What computes each class of step, and the page of docs/ that explains it; any other class (a subclass
+# included: it may compute something else), its own forward.
 STEPS = {
-    "Conv2d": (F.conv2d, "conv2d", "docs/convolution.md#the-definition"),
-    "BatchNorm2d": (None, "BatchNorm2d.forward", "docs/regularisation.md#batchnorm2d"),
-    "ReLU": (F.relu_forward, "relu_forward", "docs/layers.md#relu"),
-    "Dropout": (None, "Dropout.forward", "docs/regularisation.md#dropout"),
-    "MaxPool2d": (F.maxpool2d_forward, "maxpool2d_forward", "docs/layers.md#forward"),
-    "ConvReLUMaxPool2d": (conv2d_relu_maxpool2d, "conv2d_relu_maxpool2d", "docs/backends.md#convrelumaxpool2d"),
+    nn.Conv2d: (F.conv2d, "conv2d", "docs/convolution.md#the-definition"),
+    nn.BatchNorm2d: (None, "BatchNorm2d.forward", "docs/regularisation.md#batchnorm2d"),
+    nn.ReLU: (F.relu_forward, "relu_forward", "docs/layers.md#relu"),
+    nn.Dropout: (None, "Dropout.forward", "docs/regularisation.md#dropout"),
+    nn.MaxPool2d: (F.maxpool2d_forward, "maxpool2d_forward", "docs/layers.md#forward"),
+    nn.ConvReLUMaxPool2d: (conv2d_relu_maxpool2d, "conv2d_relu_maxpool2d", "docs/backends.md#convrelumaxpool2d"),
 }
 
 
@@ -64,12 +65,12 @@ def _numbers(a) -> list:
     return [_numbers(v) for v in a] if np.ndim(a) else (None if math.isnan(a) else float(a))
 
 
-def _code(kind: str, x=None) -> dict:
-    """Where a step of kind ``kind`` is written, and which function ran it on this backend."""
-    function, name, docs = STEPS.get(kind, (None, f"{kind}.forward", None))
-    where = {"step": kind, "function": name, "docs": docs}
+def _code(kind: type, x=None) -> dict:
+    """Where a step of class ``kind`` is written, and which function ran it on this backend."""
+    function, name, docs = STEPS.get(kind, (None, f"{kind.__name__}.forward", None))
+    where = {"step": kind.__name__, "function": name, "docs": docs}
     if function is None:
-        where["where"] = explain.source_lines(getattr(nn, kind).forward)
+        where["where"] = explain.source_lines(kind.forward)
         return where
     where["where"] = explain.source_lines(function)
     ran = get_backend().kernel(name, x)
@@ -84,15 +85,16 @@ def cell_answer(model, x, block, channel, row, col) -> dict:
     conv = cell.conv
     top, rest = conv.order[:TOP_CHANNELS], conv.order[TOP_CHANNELS:]
     i, j = cell.winner
-    kinds = [step.kind for step in cell.chain]
-    fused = next((run for run in describe(model) if run.split(" as ")[0].endswith(cell.block)), None)
-    code = [_code(kind, x) for kind in dict.fromkeys(kinds + ["MaxPool2d"])]
-    if fused is not None:
-        code.append(_code("ConvReLUMaxPool2d", x))
+    layers = dict(explain.layers_one_by_one(model))
+    pool = layers[cell.block]
+    # the module that computed ``served``: the fused one whose last layer is this block's pooling layer
+    fused = next((m for m in model.modules() if isinstance(m, nn.ConvReLU) and m.layers[-1] is pool), None)
+    kinds = [type(layers[step.layer]) for step in cell.chain] + [type(pool)]
+    code = [_code(kind, x) for kind in dict.fromkeys(kinds + ([type(fused)] if fused is not None else []))]
     return {
         "block": cell.block, "channel": cell.channel, "row": cell.row, "col": cell.col,
         "value": cell.value, "served": cell.served,
-        "fused": fused,
+        "fused": None if fused is None else describe(fused)[0],
         "pool": {"layer": cell.block, "rows": cell.rows, "cols": cell.cols, "winner": [i, j]},
         "chain": [{"layer": s.layer, "kind": s.kind, "values": _numbers(s.values), "value": float(s.values[i, j])}
                   for s in cell.chain],
@@ -193,9 +195,3 @@ def register(app, model, lock, max_pixels: int) -> None:
         except BadField as exc:
             return jsonify(error=str(exc)), 400
         return answer(lambda x, raw: class_answer(model, x, raw, target))
-
-    @app.after_request
-    def never_stored(response):
-        if request.path.startswith("/explain/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response

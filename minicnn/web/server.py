@@ -354,7 +354,7 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
     @app.after_request
     def headers(response):
         response.headers.update(SECURITY_HEADERS)
-        if request.path == "/predict":
+        if request.path == "/predict" or request.path.startswith("/explain/"):   # answers about one image
             response.headers["Cache-Control"] = "no-store"
         return response
 
