@@ -8,6 +8,19 @@ import pytest
 
 from minicnn import cli, models, nn, optim, recipes
 from minicnn.gradcheck import gradcheck
+from strategies import tiny_mnist
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """200 training and 20 test images of noise: the recipe tests train and evaluate in a moment."""
+    return tiny_mnist(tmp_path_factory.mktemp("data") / "mnist", train=200, test=20)
+
+
+@pytest.fixture(autouse=True)
+def _on_small_data(small_data, monkeypatch):
+    """Every command here reads the small data set (MINICNN_DATA), not the bundled 60,000 + 10,000 images."""
+    monkeypatch.setenv("MINICNN_DATA", str(small_data))
+
 
 DEEP_CNN_SHAPES = {
     "conv1.weight": (32, 1, 5, 5), "conv1.bias": (32,),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
+from strategies import tiny_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,14 @@ def test_one_epoch_on_full_mnist_reaches_98_5_percent(tmp_path):
     assert result["accuracy"] == pytest.approx(metrics["test_accuracy"])
 
 
-def test_quick_run_with_limit_and_validation(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """640 training and 50 test images of noise, for the runs that check the script's options, not its accuracy."""
+    return tiny_mnist(tmp_path_factory.mktemp("data") / "mnist", train=640, test=50)
+
+
+def test_quick_run_with_limit_and_validation(tmp_path, capsys, small_data, monkeypatch):
+    monkeypatch.setenv("MINICNN_DATA", str(small_data))
     metrics = _example().main(["--epochs", "1", "--limit", "640", "--val-split", "0.25", "--quiet",
                                "--no-augment", "--scheduler", "step", "--seed", "3"])
     out = capsys.readouterr().out
@@ -46,7 +54,8 @@ def test_quick_run_with_limit_and_validation(tmp_path, capsys):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
-def test_same_seed_same_run(tmp_path):
+def test_same_seed_same_run(tmp_path, small_data, monkeypatch):
+    monkeypatch.setenv("MINICNN_DATA", str(small_data))
     args = ["--epochs", "1", "--limit", "256", "--quiet", "--batch-size", "32"]
     a = _example().main(args + ["--out", str(tmp_path / "a")])
     b = _example().main(args + ["--out", str(tmp_path / "b")])
