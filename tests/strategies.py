@@ -142,3 +142,21 @@ def tiny_mnist(folder, seed=0, train=20, test=20):
         write_idx(folder / images, rng.integers(0, 256, (count, 28, 28)))
         write_idx(folder / labels, np.arange(count) % 10)
     return folder
+
+
+def run_notebook(path):
+    """Run the notebook at ``path`` top to bottom in a fresh kernel, in its own folder; return its code cells'
+    outputs, after checking that none is an error.  Skips the test where the notebook extra is missing."""
+    import pytest
+
+    why = "the notebook extra is not installed (pip install -e '.[notebook]')"
+    nbformat = pytest.importorskip("nbformat", reason=why)
+    nbclient = pytest.importorskip("nbclient", reason=why)
+    pytest.importorskip("ipykernel", reason=why)
+    notebook = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
+    return outputs

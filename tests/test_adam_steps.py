@@ -12,7 +12,6 @@ import pytest
 import minicnn
 from minicnn.nn import Parameter
 from minicnn.optim import Adam
-from minicnn.optim import adam as adam_module
 from strategies import using
 
 HYPER = dict(lr=0.05, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.0)  # no decay: Numba's fused kernel runs

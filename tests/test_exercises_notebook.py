@@ -6,8 +6,7 @@ should get, each fix passes), so a cell that raises fails this test with the cel
 import json
 from pathlib import Path
 
-import pytest
-
+from strategies import run_notebook
 from test_docs import check_page, links
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "exercises.ipynb"
@@ -28,14 +27,7 @@ def test_the_notebook_links_reach_pages_and_headings():
 
 
 def test_the_notebook_runs_top_to_bottom(monkeypatch, tmp_path):
-    nbformat = pytest.importorskip("nbformat", reason="the notebook extra is not installed (pip install -e '.[notebook]')")
-    nbclient = pytest.importorskip("nbclient", reason="the notebook extra is not installed (pip install -e '.[notebook]')")
-    pytest.importorskip("ipykernel", reason="the notebook extra is not installed (pip install -e '.[notebook]')")
     monkeypatch.setenv("HYPOTHESIS_STORAGE_DIRECTORY", str(tmp_path))  # not examples/.hypothesis
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = run_notebook(NOTEBOOK)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert text.count("FAIL") == 2 and "conv2d_backward: passed" in text and "im2col: passed" in text

@@ -143,7 +143,7 @@ def test_a_class_answer_is_saliency_and_grad_cam_as_explain_class_computes_them(
         heat = colormaps["jet"](why.heat / why.heat.max())[..., :3]
         np.testing.assert_array_equal(gradcam, np.round((0.5 * raw[..., None] / 255 + 0.5 * heat) * 255))
         assert f"score z{why.target} of {why.target}" in answer["text"]["saliency"]
-        assert answer["text"]["gradcam"].startswith(f"Grad-CAM: the 64 maps of relu2 (14x14)")
+        assert answer["text"]["gradcam"].startswith("Grad-CAM: the 64 maps of relu2 (14x14)")
     assert answers[None]["class"] == 7 and answers[1]["class"] == 1
     assert answers[None]["saliency"] != answers[1]["saliency"] and answers[None]["gradcam"] != answers[1]["gradcam"]
 

@@ -7,7 +7,7 @@ so a cell that raises fails this test with the cell's traceback.
 import json
 from pathlib import Path
 
-import pytest
+from strategies import run_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "walkthrough.ipynb"
 
@@ -22,18 +22,11 @@ def test_the_notebook_is_stored_without_outputs():
                              f"(jupyter nbconvert --clear-output --inplace, or the front end's 'Clear All Outputs')")
 
 
-def test_the_notebook_runs_top_to_bottom(monkeypatch, tmp_path):
-    nbformat = pytest.importorskip("nbformat", reason="the notebook extra is not installed (pip install -e '.[notebook]')")
-    nbclient = pytest.importorskip("nbclient", reason="the notebook extra is not installed (pip install -e '.[notebook]')")
-    pytest.importorskip("ipykernel", reason="the notebook extra is not installed (pip install -e '.[notebook]')")
+def test_the_notebook_runs_top_to_bottom(monkeypatch):
     monkeypatch.setenv("MINICNN_WALKTHROUGH_TRAIN", "640")      # ten batches: seconds, not minutes
     monkeypatch.setenv("MINICNN_WALKTHROUGH_TEST", "1000")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
+    outputs = run_notebook(NOTEBOOK)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "test accuracy" in text and "on 1000 images" in text, text[-2000:]
     assert "True" in text  # the gradient check's result
