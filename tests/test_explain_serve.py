@@ -179,6 +179,20 @@ def test_without_a_digit_it_says_to_draw_one_first(model, path):
     assert response.status_code == 422 and response.get_json()["error"].startswith("the image is blank")
 
 
+@pytest.mark.parametrize("path", ["/predict", "/explain/cell", "/explain/class"])
+def test_an_image_sent_as_text_or_not_in_a_form_is_named_as_what_it_is(model, path):
+    """Every route says what came where the image belongs, as /predict does (minicnn.web.form.uploaded_image)."""
+    client = server.create_app(model).test_client()
+    response = client.post(path, data={"image": "iVBORw0KGgo=", "block": "pool1", "channel": "0", "row": "0",
+                                       "col": "0"}, content_type="multipart/form-data")
+    assert response.status_code == 400 and response.get_json() == {
+        "error": "the form field 'image' is text, not a file: send the image as a file (a form part with a filename)"}
+    response = client.post(path, data=b"\x89PNG", content_type="image/png")
+    assert response.status_code == 400 and response.get_json() == {
+        "error": f"no image was sent: {path} takes a form (multipart/form-data) with the image as the file field "
+                 f"'image', not a body of type 'image/png'"}
+
+
 @pytest.mark.parametrize("path", ["/explain/cell", "/explain/class"])
 def test_another_pages_question_is_refused_and_the_limits_hold(model, seven, path):
     app = server.create_app(model, max_upload_mb=0.001)

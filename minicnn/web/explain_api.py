@@ -36,6 +36,7 @@ from minicnn.data.transforms import MNIST_MEAN, MNIST_STD
 from minicnn.nn import functional as F
 from minicnn.nn.fused import conv2d_relu_maxpool2d
 from minicnn.nn.fusion import describe
+from minicnn.web.form import NoImage, uploaded_image
 from minicnn.web.reading import _png_data_url, open_upload, prepare
 
 __all__ = ["TOP_CHANNELS", "cell_answer", "class_answer", "register"]
@@ -141,14 +142,6 @@ def class_answer(model, x, raw, target=None) -> dict:
     }
 
 
-def _image(max_pixels: int):
-    """The network input and the 28x28 digit of the form's ``image``; BadField when there is none."""
-    upload = request.files.get("image")
-    if upload is None:
-        raise BadField("no digit yet: draw or upload a digit first, then ask (the form field 'image' is missing)")
-    return prepare(open_upload(upload.read(), max_pixels))
-
-
 def _whole(name: str, required: bool = True) -> int | None:
     """The form field ``name`` as an int; None when absent and not ``required``."""
     text = request.form.get(name, "")
@@ -162,36 +155,41 @@ def _whole(name: str, required: bool = True) -> int | None:
         raise BadField(f"{name} must be a whole number, got {text[:20]!r}") from None
 
 
+NO_DIGIT = "no digit yet: draw or upload a digit first, then ask (the form field 'image' is missing)"
+
+
 def register(app, model, lock, max_pixels: int) -> None:
     """Add ``/explain/cell`` and ``/explain/class`` to ``app``, running ``model`` under ``lock``."""
 
-    def answer(make):
+    def answer(question, make):
+        """The image is looked for first (what came instead of it is named, as /predict names it), then the
+        question's fields are read (``question()``), then the image is decoded and ``make(x, raw, *fields)``
+        answered under the model's lock."""
         try:
-            x, raw = _image(max_pixels)
-        except BadField as exc:
+            upload = uploaded_image(NO_DIGIT)
+            fields = question()
+        except (BadField, NoImage) as exc:
             return jsonify(error=str(exc)), 400
+        try:
+            x, raw = prepare(open_upload(upload.read(), max_pixels))
         except ValueError as exc:             # not an image, too many pixels, blank
             return jsonify(error=str(exc)), 422
         try:
             with lock:
-                return jsonify(make(x, raw))
+                return jsonify(make(x, raw, *fields))
         except ValueError as exc:             # a block, cell or class out of range
             return jsonify(error=str(exc)), 400
 
+    def cell_question():
+        if not request.form.get("block"):
+            raise BadField("the form field 'block' is missing: say which block's map to explain (pool1, say)")
+        return [request.form["block"], *(_whole(name) for name in ("channel", "row", "col"))]
+
     @app.post("/explain/cell")
     def explain_a_cell():
-        try:
-            if not request.form.get("block"):
-                raise BadField("the form field 'block' is missing: say which block's map to explain (pool1, say)")
-            cell = [_whole(name) for name in ("channel", "row", "col")]
-        except BadField as exc:
-            return jsonify(error=str(exc)), 400
-        return answer(lambda x, raw: cell_answer(model, x, request.form["block"], *cell))
+        return answer(cell_question, lambda x, raw, *cell: cell_answer(model, x, *cell))
 
     @app.post("/explain/class")
     def explain_a_class():
-        try:
-            target = _whole("class", required=False)
-        except BadField as exc:
-            return jsonify(error=str(exc)), 400
-        return answer(lambda x, raw: class_answer(model, x, raw, target))
+        return answer(lambda: [_whole("class", required=False)],
+                      lambda x, raw, target: class_answer(model, x, raw, target))

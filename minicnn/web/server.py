@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import threading
 
-from flask import Flask, Request, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
-from werkzeug.formparser import FormDataParser
 
 from minicnn.backend import get_backend
 from minicnn.web import explain_api
+from minicnn.web.form import (MAX_FORM_PARTS, MAX_FORM_TEXT_BYTES, FormRequest, NoImage, TextFieldTooLarge,
+                              TooManyParts, shown, uploaded_image)
 from minicnn.web.hosts import LOOPBACK_NAMES, HostRule, is_loopback, same_origin
 from minicnn.web.listening import (DEFAULT_HOST, DEFAULT_PORT, IDLE_TIMEOUT_S, MAX_CONNECTIONS, REQUEST_TIMEOUT_S,
                                    TooSlow, connection_cap, listen)
@@ -60,8 +61,6 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_PORT", "HostRule", 
 
 DEFAULT_MAX_UPLOAD_MB = 16
 MAX_UPLOAD_MB = 1024          # the largest --max-upload-mb: an upload is read into memory whole
-MAX_FORM_PARTS = 1000         # the page sends one part; Werkzeug's (and Flask's) default limit
-MAX_FORM_TEXT_BYTES = 500_000  # the largest text (not file) field of a form; Flask's default
 
 SECURITY_HEADERS = {
     # Everything the page uses comes from this server, or is a data: or blob: picture it made.
@@ -79,63 +78,6 @@ def _answer_error(message: str, status: int):
 def _refuse(status: int, message: str) -> Response:
     """A refusal before the application looks at the request: one line of plain text."""
     return Response(f"{status} {message}\n", status, mimetype="text/plain")
-
-
-def _shown(value: str, limit: int = 80) -> str:
-    """A header's value, quoted for a message: printable ASCII only, at most ``limit`` characters."""
-    text = "".join(c if " " <= c <= "~" else "?" for c in value)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-# --- the form: its own message for each of Werkzeug's limits ------------------------------------
-
-class TooManyParts(RequestEntityTooLarge):
-    """A form of more parts than ``MAX_FORM_PARTS``."""
-
-
-class TextFieldTooLarge(RequestEntityTooLarge):
-    """A text (not file) field of a form larger than ``MAX_FORM_MEMORY_SIZE``."""
-
-
-class _CountingStream:
-    """The request body as the form parser reads it, counting the parts' boundaries as they pass."""
-
-    def __init__(self, stream, boundary: bytes):
-        self.stream, self.delimiter, self.tail = stream, b"--" + boundary, b""
-        self.delimiters, self.over_size = 0, False
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self.stream.read(size)
-        except RequestEntityTooLarge:
-            self.over_size = True   # a body without a Content-Length that went past MAX_CONTENT_LENGTH
-            raise
-        seen = self.tail + data
-        self.delimiters += seen.count(self.delimiter)
-        self.tail = seen[-(len(self.delimiter) - 1):]
-        return data
-
-
-class _FormParser(FormDataParser):
-    """Werkzeug's form parser, whose too-many-parts and too-large-text errors say which they are."""
-
-    def parse(self, stream, mimetype, content_length, options=None):
-        if mimetype != "multipart/form-data":
-            return super().parse(stream, mimetype, content_length, options)
-        counted = _CountingStream(stream, (options or {}).get("boundary", "").encode("ascii", "replace"))
-        try:
-            _, form, files = super().parse(counted, mimetype, content_length, options)
-        except RequestEntityTooLarge:
-            if counted.over_size:
-                raise
-            if self.max_form_parts is not None and counted.delimiters > self.max_form_parts:
-                raise TooManyParts() from None
-            raise TextFieldTooLarge() from None
-        return stream, form, files
-
-
-class _Request(Request):
-    form_data_parser_class = _FormParser
 
 
 # --- the application -------------------------------------------------------------------------
@@ -157,7 +99,7 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
     if not max_upload_mb <= MAX_UPLOAD_MB:
         raise ValueError(f"max_upload_mb must be at most {MAX_UPLOAD_MB} megabytes, got {max_upload_mb!r}")
     app = Flask(__name__)
-    app.request_class = _Request
+    app.request_class = FormRequest
     app.config.update(MAX_CONTENT_LENGTH=int(max_upload_mb * 2**20), MAX_FORM_PARTS=MAX_FORM_PARTS,
                       MAX_FORM_MEMORY_SIZE=MAX_FORM_TEXT_BYTES, MINICNN_HOSTS=LOOPBACK_NAMES)
     lock = threading.Lock()  # layers keep per-call state, so one forward pass at a time
@@ -166,14 +108,14 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
     def only_this_server_and_its_page():
         host, rule = request.environ.get("HTTP_HOST"), app.config["MINICNN_HOSTS"]
         if not rule.accepts(host, 443 if request.scheme == "https" else 80):
-            named = "a request without a Host header" if host is None else f"the Host {_shown(host)}"
+            named = "a request without a Host header" if host is None else f"the Host {shown(host)}"
             return _refuse(421, f"Misdirected Request: this server answers to {rule.describe()}, not to {named}")
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return None
         own = f"{request.scheme}://{host}"
         origin = request.headers.get("Origin")
         if origin is not None and not same_origin(origin, request.scheme, host):
-            return _refuse(403, f"Forbidden: a page from {_shown(origin)} may not use this server; only its own "
+            return _refuse(403, f"Forbidden: a page from {shown(origin)} may not use this server; only its own "
                                 f"page, {own}, may")
         site = request.headers.get("Sec-Fetch-Site", "").lower()
         if site in ("cross-site", "same-site"):
@@ -189,16 +131,10 @@ def create_app(model, title: str = "minicnn", max_upload_mb: float = DEFAULT_MAX
 
     @app.post("/predict")
     def predict():
-        upload = request.files.get("image")
-        if upload is None:
-            if "image" in request.form:
-                return _answer_error("the form field 'image' is text, not a file: send the image as a file "
-                                     "(a form part with a filename)", 400)
-            if request.mimetype != "multipart/form-data":
-                sent = f"a body of type {_shown(request.mimetype)}" if request.mimetype else "a body of no type"
-                return _answer_error(f"no image was sent: /predict takes a form (multipart/form-data) with the "
-                                     f"image as the file field 'image', not {sent}", 400)
-            return _answer_error("no image was sent: the form field 'image' is missing", 400)
+        try:
+            upload = uploaded_image("no image was sent: the form field 'image' is missing")
+        except NoImage as exc:
+            return _answer_error(str(exc), 400)
         try:
             image = open_upload(upload.read(), max_pixels)
             with lock:
